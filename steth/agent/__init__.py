@@ -1,0 +1,1 @@
+"""steth-agent: the daemon that runs probes on one node."""

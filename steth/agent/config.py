@@ -1,0 +1,129 @@
+"""Agent configuration: a TOML file, then STETH_* environment variables on top."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from steth.schemas.subjects import NODE_NAME_RE, ROLE_RE
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NatsConfig(_Section):
+    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds: str | None = None
+    nkey_seed: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    connect_timeout_s: float = Field(2.0, gt=0, le=60)
+
+
+class PolicyConfig(_Section):
+    allow_mutating: bool = False
+
+
+class MetricsConfig(_Section):
+    listen: str | None = None  # "10.99.0.11:9273"; None: no metrics endpoint
+
+
+class AgentConfig(_Section):
+    node: str = Field(default_factory=socket.gethostname)
+    roles: list[str] = Field(default_factory=list)
+    data_plane: str | None = None  # CIDR or interface name; None: the default route's interface
+    heartbeat_s: float = Field(5.0, ge=0.2, le=300)
+    presence_ttl_s: float = Field(15.0, ge=1, le=3600)
+    log_level: str = "info"
+    # Requests of one probe that may run at once; "default" applies to probes not listed.
+    concurrency: dict[str, int] = Field(default_factory=lambda: {"default": 4})
+    nats: NatsConfig = Field(default_factory=NatsConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("node")
+    @classmethod
+    def _node_name(cls, v: str) -> str:
+        if not NODE_NAME_RE.match(v):
+            raise ValueError(f"invalid node name {v!r}: use letters, digits, '.', '-' and '_'")
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, v: list[str]) -> list[str]:
+        for role in v:
+            if not ROLE_RE.match(role):
+                raise ValueError(f"invalid role {role!r}: use lower-case letters, digits, '-' and '_'")
+        return v
+
+    @field_validator("concurrency")
+    @classmethod
+    def _limits(cls, v: dict[str, int]) -> dict[str, int]:
+        for probe, n in v.items():
+            if not 1 <= n <= 256:
+                raise ValueError(f"concurrency for {probe!r} must be 1..256, not {n}")
+        return {"default": 4, **v}
+
+    def concurrency_for(self, probe: str) -> int:
+        return self.concurrency.get(probe, self.concurrency["default"])
+
+
+def _coerce(text: str, annotation: Any) -> Any:
+    """An environment string as the type the field wants: lists are comma-separated."""
+    kind = str(annotation)
+    if kind.startswith("list"):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if "bool" in kind:
+        return text.strip().lower() in ("1", "true", "yes", "on")
+    return text
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """STETH_NODE, STETH_ROLES=a,b, STETH_NATS_SERVERS=u1,u2, STETH_POLICY_ALLOW_MUTATING=true, ..."""
+    environ = dict(os.environ if environ is None else environ)
+    out: dict[str, Any] = {}
+    for name, field in AgentConfig.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, _Section):
+            for sub_name, sub_field in sub.model_fields.items():
+                key = f"STETH_{name}_{sub_name}".upper()
+                if key in environ:
+                    out.setdefault(name, {})[sub_name] = _coerce(environ[key], sub_field.annotation)
+        else:
+            key = f"STETH_{name}".upper()
+            if key in environ and name != "concurrency":
+                out[name] = _coerce(environ[key], field.annotation)
+    return out
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(path: str | Path | None, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Read the file (if any), apply the environment, validate. Raises ValueError with a clear message."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ValueError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+    return AgentConfig.model_validate(_merge(data, env_overrides(environ)))

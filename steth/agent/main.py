@@ -1,0 +1,89 @@
+"""steth-agent: run the daemon, or check a config file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+import click
+
+
+def _load_or_exit(path: str | None):
+    from pydantic import ValidationError
+
+    from steth.agent.config import load
+    from steth.schemas.types import describe_validation_error
+
+    try:
+        return load(path)
+    except ValidationError as exc:
+        click.echo(f"steth-agent: bad configuration: {describe_validation_error(exc, limit=10)}", err=True)
+    except ValueError as exc:
+        click.echo(f"steth-agent: {exc}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """The steth agent: answers probe requests from NATS on this node."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="STETH_CONFIG",
+              help="TOML config file (STETH_* variables override it).")  # fmt: skip
+def run(config_path: str | None) -> None:
+    """Run the agent until SIGTERM or SIGINT, then drain in-flight requests and leave presence."""
+    config = _load_or_exit(config_path)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format=f"%(asctime)s {config.node} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(_serve(config))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(config) -> None:
+    from steth.agent.runtime import AgentRuntime
+    from steth.natsconn import NatsUnavailable
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runtime = AgentRuntime(config)
+    while True:  # the first connection: keep trying until a server answers or we are told to stop
+        try:
+            await runtime.start()
+            break
+        except NatsUnavailable as exc:
+            logging.getLogger("steth.agent").error("%s; retrying in 2 s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=2)
+                return
+            except asyncio.TimeoutError:
+                continue
+    await stop.wait()
+    await runtime.stop()
+
+
+@main.command("check-config")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="STETH_CONFIG",
+              help="TOML config file to check (with STETH_* overrides applied).")  # fmt: skip
+def check_config(config_path: str | None) -> None:
+    """Validate the config and print the effective settings as JSON (secrets hidden)."""
+    config = _load_or_exit(config_path)
+    shown = config.model_dump()
+    for key in ("password", "token"):
+        if shown["nats"].get(key):
+            shown["nats"][key] = "***"
+    click.echo(json.dumps(shown, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Running external tools safely: argv lists only, a timeout, a process group killed at the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+@dataclass
+class Completed:
+    argv: list[str]
+    returncode: int | None  # None: killed at the deadline
+    stdout: str
+    stderr: str
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+def in_netns(netns: str | None, argv: list[str]) -> list[str]:
+    """Prefix argv to run inside a named network namespace (names are validated by the schemas)."""
+    return ["ip", "netns", "exec", netns, *argv] if netns else argv
+
+
+async def run(argv: list[str], timeout: float, *, netns: str | None = None) -> Completed:
+    """Run argv in its own process group; on timeout or cancellation, kill the whole group."""
+    argv = in_netns(netns, argv)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{argv[0]} is not installed") from None
+    except PermissionError:
+        raise ToolMissing(f"{argv[0]} cannot be run: permission denied") from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=max(0.05, timeout))
+        return Completed(argv, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+    except asyncio.TimeoutError:
+        await kill_group(proc)
+        return Completed(argv, None, "", f"{argv[0]} killed at the deadline ({timeout:.1f} s)")
+    except BaseException:
+        await kill_group(proc)
+        raise
+
+
+async def kill_group(proc: asyncio.subprocess.Process) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=5)
+    except asyncio.TimeoutError:
+        pass

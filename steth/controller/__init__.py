@@ -1,0 +1,1 @@
+"""steth: the controller CLI. Never imports agent code."""

@@ -1,0 +1,101 @@
+"""The `steth` command. Subcommands are imported only when run, so `steth --help` starts fast."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+# name -> (module under steth.controller.commands, one-line help shown by `steth --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "agents": ("agents", "List the agents in presence: roles, version, addresses, heartbeat age."),
+    "ping": ("ping", "Ping targets from the selected nodes; loss above --max-loss is a finding."),
+    "mesh": ("mesh", "Every selected node pings every other: a loss and RTT matrix."),
+    "probes": ("probes", "List the probe types, or show one's parameters and result."),
+    "hello": ("hello", "Ask the selected agents to answer: who is reachable over NATS right now."),
+    "lab": ("lab", "A real local fleet in network namespaces: up, status, env, down."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"steth.controller.commands.{COMMANDS[name][0]}")
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--nats-url", envvar="STETH_NATS_URL", metavar="URL[,URL]",
+              help="NATS server(s). Default: STETH_NATS_URL, the config file, a running lab, nats://127.0.0.1:4222.")
+@click.option("--config", "config_path", envvar="STETH_CONFIG", metavar="FILE",
+              help="Controller config (TOML, [nats] table). Default: ~/.config/steth/steth.toml, /etc/steth/steth.toml.")
+@click.option("--user", envvar="STETH_NATS_USER", help="NATS user name.")
+@click.option("--password", envvar="STETH_NATS_PASSWORD", help="NATS password (prefer the variable).")
+@click.option("--creds", envvar="STETH_NATS_CREDS", metavar="FILE", help="NATS credentials file (JWT and nkey).")
+@click.option("--nkey-seed", envvar="STETH_NATS_NKEY_SEED", metavar="FILE", help="File holding an nkey seed.")
+@click.option("--tls-ca", envvar="STETH_NATS_TLS_CA", metavar="FILE", help="CA bundle to verify the server.")
+@click.option("--tls-cert", envvar="STETH_NATS_TLS_CERT", metavar="FILE", help="Client certificate (mutual TLS).")
+@click.option("--tls-key", envvar="STETH_NATS_TLS_KEY", metavar="FILE", help="Client key (mutual TLS).")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default=None,
+              help="Output format (also accepted after the command).")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=None, metavar="S",
+              help="Seconds to wait for replies (default: from the probe and its params).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, **options) -> None:
+    """steth: probe OpenStack networking from every node at once.
+
+    Agents on the compute and network nodes answer over NATS; steth broadcasts a probe, gathers the
+    replies by a deadline and names every node that did not answer.
+
+    \b
+    Exit codes: 0 all ok, 1 findings, 2 usage, 3 incomplete (no reply, timeout, aborted, invalid),
+                4 steth could not work (NATS unreachable, OpenStack API error).
+
+    \b
+    Examples:
+      steth agents
+      steth ping node:compute-2 10.0.0.1 --role compute -o json
+      steth mesh --role compute
+    """
+    ctx.obj = options
+
+
+def _debug_requested() -> bool:
+    return "--debug" in sys.argv or os.environ.get("STETH_DEBUG", "") not in ("", "0")
+
+
+def main() -> None:
+    from steth.controller.errors import EXIT_UNAVAILABLE, StethError
+
+    try:
+        cli.main(prog_name="steth", standalone_mode=True)
+    except StethError as exc:
+        if _debug_requested():
+            raise
+        click.echo(f"steth: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # includes NatsUnavailable
+        if _debug_requested():
+            raise
+        from steth.natsconn import NatsUnavailable
+
+        if isinstance(exc, NatsUnavailable):
+            click.echo(f"steth: error: {exc} (check --nats-url or STETH_NATS_URL)", err=True)
+        else:
+            click.echo(f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+
+
+if __name__ == "__main__":
+    main()

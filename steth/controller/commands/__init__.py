@@ -1,0 +1,1 @@
+"""One module per `steth` subcommand; each defines `command`."""

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+
+import click
+
+from steth.controller.errors import StethError
+from steth.controller.output import table
+
+
+@click.group("lab")
+def command() -> None:
+    """A real local fleet for demos, tests and benchmarks.
+
+    As root, each node is a network namespace (compute-1, ..., network-1) with a management and a
+    data-plane interface; nats-server with JetStream runs on the management bridge and one steth-agent
+    runs in each namespace. While a lab is up, `steth` finds its NATS server with no flags.
+    """
+
+
+@command.command("up")
+@click.option("--compute", type=click.IntRange(0, 64), default=2, show_default=True, help="Compute nodes.")
+@click.option("--network", type=click.IntRange(0, 16), default=1, show_default=True, help="Network nodes.")
+@click.option("--mgmt-cidr", default="10.99.0.0/24", show_default=True, help="Management network (NATS).")
+@click.option("--data-cidr", default="10.98.0.0/24", show_default=True, help="Data-plane fabric.")
+@click.option("--heartbeat", type=click.FloatRange(0.2, 60), default=1.0, show_default=True, metavar="S",
+              help="Agents' heartbeat interval (presence TTL is three of them).")  # fmt: skip
+@click.option("--allow-mutating", is_flag=True, help="Let the agents run probes that change the host.")
+def up_cmd(compute: int, network: int, mgmt_cidr: str, data_cidr: str, heartbeat: float, allow_mutating: bool) -> None:
+    """Build the fleet; returns once every agent is present."""
+    from steth.lab import fleet
+
+    if compute + network == 0:
+        raise click.UsageError("a lab needs at least one node")
+    try:
+        state = fleet.up(compute, network, mgmt_cidr, data_cidr, heartbeat, allow_mutating,
+                         progress=lambda m: click.echo(f"lab: {m}", err=True))  # fmt: skip
+    except fleet.LabError as exc:
+        raise StethError(f"lab up failed: {exc}") from None
+    names = ", ".join(n["name"] for n in state["nodes"])
+    click.echo(f"lab up: {len(state['nodes'])} nodes ({names}), NATS at {state['nats_url']}")
+
+
+@command.command("down")
+def down_cmd() -> None:
+    """Remove everything the lab made (namespaces, links, processes, files). Idempotent."""
+    from steth.lab import fleet
+
+    click.echo("lab down: removed" if fleet.down() else "lab down: nothing to remove")
+
+
+@command.command("status")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def status_cmd(output: str) -> None:
+    """Each node's name, roles, namespace, agent pid, management and data-plane addresses."""
+    from steth.lab import fleet
+
+    st = fleet.status()
+    if output == "json":
+        click.echo(json.dumps(st or {"up": False, "nodes": []}, indent=2))
+    elif not st:
+        click.echo("no lab")
+    else:
+        click.echo(f"lab {'up' if st['up'] else 'NOT up (incomplete)'}; NATS {st['nats_url']} "
+                   f"({'running' if st['nats_running'] else 'not running'})")  # fmt: skip
+        rows = [[n["name"], ",".join(n["roles"]), n["namespace"] or "-", n["agent_pid"] or "-",
+                 "running" if n["agent_running"] else "stopped", n["mgmt_address"], n["data_address"]]
+                for n in st["nodes"]]  # fmt: skip
+        click.echo(table(["NODE", "ROLES", "NAMESPACE", "PID", "AGENT", "MGMT", "DATA"], rows))
+    click.get_current_context().exit(0 if st and st["up"] else 3)
+
+
+@command.command("env")
+def env_cmd() -> None:
+    """Print the shell variables that point steth at the lab: eval "$(steth lab env)"."""
+    from steth.lab.state import load_state
+
+    state = load_state()
+    if not state or not state.get("up"):
+        raise StethError("no lab is up (steth lab up)", 3)
+    click.echo(f"export STETH_NATS_URL={state['nats_url']}")

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import click
+
+from steth.controller.errors import UsageError
+from steth.controller.output import emit_document, table
+from steth.controller.params import option_name
+
+
+BOUND_ATTRS = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
+
+
+def describe(spec) -> dict:
+    params = []
+    for name, field in spec.params.model_fields.items():
+        bounds = {attr: getattr(m, attr) for m in field.metadata for attr in BOUND_ATTRS if hasattr(m, attr)}
+        params.append({
+            "name": name, "option": option_name(name)[0], "type": _type_name(field.annotation),
+            "required": field.is_required(), "default": None if field.is_required() else field.default,
+            "bounds": bounds, "description": field.description or "",
+        })  # fmt: skip
+    return {
+        "name": spec.name, "summary": spec.summary, "mutating": spec.mutating, "max_timeout_s": spec.max_timeout_s,
+        "tools": list(spec.tools), "params": params, "result": spec.result.model_json_schema(),
+    }  # fmt: skip
+
+
+def _type_name(annotation) -> str:
+    text = str(annotation)
+    return text.replace("typing.", "").replace("<class '", "").replace("'>", "").replace("Annotated[", "")[:60]
+
+
+@click.group("probes", invoke_without_command=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@click.pass_context
+def command(ctx: click.Context, output: str) -> None:
+    """The probe types agents offer, from their declarations (`steth probes show NAME` for one)."""
+    if ctx.invoked_subcommand:
+        return
+    from steth.schemas.probes import registry
+
+    specs = registry().values()
+    if output == "table":
+        click.echo(table(["PROBE", "MUTATING", "SUMMARY"], [[s.name, "yes" if s.mutating else "no", s.summary] for s in specs]))
+    else:
+        emit_document({"probes": [describe(s) for s in specs]}, output)
+
+
+@command.command("show")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+def show(name: str, output: str) -> None:
+    """One probe's parameters (with bounds and defaults), result fields and limits."""
+    from steth.schemas.probes import get, registry
+
+    spec = get(name)
+    if spec is None:
+        raise UsageError(f"no probe {name!r}; known: {', '.join(registry())}")
+    doc = describe(spec)
+    if output != "table":
+        emit_document(doc, output)
+        return
+    click.echo(f"{spec.name}: {spec.summary}")
+    click.echo(f"mutating: {'yes (needs policy.allow_mutating on the agent)' if spec.mutating else 'no'}; "
+               f"longest deadline: {spec.max_timeout_s:g} s" + (f"; runs: {', '.join(spec.tools)}" if spec.tools else ""))  # fmt: skip
+    click.echo("\nparameters:")
+    rows = []
+    for p in doc["params"]:
+        bounds = " ".join(f"{k}={v}" for k, v in p["bounds"].items())
+        default = "required" if p["required"] else repr(p["default"])
+        rows.append([p["option"], p["type"], default, bounds or "-", p["description"]])
+    click.echo(table(["OPTION", "TYPE", "DEFAULT", "BOUNDS", "DESCRIPTION"], rows))
+    click.echo("\nresult fields:")
+    schema = doc["result"]
+    fields = schema.get("properties", {})
+    click.echo(table(["FIELD", "TYPE"], [[k, v.get("type", v.get("$ref", "object").rsplit("/", 1)[-1])] for k, v in fields.items()]))

@@ -1,0 +1,151 @@
+"""Scatter-gather: publish once, collect replies on one inbox until the deadline or everyone answered."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from steth import codec
+from steth.schemas.envelope import INCOMPLETE, Reply, Request, Status
+
+# With no expected set, stop once replies have stopped coming for this long.
+STALL_WINDOW_S = 1.0
+
+
+@dataclass
+class NodeResult:
+    node: str
+    status: Status
+    message: str = ""
+    duration_s: float | None = None
+    result: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node, "status": self.status.value, "message": self.message,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 4), "result": self.result,
+        }  # fmt: skip
+
+
+@dataclass
+class Gathered:
+    probe: str
+    request_id: str
+    elapsed_s: float
+    expected: set[str] | None
+    nodes: list[NodeResult] = field(default_factory=list)
+    undecodable: int = 0
+
+    def by_node(self) -> dict[str, NodeResult]:
+        return {n.node: n for n in self.nodes}
+
+    def summary(self) -> dict[str, int]:
+        counts = {"expected": len(self.expected) if self.expected is not None else None}
+        counts["replied"] = sum(1 for n in self.nodes if n.status is not Status.NO_REPLY)
+        for status in Status:
+            counts[status.value] = sum(1 for n in self.nodes if n.status is status)
+        return counts
+
+    def silent(self) -> list[str]:
+        return [n.node for n in self.nodes if n.status is Status.NO_REPLY]
+
+    def exit_code(self) -> int:
+        from steth.controller.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK
+
+        statuses = {n.status for n in self.nodes}
+        if Status.FAILED in statuses:
+            return EXIT_FINDINGS
+        if statuses & INCOMPLETE or not self.nodes:
+            return EXIT_INCOMPLETE
+        return EXIT_OK
+
+
+async def gather(
+    nc,
+    messages: list[tuple[str, Request]],
+    deadline: float,
+    expected: set[str] | None,
+    *,
+    expected_reasons: dict[str, str] | None = None,
+    stall_window_s: float = STALL_WINDOW_S,
+) -> Gathered:
+    """Send every (subject, request) with one reply inbox; collect one reply per node.
+
+    Only the node name is read while replies arrive (to finish early); replies are validated afterwards.
+    """
+    started = time.monotonic()
+    raw: dict[str, dict] = {}
+    undecodable = 0
+    last_reply = [0.0]
+    everyone = asyncio.Event()
+
+    async def on_reply(msg) -> None:
+        nonlocal undecodable
+        try:
+            data = codec.decode(msg.data, limit=nc.max_payload)
+        except codec.DecodeError:
+            undecodable += 1
+            return
+        node = data.get("node")
+        if not isinstance(node, str) or node in raw:
+            return  # an agent matched by two selectors answers twice: the first reply counts
+        raw[node] = data
+        last_reply[0] = time.monotonic()
+        if expected is not None and expected.issubset(raw):
+            everyone.set()
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=on_reply)
+    try:
+        for subject, request in messages:
+            await nc.publish(subject, codec.encode(request.model_dump(mode="json"), limit=nc.max_payload), reply=inbox)
+        await nc.flush(timeout=max(0.5, deadline - time.time()))
+        await _wait(everyone, deadline, last_reply, stall_window_s if expected is None else None)
+    finally:
+        await sub.unsubscribe()
+
+    request_id = messages[0][1].id if messages else ""
+    result = Gathered(messages[0][1].probe if messages else "", request_id, time.monotonic() - started, expected)
+    result.undecodable = undecodable
+    result.nodes = _classify(raw, expected, expected_reasons or {}, request_id)
+    return result
+
+
+async def _wait(everyone: asyncio.Event, deadline: float, last_reply: list[float], stall: float | None) -> None:
+    while True:
+        remaining = deadline - time.time()
+        if remaining <= 0 or everyone.is_set():
+            return
+        step = remaining if stall is None else min(remaining, stall / 4)
+        try:
+            await asyncio.wait_for(everyone.wait(), timeout=step)
+            return
+        except asyncio.TimeoutError:
+            pass
+        if stall is not None and last_reply[0] and time.monotonic() - last_reply[0] >= stall:
+            return
+
+
+def _classify(raw: dict[str, dict], expected: set[str] | None, reasons: dict[str, str], request_id: str) -> list[NodeResult]:
+    nodes: list[NodeResult] = []
+    for node, data in raw.items():
+        try:
+            reply = Reply.model_validate(data)
+        except ValueError as exc:
+            nodes.append(NodeResult(node, Status.ERROR, f"unreadable reply: {exc.__class__.__name__}"))
+            continue
+        if reply.id and request_id and reply.id != request_id:
+            continue  # a late reply to another request that reused this inbox cannot happen, but be strict
+        row = NodeResult(node, reply.status, reply.message, reply.duration_s, reply.result)
+        if expected is not None and node not in expected:
+            row.message = f"answered ({reply.status.value}) but was not expected" + (
+                f": {reply.message}" if reply.message else ""
+            )
+            row.status = Status.UNEXPECTED
+        nodes.append(row)
+    for node in sorted((expected or set()) - set(raw)):
+        nodes.append(NodeResult(node, Status.NO_REPLY, reasons.get(node, "no reply by the deadline")))
+    nodes.sort(key=lambda n: n.node)
+    return nodes

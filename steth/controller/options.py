@@ -1,0 +1,79 @@
+"""Options every gathering command takes after its name, and the per-command context they build."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+
+from steth.controller.session import Selection
+
+
+@dataclass
+class Invocation:
+    """A command's resolved options: where NATS is, what to select, how to print."""
+
+    group: dict[str, Any]
+    selection: Selection
+    output: str
+    timeout: float | None
+    yes: bool
+
+    def nats_options(self):
+        from steth.controller.settings import resolve_servers
+        from steth.natsconn import NatsOptions
+
+        g = self.group
+        servers, file_nats = resolve_servers(g.get("nats_url"), g.get("config_path"))
+        pick = lambda key: g.get(key) or file_nats.get(key)  # noqa: E731
+        return NatsOptions(
+            servers=servers, user=pick("user"), password=pick("password"), creds=pick("creds"),
+            nkey_seed=pick("nkey_seed"), tls_ca=pick("tls_ca"), tls_cert=pick("tls_cert"), tls_key=pick("tls_key"),
+            name="steth-cli", connect_timeout_s=1.0,
+        )  # fmt: skip
+
+    def session(self):
+        from steth.controller.session import Session
+
+        return Session(self.nats_options())
+
+    def timeout_or(self, default: float) -> float:
+        return self.timeout if self.timeout is not None else default
+
+
+def output_options(f: Callable) -> Callable:
+    f = click.option("--debug", "_debug", is_flag=True, hidden=True)(f)
+    f = click.option("--timeout", type=click.FloatRange(0.1, 3600), default=None, metavar="S",
+                     help="Seconds to wait for replies (default: from the probe and its params).")(f)  # fmt: skip
+    f = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default=None,
+                     help="Output format: a table for people, one JSON/YAML document for scripts.")(f)  # fmt: skip
+    return f
+
+
+def selector_options(f: Callable) -> Callable:
+    f = click.option("--all", "select_all", is_flag=True, help="Every node (the default when no selector is given).")(f)
+    f = click.option("--role", "roles", multiple=True, metavar="ROLE", help="Nodes with this role (repeatable).")(f)
+    f = click.option("--node", "nodes", multiple=True, metavar="NAME", help="This node (repeatable).")(f)
+    return f
+
+
+def gathering_command(f: Callable) -> Callable:
+    """Selectors plus output options; the command gets an `inv: Invocation` first argument."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, nodes=(), roles=(), select_all=False, output=None, timeout=None, _debug=False, yes=False, **kwargs: Any):
+        group = click.get_current_context().find_root().obj or {}
+        selection = Selection(tuple(nodes), tuple(roles), select_all)
+        selection.validate()
+        inv = Invocation(group, selection, output or group.get("output") or "table",
+                         timeout if timeout is not None else group.get("timeout"), yes)  # fmt: skip
+        return f(inv, *args, **kwargs)
+
+    return selector_options(output_options(wrapper))
+
+
+def run_async(coro) -> Any:
+    return asyncio.run(coro)

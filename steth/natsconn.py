@@ -1,0 +1,78 @@
+"""Connecting to NATS the same way from the agent and the CLI: fail fast, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class NatsUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class NatsOptions:
+    servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds: str | None = None  # a .creds file: JWT and nkey seed
+    nkey_seed: str | None = None  # a file holding an nkey seed
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    name: str = "steth"
+    connect_timeout_s: float = 2.0
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            if any(s.startswith("tls://") for s in self.servers):
+                return ssl.create_default_context()
+            return None
+        ctx = ssl.create_default_context(cafile=self.tls_ca or None)
+        if self.tls_cert:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key or None)
+        return ctx
+
+
+async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: Any):
+    """Connect, or raise NatsUnavailable within a few seconds.
+
+    nats-py retries for minutes by default, and forever with reconnects off, so the first connection
+    is bounded by an outer timeout. `persistent` (the agent) keeps reconnecting for good afterwards.
+    """
+    import nats
+
+    kwargs: dict[str, Any] = dict(
+        servers=opts.servers,
+        name=opts.name,
+        connect_timeout=opts.connect_timeout_s,
+        reconnect_time_wait=0.5 if not persistent else 1.0,
+        max_reconnect_attempts=-1 if persistent else 2,
+        allow_reconnect=True,
+        tls=opts.tls_context(),
+        **callbacks,
+    )
+    if opts.user:
+        kwargs.update(user=opts.user, password=opts.password or "")
+    if opts.token:
+        kwargs["token"] = opts.token
+    if opts.creds:
+        kwargs["user_credentials"] = opts.creds
+    if opts.nkey_seed:
+        kwargs["nkeys_seed"] = opts.nkey_seed
+    if "error_cb" not in kwargs:
+        kwargs["error_cb"] = _quiet
+    budget = opts.connect_timeout_s * (len(opts.servers) * 2 + 1) + 1.0
+    try:
+        return await asyncio.wait_for(nats.connect(**kwargs), timeout=budget)
+    except (asyncio.TimeoutError, OSError) as exc:
+        raise NatsUnavailable(f"no NATS server answered at {', '.join(opts.servers)}") from exc
+    except Exception as exc:  # nats-py's own errors: auth, TLS, protocol
+        raise NatsUnavailable(f"cannot connect to NATS at {', '.join(opts.servers)}: {exc}") from exc
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py prints every reconnect error otherwise; the caller reports what matters."""

@@ -1,0 +1,1 @@
+"""The wire contract: pydantic models and subject names only (stdlib + pydantic imports)."""

@@ -1,0 +1,62 @@
+"""Request and reply envelopes, and the statuses a node can report."""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+PROTOCOL_VERSION = 1
+
+
+class Status(str, enum.Enum):
+    OK = "ok"  # ran, all good
+    FAILED = "failed"  # ran, found a problem: a finding
+    INVALID = "invalid"  # bad args or malformed request
+    ABORTED = "aborted"  # could not run: tool, interface or permission missing, or busy
+    UNKNOWN_PROBE = "unknown_probe"
+    TIMEOUT = "timeout"  # ran past the request's deadline
+    ERROR = "error"  # unexpected exception in the agent
+    # Added by the controller, never sent by an agent:
+    NO_REPLY = "no_reply"  # expected (present, or named), silent by the deadline
+    UNEXPECTED = "unexpected"  # answered, but was not in the expected set
+
+
+# Statuses that mean "we do not know the whole answer": exit code 3.
+INCOMPLETE = frozenset(
+    {Status.INVALID, Status.ABORTED, Status.UNKNOWN_PROBE, Status.TIMEOUT, Status.ERROR, Status.NO_REPLY}
+)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Request(BaseModel):
+    v: int = PROTOCOL_VERSION
+    id: str = Field(default_factory=new_request_id, max_length=64)
+    probe: str = Field(max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+    deadline: float  # absolute, seconds since the epoch
+    sender: str = Field(default="", max_length=128)
+    sent: float = Field(default_factory=time.time)
+
+
+class Reply(BaseModel):
+    v: int = PROTOCOL_VERSION
+    id: str = ""
+    node: str
+    probe: str = ""
+    status: Status
+    message: str = ""
+    result: dict[str, Any] | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    agent_version: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.finished - self.started)

@@ -1,0 +1,35 @@
+"""One declaration per probe: params, result, timeouts, mutating or not, table columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from steth.schemas.types import Params, Result
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    key: str  # key of a table row (a dict built from the result)
+    unit: str = ""  # how to render: "ms", "ratio", "bps", "bytes", "" (as is)
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str
+    summary: str
+    params: type[Params]
+    result: type[Result]
+    max_timeout_s: float = 60.0
+    mutating: bool = False
+    # The result field that holds a list of table rows; None: the result itself is one row.
+    rows_key: str | None = None
+    columns: tuple[Column, ...] = ()
+    tools: tuple[str, ...] = ()  # external programs the agent runs for it (docs only)
+    description: str = ""
+    metrics: tuple[str, ...] = field(default=())
+
+    def timeout_for(self, params: Params) -> float:
+        """A request deadline for these params: the probe's own duration plus a margin, capped."""
+        expected = params.expected_duration_s()
+        return min(self.max_timeout_s, expected * 1.2 + 2.0)

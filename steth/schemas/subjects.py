@@ -1,0 +1,40 @@
+"""NATS subject names: the one place that spells them."""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "steth.v1"
+PRESENCE_BUCKET = "steth_presence"
+PRESENCE_EVENTS = f"{PREFIX}.presence"  # .up.<node> / .down.<node>
+RESULTS = f"{PREFIX}.results"
+
+# Node names are Nova/Neutron host strings: host names, possibly fully qualified.
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+ROLE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+PROBE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def token(name: str) -> str:
+    """A node name as one subject token: dots would split it, so they are escaped (reversibly)."""
+    return name.replace("%", "%25").replace(".", "%2E")
+
+
+def req_all(probe: str) -> str:
+    return f"{PREFIX}.req.all.{probe}"
+
+
+def req_role(role: str, probe: str) -> str:
+    return f"{PREFIX}.req.role.{role}.{probe}"
+
+
+def req_node(node: str, probe: str) -> str:
+    return f"{PREFIX}.req.node.{token(node)}.{probe}"
+
+
+def presence_event(kind: str, node: str) -> str:
+    return f"{PRESENCE_EVENTS}.{kind}.{token(node)}"
+
+
+def results(node: str, probe: str) -> str:
+    return f"{RESULTS}.{token(node)}.{probe}"

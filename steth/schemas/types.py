@@ -1,0 +1,44 @@
+"""Bounded value types shared by probe params: nothing here can become an option of a tool."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+
+# Linux interface names: at most 15 bytes, no leading '-', no slashes, spaces or shell metacharacters.
+InterfaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$")]
+# Network namespace names as `ip netns` makes them (qdhcp-<uuid> is 42 characters).
+NetnsName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+
+
+def _ip(value: str) -> str:
+    return str(ipaddress.ip_address(value))
+
+
+IPAddress = Annotated[str, AfterValidator(_ip)]
+
+
+class Params(BaseModel):
+    """Base of every probe's params: unknown keys are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def expected_duration_s(self) -> float:
+        """How long the probe should run with these params; the request deadline adds a margin."""
+        return 1.0
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """A pydantic error as one line: `field: problem; field: problem`."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "value"
+        parts.append(f"{where}: {err['msg']}")
+    more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
+    return "; ".join(parts) + more
