@@ -20,10 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steth.lab.state import lab_dir, load_state, save_state
+from steth.lab.state import lab_dir, lab_name, load_state, namespace_for, save_state
 
-MGMT_BRIDGE = "sthmgmt"
-FABRIC_BRIDGE = "sthfab"
+
+def mgmt_bridge() -> str:
+    return f"{lab_name()}mgmt"
+
+
+def fabric_bridge() -> str:
+    return f"{lab_name()}fab"
 
 
 class LabError(RuntimeError):
@@ -91,24 +96,25 @@ def up(
             _check_free(mgmt)
             _check_free(data)
             nats_host = str(mgmt[1])
-            _bridge(state, MGMT_BRIDGE, f"{nats_host}/{mgmt.prefixlen}")
-            _bridge(state, FABRIC_BRIDGE, None)
+            _bridge(state, mgmt_bridge(), f"{nats_host}/{mgmt.prefixlen}")
+            _bridge(state, fabric_bridge(), None)
         progress("starting nats-server with JetStream")
         state["nats_url"] = _start_nats(state, directory, nats_host)
         save_state(state)
         for k, (name, roles) in enumerate(node_names(compute, network), start=1):
-            node: dict[str, Any] = {"name": name, "roles": roles, "namespace": name if root else None}
+            ns = namespace_for(name)
+            node: dict[str, Any] = {"name": name, "roles": roles, "namespace": ns if root else None}
             if root:
                 progress(f"creating namespace {name}")
                 node["mgmt_address"] = str(mgmt[10 + k])
                 node["data_address"] = str(data[10 + k])
-                _namespace(state, name, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}")
+                _namespace(state, ns, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}")
             else:
                 node["mgmt_address"] = node["data_address"] = "127.0.0.1"
             config = _write_config(directory, name, roles, state["nats_url"], data_cidr if root else "lo",
                                    heartbeat_s, allow_mutating)  # fmt: skip
             node["config"] = str(config)
-            node["pid"] = _start_agent(state, directory, name, config, root)
+            node["pid"] = _start_agent(state, directory, name, config, ns if root else None)
             state["nodes"].append(node)
             save_state(state)
         progress("waiting for every agent's heartbeat")
@@ -135,7 +141,8 @@ def _namespace(state: dict, ns: str, k: int, mgmt_addr: str, data_addr: str) -> 
     save_state(state)
     sh("ip", "netns", "add", ns)
     in_ns(ns, "ip", "link", "set", "lo", "up")
-    for host_end, ns_end, bridge, addr in ((f"sthm{k}", "mgmt0", MGMT_BRIDGE, mgmt_addr), (f"sthf{k}", "data0", FABRIC_BRIDGE, data_addr)):
+    tag = lab_name()
+    for host_end, ns_end, bridge, addr in ((f"{tag}m{k}", "mgmt0", mgmt_bridge(), mgmt_addr), (f"{tag}f{k}", "data0", fabric_bridge(), data_addr)):
         state["links"].append(host_end)
         save_state(state)
         sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", ns)
@@ -179,10 +186,10 @@ def _write_config(directory: Path, name: str, roles: list[str], nats_url: str, p
     return path
 
 
-def _start_agent(state: dict, directory: Path, name: str, config: Path, root: bool) -> int:
+def _start_agent(state: dict, directory: Path, name: str, config: Path, netns: str | None) -> int:
     argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
-    if root:
-        argv = ["ip", "netns", "exec", name, *argv]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
     log = open(directory / f"{name}.log", "ab")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
@@ -210,7 +217,11 @@ def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
 
     missing = asyncio.run(poll())
     if missing:
-        raise LabError(f"agents not present after {timeout:.0f} s: {', '.join(sorted(missing))} (see their logs in {lab_dir()})")
+        first = sorted(missing)[0]
+        log = lab_dir() / f"{first}.log"
+        last = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+        raise LabError(f"agents not present after {timeout:.0f} s: {', '.join(sorted(missing))}"
+                       + (f"; {first} logged: {last[0]}" if last else ""))
 
 
 def _alive(pid: int) -> bool:

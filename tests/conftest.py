@@ -1,0 +1,126 @@
+"""Shared fixtures: a real local fleet (its own lab name and addresses, so it never touches a demo lab)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root (network namespaces)")
+
+# Parallel sessions on one machine pick their own name and subnets with these variables.
+TEST_LAB = os.environ.get("STETH_TEST_LAB_NAME", "stt")
+TEST_MGMT = os.environ.get("STETH_TEST_MGMT_CIDR", "10.97.0.0/24")
+TEST_DATA = os.environ.get("STETH_TEST_DATA_CIDR", "10.96.0.0/24")
+
+
+@dataclass
+class Lab:
+    state: dict
+    extra: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def nats_url(self) -> str:
+        return self.state["nats_url"]
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.state["dir"])
+
+    def node(self, name: str) -> dict:
+        return next(n for n in self.state["nodes"] if n["name"] == name)
+
+    def names(self, role: str | None = None) -> list[str]:
+        return sorted(n["name"] for n in self.state["nodes"] if role is None or role in n["roles"])
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
+        env.update(STETH_LAB_NAME=TEST_LAB, STETH_NATS_URL=self.nats_url, **extra)
+        return env
+
+    def cli(self, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+        """Run the real `steth` CLI in a separate process against this lab."""
+        return subprocess.run([sys.executable, "-m", "steth.controller.cli", *args], capture_output=True,
+                              text=True, timeout=timeout, env=env or self.env())  # fmt: skip
+
+    def cli_json(self, *args: str, **kw) -> tuple[int, dict]:
+        done = self.cli(*args, "-o", "json", **kw)
+        try:
+            return done.returncode, json.loads(done.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(f"not JSON (exit {done.returncode}): {done.stdout!r} {done.stderr!r}") from None
+
+    def in_ns(self, node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        ns = self.node(node)["namespace"]
+        cmd = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+        return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+    def spawn_agent(self, name: str, roles: list[str], netns: str | None = None, heartbeat_s: float = 1.0,
+                    **settings: str) -> subprocess.Popen:  # fmt: skip
+        """An extra agent for tests that stop or kill it (the lab's own agents stay untouched)."""
+        config = self.dir / f"extra-{name}.toml"
+        config.write_text(
+            f'node = "{name}"\nroles = {json.dumps(roles)}\nheartbeat_s = {heartbeat_s}\n'
+            f"presence_ttl_s = {heartbeat_s * 3}\n[nats]\nservers = [\"{self.nats_url}\"]\n"
+        )
+        argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
+        env.update(settings)
+        log = open(self.dir / f"extra-{name}.log", "ab")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        self.extra.append(proc)
+        return proc
+
+    def wait_present(self, names: set[str], timeout: float = 20, absent: bool = False) -> float:
+        """Wait until all names are present (or all absent); returns the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            code, doc = self.cli_json("agents")
+            present = {a["node"] for a in doc.get("agents", [])}
+            if (absent and not (names & present)) or (not absent and names <= present):
+                return time.monotonic() - started
+            time.sleep(0.3)
+        raise AssertionError(f"{'still present' if absent else 'not present'} after {timeout} s: {names}")
+
+    def stop_extra(self) -> None:
+        for proc in self.extra:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGCONT)
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=10)
+        self.extra.clear()
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """compute-1, compute-2 and network-1 with a real nats-server; torn down at the end."""
+    os.environ["STETH_LAB_NAME"] = TEST_LAB
+    from steth.lab import fleet
+
+    fleet.down()
+    state = fleet.up(compute=2, network=1, mgmt_cidr=TEST_MGMT, data_cidr=TEST_DATA, heartbeat_s=1.0)
+    the_lab = Lab(state)
+    try:
+        yield the_lab
+    finally:
+        the_lab.stop_extra()
+        fleet.down()
+
+
+@pytest.fixture
+def extra_agents(lab):
+    yield lab
+    lab.stop_extra()
