@@ -7,15 +7,28 @@ from steth.controller.output import emit_document, table
 from steth.controller.params import option_name
 
 
-BOUND_ATTRS = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
+BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
+              "minItems", "maxItems", "pattern")
+
+
+def _bounds(prop: dict) -> dict:
+    """Limits from the JSON schema (for `X | None`, from the non-null branch)."""
+    for branch in prop.get("anyOf", [prop]):
+        found = {k: branch[k] for k in BOUND_KEYS if k in branch}
+        if branch.get("type") == "array":
+            found.update({f"items.{k}": v for k, v in _bounds(branch.get("items", {})).items()})
+        if found:
+            return found
+    return {}
 
 
 def describe(spec) -> dict:
     params = []
+    schema = spec.params.model_json_schema().get("properties", {})
     for name, field in spec.params.model_fields.items():
-        bounds = {attr: getattr(m, attr) for m in field.metadata for attr in BOUND_ATTRS if hasattr(m, attr)}
+        bounds = _bounds(schema.get(name, {}))
         params.append({
-            "name": name, "option": option_name(name)[0], "type": _type_name(field.annotation),
+            "name": name, "option": option_name(name)[0], "type": _type_name(schema.get(name, {})),
             "required": field.is_required(), "default": None if field.is_required() else field.default,
             "bounds": bounds, "description": field.description or "",
         })  # fmt: skip
@@ -25,9 +38,15 @@ def describe(spec) -> dict:
     }  # fmt: skip
 
 
-def _type_name(annotation) -> str:
-    text = str(annotation)
-    return text.replace("typing.", "").replace("<class '", "").replace("'>", "").replace("Annotated[", "")[:60]
+def _type_name(prop: dict) -> str:
+    """A JSON-schema property as a short type: integer, string, array[string], string|null, a|b (enum)."""
+    if "enum" in prop:
+        return "|".join(map(str, prop["enum"]))
+    if "anyOf" in prop:
+        return "|".join(_type_name(p) for p in prop["anyOf"])
+    if prop.get("type") == "array":
+        return f"array[{_type_name(prop.get('items', {}))}]"
+    return prop.get("type", "any")
 
 
 @click.group("probes", invoke_without_command=True)
