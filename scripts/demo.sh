@@ -2,8 +2,9 @@
 # The main job: bring a local fleet up, run steth against it, tear it down (also on Ctrl-C or failure).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh || exit $?
 export PATH="$PWD/.venv/bin:$PATH"
+unset STETH_LAB_NAME STETH_NATS_URL
 trap 'steth lab down >/dev/null' EXIT
 steth lab down >/dev/null
 steth lab up --compute 2 --network 1 || exit $?
@@ -11,4 +12,11 @@ run() { echo; echo "\$ $*"; "$@"; echo "(exit $?)"; }
 run steth agents
 run steth ping node:compute-2 node:network-1 --role compute --count 3
 run steth mesh
-run steth mesh -o json
+echo; echo "\$ steth mesh --count 5 -o json   # summary and the first two pairs"
+steth mesh --count 5 -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"summary": d["summary"], "pairs": d["pairs"][:2]}, indent=1))'
+# A silent node is named, not waited for: freeze network-1's agent and ask everyone.
+pid=$(steth lab status -o json | python3 -c 'import json,sys; print(next(n["agent_pid"] for n in json.load(sys.stdin)["nodes"] if n["name"]=="network-1"))')
+echo; echo "# freezing network-1's agent (SIGSTOP)"
+kill -STOP -- "-$pid"
+run steth hello --timeout 2
+kill -CONT -- "-$pid"

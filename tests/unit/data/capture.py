@@ -49,6 +49,8 @@ def main() -> None:
         ns("ip", "addr", "add", "fd00:86::1/64", "dev", "h1a")
         ns("ip", "link", "set", "h1a", "up")
         ns("ip", "link", "set", "h1b", "up")
+        ns("ip", "link", "add", "h1down", "type", "veth", "peer", "name", "h1down-p")  # left down
+        ns("ip", "addr", "add", "10.86.2.1/24", "dev", "h1down")
         ns("ip", "route", "add", "default", "via", "10.86.1.254", "dev", "h1a")
         ns("nft", "add", "table", "inet", "h1t")
         ns("nft", "add", "chain", "inet", "h1t", "in", "{ type filter hook input priority 0; }")
