@@ -76,14 +76,22 @@ def up(
     heartbeat_s: float = 1.0,
     allow_mutating: bool = False,
     progress=lambda msg: None,
+    ovs: bool = False,
+    trunks: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Build the fleet and return its state once every agent is present."""
+    """Build the fleet and return its state once every agent is present.
+
+    ovs=True adds an Open vSwitch fabric (steth.lab.ovs): each node's trunk0 is a trunk port
+    (VLANs `trunks`) of one OVS bridge in the lab's switch namespace.
+    """
     existing = load_state()
     if existing and existing.get("up"):
         raise LabError(f"a lab is already up ({lab_dir()}): run `steth lab down` first")
     if existing:
         down(progress)  # a crashed earlier attempt: clear it first
     root = os.geteuid() == 0
+    if ovs and not root:
+        raise LabError("the Open vSwitch fabric needs root (network namespaces)")
     directory = lab_dir()
     directory.mkdir(parents=True, exist_ok=True)
     mgmt, data = ipaddress.ip_network(mgmt_cidr), ipaddress.ip_network(data_cidr)
@@ -98,6 +106,11 @@ def up(
             nats_host = str(mgmt[1])
             _bridge(state, mgmt_bridge(), f"{nats_host}/{mgmt.prefixlen}")
             _bridge(state, fabric_bridge(), None)
+            if ovs:
+                from steth.lab import ovs as lab_ovs
+
+                progress("starting the Open vSwitch fabric")
+                lab_ovs.fabric_up(state, list(trunks or lab_ovs.DEFAULT_TRUNKS))
         progress("starting nats-server with JetStream")
         state["nats_url"] = _start_nats(state, directory, nats_host)
         save_state(state)
@@ -109,6 +122,10 @@ def up(
                 node["mgmt_address"] = str(mgmt[10 + k])
                 node["data_address"] = str(data[10 + k])
                 _namespace(state, ns, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}")
+                if state.get("ovs"):
+                    from steth.lab import ovs as lab_ovs
+
+                    node["trunk_port"] = lab_ovs.attach_node(state, ns, k)
             else:
                 node["mgmt_address"] = node["data_address"] = "127.0.0.1"
             config = _write_config(directory, name, roles, state["nats_url"], data_cidr if root else "lo",
@@ -267,6 +284,10 @@ def down(progress=lambda msg: None) -> bool:
         _stop_pid(state["pids"][name])
     if "nats-server" in state.get("pids", {}):
         _stop_pid(state["pids"]["nats-server"])
+    if state.get("ovs"):
+        from steth.lab import ovs as lab_ovs
+
+        lab_ovs.fabric_down(state)
     for ns in reversed(state.get("netns", [])):
         for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
             _stop_pid(int(pid), grace=1)
@@ -290,5 +311,10 @@ def status() -> dict[str, Any] | None:
         }
         for n in state.get("nodes", [])
     ]  # fmt: skip
-    return {"up": state.get("up", False), "dir": state.get("dir"), "nats_url": state.get("nats_url"),
-            "nats_running": _alive(state.get("pids", {}).get("nats-server", 0)), "nodes": nodes}  # fmt: skip
+    found = {"up": state.get("up", False), "dir": state.get("dir"), "nats_url": state.get("nats_url"),
+             "nats_running": _alive(state.get("pids", {}).get("nats-server", 0)), "nodes": nodes}  # fmt: skip
+    if state.get("ovs"):
+        from steth.lab import ovs as lab_ovs
+
+        found["ovs"] = lab_ovs.fabric_status(state)
+    return found

@@ -26,15 +26,24 @@ def command() -> None:
 @click.option("--heartbeat", type=click.FloatRange(0.2, 60), default=1.0, show_default=True, metavar="S",
               help="Agents' heartbeat interval (presence TTL is three of them).")  # fmt: skip
 @click.option("--allow-mutating", is_flag=True, help="Let the agents run probes that change the host.")
-def up_cmd(compute: int, network: int, mgmt_cidr: str, data_cidr: str, heartbeat: float, allow_mutating: bool) -> None:
+@click.option("--ovs", is_flag=True, help="Add an Open vSwitch fabric: each node's trunk0 is a trunk port of one OVS bridge.")
+@click.option("--trunks", default="0,100,101,102", show_default=True, metavar="VLANS",
+              help="VLANs the --ovs trunk ports carry (0: untagged), e.g. 0,100-110.")  # fmt: skip
+def up_cmd(compute: int, network: int, mgmt_cidr: str, data_cidr: str, heartbeat: float, allow_mutating: bool,
+           ovs: bool, trunks: str) -> None:  # fmt: skip
     """Build the fleet; returns once every agent is present."""
     from steth.lab import fleet
+    from steth.lab.ovs import parse_trunks
 
     if compute + network == 0:
         raise click.UsageError("a lab needs at least one node")
     try:
+        vlans = parse_trunks(trunks)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         state = fleet.up(compute, network, mgmt_cidr, data_cidr, heartbeat, allow_mutating,
-                         progress=lambda m: click.echo(f"lab: {m}", err=True))  # fmt: skip
+                         progress=lambda m: click.echo(f"lab: {m}", err=True), ovs=ovs, trunks=vlans)  # fmt: skip
     except fleet.LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
     names = ", ".join(n["name"] for n in state["nodes"])
@@ -67,6 +76,10 @@ def status_cmd(output: str) -> None:
                  "running" if n["agent_running"] else "stopped", n["mgmt_address"], n["data_address"]]
                 for n in st["nodes"]]  # fmt: skip
         click.echo(table(["NODE", "ROLES", "NAMESPACE", "PID", "AGENT", "MGMT", "DATA"], rows))
+        if st.get("ovs"):
+            o = st["ovs"]
+            click.echo(f"OVS fabric: bridge {o['bridge']} in namespace {o['netns']} ({'running' if o['running'] else 'NOT running'}), "
+                       f"db {o['db']}, trunk0 of each node carries VLANs {','.join(map(str, o['trunks']))}")  # fmt: skip
     click.get_current_context().exit(0 if st and st["up"] else 3)
 
 

@@ -12,7 +12,6 @@ from steth.schemas.probes.ping import PingParams
 
 def mesh_pairs(gathered, addresses: dict[str, str]) -> list[dict]:
     """One entry per (from, to): the ping row of `from` for `to`'s address, or why there is none."""
-    by_address = {a: n for n, a in addresses.items()}
     pairs = []
     for node in gathered.nodes:
         rows = {r["target"]: r for r in (node.result or {}).get("targets", [])}
@@ -20,7 +19,7 @@ def mesh_pairs(gathered, addresses: dict[str, str]) -> list[dict]:
             if peer == node.node:
                 continue
             row = rows.get(address)
-            pair = {"from": node.node, "to": by_address[address], "address": address, "status": node.status.value}
+            pair = {"from": node.node, "to": peer, "address": address, "status": node.status.value}
             if row:
                 pair.update({k: row.get(k) for k in ("sent", "received", "loss", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "error")})
             else:
