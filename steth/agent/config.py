@@ -58,6 +58,13 @@ class AgentConfig(_Section):
             raise ValueError(f"invalid node name {v!r}: use letters, digits, '.', '-' and '_'")
         return v
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        if v.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ValueError(f"invalid log level {v!r}: use debug, info, warning, error or critical")
+        return v.lower()
+
     @field_validator("roles")
     @classmethod
     def _role_names(cls, v: list[str]) -> list[str]:
@@ -83,8 +90,8 @@ def _coerce(text: str, annotation: Any) -> Any:
     kind = str(annotation)
     if kind.startswith("list"):
         return [item.strip() for item in text.split(",") if item.strip()]
-    if "bool" in kind:
-        return text.strip().lower() in ("1", "true", "yes", "on")
+    if "bool" in kind:  # pydantic parses true/false/yes/no/on/off/1/0; anything else is an error, not False
+        return text.strip()
     return text
 
 

@@ -79,7 +79,18 @@ def main() -> None:
     from steth.controller.errors import EXIT_UNAVAILABLE, StethError
 
     try:
-        cli.main(prog_name="steth", standalone_mode=True)
+        code = cli.main(prog_name="steth", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.UsageError as exc:  # one line, not click's usage block
+        where = exc.ctx.command_path if exc.ctx else "steth"
+        click.echo(f"{where}: error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"steth: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("steth: aborted", err=True)
+        sys.exit(130)
     except StethError as exc:
         if _debug_requested():
             raise

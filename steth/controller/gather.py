@@ -80,9 +80,11 @@ async def gather(
     undecodable = 0
     last_reply = [0.0]
     everyone = asyncio.Event()
+    # Counted down per expected node: checking expected <= raw on every reply would be O(N^2).
+    awaited = len(expected) if expected is not None else -1
 
     async def on_reply(msg) -> None:
-        nonlocal undecodable
+        nonlocal undecodable, awaited
         try:
             data = codec.decode(msg.data, limit=nc.max_payload)
         except codec.DecodeError:
@@ -93,8 +95,10 @@ async def gather(
             return  # an agent matched by two selectors answers twice: the first reply counts
         raw[node] = data
         last_reply[0] = time.monotonic()
-        if expected is not None and expected.issubset(raw):
-            everyone.set()
+        if expected is not None:
+            awaited -= node in expected
+            if awaited <= 0:
+                everyone.set()
 
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, cb=on_reply)

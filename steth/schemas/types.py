@@ -7,10 +7,18 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
+IFNAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$"
+NETNS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+# What a pattern means, for error messages people can act on.
+PATTERN_MEANING = {
+    IFNAME_PATTERN: "an interface name: 1-15 letters, digits, '_', '.', ':', '@', '-', not starting with '-' or '.'",
+    NETNS_PATTERN: "a namespace name: 1-64 letters, digits, '_', '.', '-', not starting with '-' or '.'",
+}
+
 # Linux interface names: at most 15 bytes, no leading '-', no slashes, spaces or shell metacharacters.
-InterfaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$")]
+InterfaceName = Annotated[str, StringConstraints(pattern=IFNAME_PATTERN)]
 # Network namespace names as `ip netns` makes them (qdhcp-<uuid> is 42 characters).
-NetnsName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+NetnsName = Annotated[str, StringConstraints(pattern=NETNS_PATTERN)]
 
 
 def _ip(value: str) -> str:
@@ -39,6 +47,10 @@ def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
     parts = []
     for err in exc.errors()[:limit]:
         where = ".".join(str(p) for p in err["loc"]) or "value"
-        parts.append(f"{where}: {err['msg']}")
+        meaning = PATTERN_MEANING.get((err.get("ctx") or {}).get("pattern", ""))
+        if meaning:
+            parts.append(f"{where}: {err['input']!r} is not {meaning}")
+        else:
+            parts.append(f"{where}: {err['msg']}")
     more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
     return "; ".join(parts) + more

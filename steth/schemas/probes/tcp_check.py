@@ -1,0 +1,78 @@
+"""tcp-check: can this node open a TCP connection to HOST:PORT, and how long does the handshake take."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.types import NetnsName, Params, Result
+
+# RFC 1123 host names: labels of letters, digits and '-', never starting with '-'.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$")
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """'10.0.0.1:5672', 'rabbit.example:5672' or '[fd00::1]:5672' to (host, port); ValueError otherwise."""
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        if not sep:
+            raise ValueError("an IPv6 target reads [ADDRESS]:PORT")
+        ipaddress.IPv6Address(host)  # raises ValueError
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError("expected HOST:PORT")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            if not _HOSTNAME.match(host):
+                raise ValueError(f"{host!r} is neither an IPv4 address nor a host name") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1..65535, not {port!r}")
+    return host, int(port)
+
+
+def _host_port(value: str) -> str:
+    host, port = split_host_port(value)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+HostPort = Annotated[str, Field(max_length=270), AfterValidator(_host_port)]
+
+
+class TcpCheckParams(Params):
+    targets: list[HostPort] = Field(min_length=1, max_length=64, description="HOST:PORT targets")
+    connect_timeout_s: float = Field(3.0, ge=0.1, le=30.0, description="seconds to wait for each connection")
+    netns: NetnsName | None = Field(None, description="connect from inside this network namespace on the node")
+
+    def expected_duration_s(self) -> float:
+        return self.connect_timeout_s + (1.0 if self.netns else 0.3)  # all targets at once; a helper in a netns
+
+
+class TcpTarget(Result):
+    target: str
+    address: str = ""  # what the host resolved to (the one tried)
+    connected: bool = False
+    connect_ms: float | None = None
+    error: str = ""  # refused, timeout after N s, no route to host, cannot resolve ...
+
+
+class TcpCheckResult(Result):
+    targets: list[TcpTarget]
+
+
+SPEC = ProbeSpec(
+    name="tcp-check",
+    summary="TCP connect to each HOST:PORT: handshake time or the error; any target not connected is a finding.",
+    params=TcpCheckParams,
+    result=TcpCheckResult,
+    max_timeout_s=60,
+    rows_key="targets",
+    columns=(Column("TARGET", "target"), Column("ADDRESS", "address"), Column("CONNECTED", "connected"),
+             Column("CONNECT", "connect_ms", "ms"), Column("ERROR", "error")),  # fmt: skip
+    tools=("python asyncio (in a namespace: ip netns exec NS python -m steth.agent.tools.tcpconnect)",),
+)
