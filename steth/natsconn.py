@@ -25,6 +25,7 @@ class NatsOptions:
     tls_key: str | None = None
     name: str = "steth"
     connect_timeout_s: float = 2.0
+    inbox_prefix: str = "_INBOX"  # agents use their own (steth/natsauth.py), so permissions can pin it
 
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca or self.tls_cert):
@@ -53,6 +54,7 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
         max_reconnect_attempts=-1 if persistent else 2,
         allow_reconnect=True,
         tls=opts.tls_context(),
+        inbox_prefix=opts.inbox_prefix,
         **callbacks,
     )
     if opts.user:
@@ -63,15 +65,28 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
         kwargs["user_credentials"] = opts.creds
     if opts.nkey_seed:
         kwargs["nkeys_seed"] = opts.nkey_seed
-    if "error_cb" not in kwargs:
-        kwargs["error_cb"] = _quiet
+    # A refused login shows up only in error_cb (then "no servers available"): remember it to say so.
+    refused: list[str] = []
+    user_error_cb = kwargs.get("error_cb", _quiet)
+
+    async def error_cb(exc: Exception) -> None:
+        if "authorization" in str(exc).lower() or "authentication" in str(exc).lower():
+            refused.append(str(exc))
+        await user_error_cb(exc)
+
+    kwargs["error_cb"] = error_cb
     budget = opts.connect_timeout_s * (len(opts.servers) * 2 + 1) + 1.0
+    where = ", ".join(opts.servers)
     try:
         return await asyncio.wait_for(nats.connect(**kwargs), timeout=budget)
     except (asyncio.TimeoutError, OSError) as exc:
-        raise NatsUnavailable(f"no NATS server answered at {', '.join(opts.servers)}") from exc
+        if refused:
+            raise NatsUnavailable(f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey") from exc
+        raise NatsUnavailable(f"no NATS server answered at {where}") from exc
     except Exception as exc:  # nats-py's own errors: auth, TLS, protocol
-        raise NatsUnavailable(f"cannot connect to NATS at {', '.join(opts.servers)}: {exc}") from exc
+        if refused:
+            raise NatsUnavailable(f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey") from exc
+        raise NatsUnavailable(f"cannot connect to NATS at {where}: {exc}") from exc
 
 
 async def _quiet(exc: Exception) -> None:

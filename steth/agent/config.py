@@ -8,8 +8,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from steth.agent.schedule_config import MeshConfig, ResultsConfig, ScheduleConfig, host_port, unique_names
 from steth.schemas.subjects import NODE_NAME_RE, ROLE_RE
 
 
@@ -32,10 +33,56 @@ class NatsConfig(_Section):
 
 class PolicyConfig(_Section):
     allow_mutating: bool = False
+    # Enforced by the runtime on every params field typed as an interface name or an IP address
+    # (steth/agent/policy.py). None: anything the schema accepts.
+    allowed_interfaces: list[str] | None = None  # names or shell-style patterns: ["eth*", "br-ex"]
+    allowed_target_cidrs: list[str] | None = None  # ["10.0.0.0/8", "fd00::/8"]
+
+    @field_validator("allowed_target_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str] | None) -> list[str] | None:
+        import ipaddress
+
+        for cidr in v or []:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"allowed_target_cidrs: {cidr!r} is not a network (like 10.0.0.0/8)") from None
+        return v
+
+
+class SecurityConfig(_Section):
+    """Signed requests (docs/security.md): who may ask, and for how long a signed request is valid."""
+
+    # Public keys (base64, or the `steth-ed25519 KEY comment` line `steth keys create` prints) or paths of
+    # .pub files holding such lines.
+    trusted_keys: list[str] = Field(default_factory=list)
+    require_signed: bool = False  # True: unsigned requests answer `invalid`
+    # A signed request whose deadline is further ahead than this is refused; seen request ids are kept
+    # until their deadline passes, so this also bounds the replay cache's memory.
+    replay_window_s: float = Field(3600.0, ge=1, le=86400)
+    clock_skew_s: float = Field(5.0, ge=0, le=600)  # tolerated difference between controller and agent clocks
+    replay_cache_size: int = Field(100_000, ge=100, le=10_000_000)
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, v: list[str]) -> list[str]:
+        from steth.agent.auth import load_trusted_keys
+
+        load_trusted_keys(v)  # raises ValueError naming the bad entry
+        return v
 
 
 class MetricsConfig(_Section):
     listen: str | None = None  # "10.99.0.11:9273"; None: no metrics endpoint
+    advertise: str | None = None  # HOST:PORT Prometheus should scrape, when listen is ":9273" or behind NAT
+
+    @field_validator("listen", "advertise")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is not None:
+            host_port(v)
+        return v
 
 
 class AgentConfig(_Section):
@@ -44,12 +91,17 @@ class AgentConfig(_Section):
     data_plane: str | None = None  # CIDR or interface name; None: the default route's interface
     heartbeat_s: float = Field(5.0, ge=0.2, le=300)
     presence_ttl_s: float = Field(15.0, ge=1, le=3600)
+    presence_replicas: int = Field(1, ge=1, le=5)  # of the presence bucket, when an agent creates it (3 in a cluster)
     log_level: str = "info"
     # Requests of one probe that may run at once; "default" applies to probes not listed.
     concurrency: dict[str, int] = Field(default_factory=lambda: {"default": 4})
     nats: NatsConfig = Field(default_factory=NatsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    schedule: list[ScheduleConfig] = Field(default_factory=list)  # [[schedule]] tables: probes on a timer
+    mesh: MeshConfig = Field(default_factory=MeshConfig)
+    results: ResultsConfig = Field(default_factory=ResultsConfig)
 
     @field_validator("node")
     @classmethod
@@ -81,6 +133,19 @@ class AgentConfig(_Section):
                 raise ValueError(f"concurrency for {probe!r} must be 1..256, not {n}")
         return {"default": 4, **v}
 
+    @model_validator(mode="after")
+    def _ttl_spans_heartbeats(self) -> "AgentConfig":
+        # An entry that expires before the next heartbeat rewrites it makes the agent flap in presence.
+        if self.presence_ttl_s < 2 * self.heartbeat_s:
+            raise ValueError(f"presence_ttl_s ({self.presence_ttl_s:g}) must be at least twice heartbeat_s "
+                             f"({self.heartbeat_s:g})")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_names(self) -> "AgentConfig":
+        unique_names(self.schedule, self.mesh)
+        return self
+
     def concurrency_for(self, probe: str) -> int:
         return self.concurrency.get(probe, self.concurrency["default"])
 
@@ -101,14 +166,14 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, field in AgentConfig.model_fields.items():
         sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, _Section):
+        if isinstance(sub, type) and issubclass(sub, BaseModel):  # a [section] (schedule_config's too)
             for sub_name, sub_field in sub.model_fields.items():
                 key = f"STETH_{name}_{sub_name}".upper()
                 if key in environ:
                     out.setdefault(name, {})[sub_name] = _coerce(environ[key], sub_field.annotation)
         else:
             key = f"STETH_{name}".upper()
-            if key in environ and name != "concurrency":
+            if key in environ and name not in ("concurrency", "schedule"):
                 out[name] = _coerce(environ[key], field.annotation)
     return out
 

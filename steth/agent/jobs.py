@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from steth.agent.procs import ToolMissing, in_netns, kill_group
+from steth.agent.procs import ToolMissing, die_with_agent, in_netns, kill_group
 
 log = logging.getLogger("steth.agent.jobs")
 
@@ -42,6 +42,7 @@ class Job:
     proc: asyncio.subprocess.Process | None = None
     cleanup: Callable[[], Awaitable[None]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    end_on_exit: bool = False  # the job is its process: end it (and remove its folder) once the process exits
     ended: bool = False
     _watchdog: asyncio.Task | None = field(default=None, repr=False)
 
@@ -76,12 +77,13 @@ class JobTable:
         directory: bool = False,
         cleanup: Callable[[], Awaitable[None]] | None = None,
         info: dict[str, Any] | None = None,
+        end_on_exit: bool = False,
     ) -> Job:
         """Register a job ending at now + lifetime_s; with directory=True it owns a fresh 0700 temp folder."""
         if len(self._jobs) >= self.max_jobs:
             raise TooManyJobs(f"this agent already runs {len(self._jobs)} background jobs (limit {self.max_jobs})")
         job_id = secrets.token_hex(8)
-        job = Job(job_id, kind, time.time() + lifetime_s, cleanup=cleanup, info=dict(info or {}))
+        job = Job(job_id, kind, time.time() + lifetime_s, cleanup=cleanup, info=dict(info or {}), end_on_exit=end_on_exit)
         if directory:
             job.directory = Path(tempfile.mkdtemp(prefix=f"steth-{kind}-{job_id}-", dir=self.base_dir))
         self._jobs[job_id] = job
@@ -105,7 +107,8 @@ class JobTable:
             sink = open(job.directory / output, "wb")
         try:
             job.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True,
+                preexec_fn=die_with_agent(signal.SIGTERM),  # SIGTERM: `timeout` passes it on to the tool
             )
         except FileNotFoundError:
             raise ToolMissing(f"{argv[0]} is not installed") from None
@@ -168,12 +171,14 @@ class JobTable:
                 if remaining <= 0:
                     log.info("%s job %s reached its deadline", job.kind, job.id)
                     break
-                if job.proc is not None and job.proc.returncode is None and job.info.get("end_on_exit"):
+                if job.proc is not None and job.proc.returncode is None and job.end_on_exit:
                     try:
                         await asyncio.wait_for(job.proc.wait(), timeout=remaining)
                         break
                     except asyncio.TimeoutError:
                         continue
+                if job.proc is not None and job.end_on_exit and job.proc.returncode is not None:
+                    break
                 await asyncio.sleep(min(remaining, 1.0))
         except asyncio.CancelledError:
             return

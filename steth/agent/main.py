@@ -63,12 +63,19 @@ async def _serve(config) -> None:
             break
         except NatsUnavailable as exc:
             logging.getLogger("steth.agent").error("%s; retrying in 2 s", exc)
+            from steth.agent.sdnotify import notify
+
+            notify(f"STATUS=waiting for NATS: {exc}")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=2)
                 return
             except asyncio.TimeoutError:
                 continue
+    from steth.agent.sdnotify import notify
+
+    notify("READY=1", f"STATUS=answering as {config.node}")  # systemd Type=notify: connected and present
     await stop.wait()
+    notify("STOPPING=1", "STATUS=draining in-flight requests")
     await runtime.stop()
 
 

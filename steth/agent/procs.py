@@ -24,6 +24,34 @@ class Completed:
         return self.returncode is None
 
 
+_PR_SET_PDEATHSIG = 1
+_libc = None
+
+
+def die_with_agent(sig: int = signal.SIGKILL):
+    """A preexec_fn: the kernel sends `sig` to the tool when the agent dies, even by SIGKILL.
+
+    A SIGKILLed agent cannot kill its children itself; with PR_SET_PDEATHSIG the kernel does it. The
+    signal survives `ip netns exec` (it execs, it does not fork) and tools with file capabilities run by
+    root; a tool that changes its user (tcpdump without `-Z root`) clears it, and it reaches the tool
+    only, not processes the tool forked. Jobs wrapped in coreutils `timeout` pass SIGTERM (which
+    `timeout` forwards to its child) instead of SIGKILL.
+    """
+    global _libc
+    if _libc is None:  # loaded in the agent, before fork: the child only calls into it
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    libc, agent = _libc, os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != agent:  # the agent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
 def in_netns(netns: str | None, argv: list[str]) -> list[str]:
     """Prefix argv to run inside a named network namespace (names are validated by the schemas)."""
     return ["ip", "netns", "exec", netns, *argv] if netns else argv
@@ -39,6 +67,7 @@ async def run(argv: list[str], timeout: float, *, netns: str | None = None) -> C
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=die_with_agent(),
         )
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} is not installed") from None

@@ -6,6 +6,7 @@ Several runtimes can share one NATS connection (benchmarks run thousands in a fe
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -14,7 +15,10 @@ from pydantic import ValidationError
 
 from steth import __version__, codec
 from steth.agent import netinfo
+from steth.agent.auth import Busy, Refused, Verifier
 from steth.agent.config import AgentConfig
+from steth.agent.jobs import JobTable
+from steth.agent.policy import Policy
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext, load
 from steth.schemas import subjects
 from steth.schemas.agent_info import AgentInfo
@@ -26,6 +30,8 @@ log = logging.getLogger("steth.agent")
 
 # The reply must reach the controller before its deadline: probes stop this much earlier.
 REPLY_MARGIN_S = 0.15
+# The audit line shows this much of a request's args (JSON, so nothing in them can forge a log line).
+AUDIT_ARGS_CHARS = 240
 
 
 class AgentRuntime:
@@ -39,6 +45,11 @@ class AgentRuntime:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._kv: Any = None
         self._heartbeat_task: asyncio.Task | None = None
+        # Signed requests and allow-lists (docs/security.md); no verifier when nothing is configured.
+        sec = config.security
+        self.verifier = Verifier(sec) if (sec.trusted_keys or sec.require_signed) else None
+        self.policy = Policy(config.policy)
+        self.jobs = JobTable()  # background jobs (iperf3 servers, kept pcaps, links): ended in stop()
         self.started = time.time()
         self.info = AgentInfo(
             node=config.node,
@@ -50,6 +61,14 @@ class AgentRuntime:
             mutating_allowed=config.policy.allow_mutating,
         )
         self.requests_handled = 0
+        # Scheduled probes and /metrics (steth/agent/scheduler.py, metrics.py): only when configured.
+        self.metrics: Any = None
+        self.scheduler: Any = None
+        if config.metrics.listen or config.schedule or config.mesh.enabled:
+            from steth.agent.metrics import AgentMetrics, advertised_address
+
+            self.metrics = AgentMetrics(config.node, config.roles, __version__, lambda: self.nc)
+            self.info.metrics_address = advertised_address(config.metrics.listen, config.metrics.advertise, config.node)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -59,6 +78,8 @@ class AgentRuntime:
         from steth.natsconn import connect
 
         self.info.pid = os.getpid()
+        if self.metrics is not None and self.config.metrics.listen:  # before NATS: it reports NATS down too
+            self.metrics.serve(self.config.metrics.listen)
         if self.nc is None:
             self.nc = await connect(self._nats_options(), persistent=True, **self._callbacks())
         await self._refresh_info()
@@ -71,10 +92,17 @@ class AgentRuntime:
         await self._heartbeat()
         await self._announce("up")
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+        if self.metrics is not None:
+            from steth.agent.scheduler import Scheduler
+
+            self.scheduler = Scheduler(self)
+            self.scheduler.start()
         log.info("agent %s up: roles=%s data_plane=%s", self.config.node, self.config.roles, self.info.data_plane)
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop taking requests, let in-flight ones finish (bounded), leave presence, close."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         for sub in self._subs:
             try:
                 await sub.unsubscribe()
@@ -84,6 +112,7 @@ class AgentRuntime:
         if self._inflight:
             log.info("draining %d in-flight request(s)", len(self._inflight))
             await asyncio.wait(self._inflight, timeout=drain_timeout)
+        await self.jobs.close()
         if self._heartbeat_task:
             self._heartbeat_task.cancel()
         try:
@@ -98,9 +127,12 @@ class AgentRuntime:
                 await asyncio.wait_for(self.nc.close(), timeout=5)
             except Exception:
                 pass
+        if self.metrics is not None:
+            self.metrics.close()
         log.info("agent %s stopped after %d request(s)", self.config.node, self.requests_handled)
 
     def _nats_options(self):
+        from steth.natsauth import agent_inbox_prefix
         from steth.natsconn import NatsOptions
 
         n = self.config.nats
@@ -108,6 +140,7 @@ class AgentRuntime:
             servers=n.servers, user=n.user, password=n.password, token=n.token, creds=n.creds,
             nkey_seed=n.nkey_seed, tls_ca=n.tls_ca, tls_cert=n.tls_cert, tls_key=n.tls_key,
             name=f"steth-agent {self.config.node}", connect_timeout_s=n.connect_timeout_s,
+            inbox_prefix=agent_inbox_prefix(self.config.node),
         )  # fmt: skip
 
     def _callbacks(self) -> dict[str, Any]:
@@ -131,12 +164,25 @@ class AgentRuntime:
         except BucketNotFoundError:
             cfg = KeyValueConfig(
                 bucket=subjects.PRESENCE_BUCKET, history=1, ttl=self.config.presence_ttl_s,
+                replicas=self.config.presence_replicas,
                 description="steth agents: one entry per node, rewritten every heartbeat",
             )  # fmt: skip
             try:
                 self._kv = await js.create_key_value(cfg)
             except Exception:  # another agent created it first
                 self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
+        await self._fit_heartbeat_to_ttl()
+
+    async def _fit_heartbeat_to_ttl(self) -> None:
+        """The bucket's TTL is whatever its creator configured: beat often enough to stay in it, or flap."""
+        try:
+            ttl = (await self._kv.status()).ttl
+        except Exception:  # an old server or a permission: keep the configured interval
+            return
+        if ttl and self.info.heartbeat_s * 2 > ttl:
+            log.warning("presence bucket TTL is %.1f s: heartbeat every %.2f s, not %.1f s",
+                        ttl, ttl / 3, self.info.heartbeat_s)  # fmt: skip
+            self.info.heartbeat_s = ttl / 3
 
     async def _refresh_info(self) -> None:
         if not self._gather_interfaces:
@@ -155,7 +201,7 @@ class AgentRuntime:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.heartbeat_s)
+            await asyncio.sleep(self.info.heartbeat_s)  # the configured interval, or shorter to fit the TTL
             try:
                 await self._refresh_info()
                 await self._heartbeat()
@@ -178,24 +224,25 @@ class AgentRuntime:
         task.add_done_callback(self._inflight.discard)
 
     async def _handle(self, msg: Any) -> None:
+        # The hot path of a broadcast (benchmarks/fanout.py): every reply is built once, complete.
         probe = msg.subject.rsplit(".", 1)[-1]
         received = time.time()
+        audit: dict[str, Any] = {}
         try:
-            reply = await self._dispatch(probe, msg.data, received)
+            reply = await self._dispatch(probe, msg.data, received, msg.subject, audit)
         except Exception as exc:  # nothing a request carries may crash the agent
             log.exception("request on %s failed unexpectedly", msg.subject)
-            reply = Reply(node=self.config.node, probe=probe, status=Status.ERROR, message=f"agent error: {exc}")
+            reply = Reply(
+                node=self.config.node, probe=probe, status=Status.ERROR, message=f"agent error: {exc}",
+                started=received, finished=time.time(), agent_version=__version__,
+            )  # fmt: skip
         if reply is None:
             return
         self.requests_handled += 1
-        reply.agent_version = __version__
-        reply.started = reply.started or received
-        reply.finished = reply.finished or time.time()
-        log.info(
-            "request id=%s probe=%s status=%s duration=%.3fs%s",
-            reply.id or "-", probe, reply.status.value, reply.duration_s,
-            f" message={reply.message!r}" if reply.message else "",
-        )  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.count_request(probe, reply.status.value, probe in registry())
+        if log.isEnabledFor(logging.INFO):
+            self._audit(reply, probe, audit)
         if not msg.reply:
             return
         try:
@@ -208,11 +255,36 @@ class AgentRuntime:
         except Exception as exc:
             log.warning("could not send reply %s: %s", reply.id, exc)
 
-    async def _dispatch(self, probe: str, data: bytes, received: float) -> Reply | None:
-        node = self.config.node
+    def _audit(self, reply: Reply, probe: str, audit: dict[str, Any]) -> None:
+        """One line per request: who asked (sender, signing key), what, with which args, how it ended."""
+        try:
+            args = json.dumps(audit.get("args", {}), sort_keys=True, separators=(",", ":"), default=repr)
+        except ValueError:  # a circular or odd value: the line must still be written
+            args = "?"
+        if len(args) > AUDIT_ARGS_CHARS:
+            args = args[:AUDIT_ARGS_CHARS] + "..."
+        if audit.get("kid"):
+            key = f"{audit['kid']}(verified)"
+        else:
+            key = f"{json.dumps(audit['claimed_kid'])}(not-verified)" if audit.get("claimed_kid") else "unsigned"
+        log.info(
+            "request id=%s probe=%s status=%s duration=%.3fs sender=%s key=%s args=%s%s",
+            json.dumps(reply.id or "-"), json.dumps(probe), reply.status.value, reply.duration_s,
+            json.dumps(audit.get("sender", "")), key, args,
+            f" message={json.dumps(reply.message)}" if reply.message else "",
+        )  # fmt: skip
 
-        def answer(status: Status, message: str, req_id: str = "", result: dict | None = None) -> Reply:
-            return Reply(id=req_id, node=node, probe=probe, status=status, message=message, result=result)
+    async def _dispatch(
+        self, probe: str, data: bytes, received: float, subject: str | None = None, audit: dict | None = None
+    ) -> Reply | None:
+        node = self.config.node
+        audit = {} if audit is None else audit
+
+        def answer(status: Status, message: str, req_id: str = "", result: dict | None = None, started: float = 0.0) -> Reply:
+            return Reply(
+                id=req_id, node=node, probe=probe, status=status, message=message, result=result,
+                started=started or received, finished=time.time(), agent_version=__version__,
+            )  # fmt: skip
 
         try:
             req = Request.model_validate(codec.decode(data))
@@ -220,8 +292,17 @@ class AgentRuntime:
             detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
             log.warning("malformed request on probe %s: %s", probe, detail)
             return answer(Status.INVALID, f"malformed request: {detail}")
+        audit.update(sender=req.sender, args=req.args, claimed_kid=req.kid)
         if req.probe != probe:
             return answer(Status.INVALID, f"request names probe {req.probe!r} on the subject of {probe!r}", req.id)
+        if self.verifier is not None:
+            try:
+                audit["kid"] = self.verifier.check(req, subject or "", received).kid
+            except Busy as exc:
+                return answer(Status.ABORTED, str(exc), req.id)
+            except Refused as exc:
+                log.warning("refused request id=%s probe=%s from %s: %s", json.dumps(req.id), probe, json.dumps(req.sender), exc)
+                return answer(Status.INVALID, f"refused: {exc}", req.id)
         if req.deadline < received:
             log.info("request id=%s probe=%s dropped: %.1f s past its deadline", req.id, probe, received - req.deadline)
             return None
@@ -235,25 +316,38 @@ class AgentRuntime:
         if spec.mutating and not self.config.policy.allow_mutating:
             return answer(Status.ABORTED, "refused: mutating probes are off in this agent's policy", req.id)
 
-        slots = self._slots.setdefault(probe, asyncio.Semaphore(self.config.concurrency_for(probe)))
-        budget = req.deadline - time.time() - REPLY_MARGIN_S
+        # The probe's own longest deadline bounds a request that asks for more (a far-future deadline).
+        deadline = min(req.deadline, received + spec.max_timeout_s)
+        outcome, started = await self.execute(probe, params, deadline - REPLY_MARGIN_S, req.id)
+        return answer(outcome.status, outcome.message, req.id, outcome.result, started or 0.0)
+
+    async def execute(self, probe: str, params: Any, deadline: float, run_id: str = "") -> tuple[Outcome, float | None]:
+        """Run validated params under the probe's concurrency slots and a deadline: (outcome, started).
+
+        Requests and the scheduler (steth/agent/scheduler.py) both run probes through here.
+        """
+        refusal = self.policy.check(params)
+        if refusal:
+            return Outcome(Status.ABORTED, f"refused by policy: {refusal}"), None
+        slots = self._slots.get(probe)
+        if slots is None:
+            slots = self._slots[probe] = asyncio.Semaphore(self.config.concurrency_for(probe))
+        budget = deadline - time.time()
         started = None
         try:
             async with asyncio.timeout(max(0.0, budget)):
                 async with slots:
                     started = time.time()
                     ctx = ProbeContext(
-                        node=node, roles=self.config.roles, version=__version__, data_plane=self.info.data_plane,
-                        allow_mutating=self.config.policy.allow_mutating, deadline=req.deadline - REPLY_MARGIN_S,
+                        node=self.config.node, roles=self.config.roles, version=__version__,
+                        data_plane=self.info.data_plane, allow_mutating=self.config.policy.allow_mutating,
+                        deadline=deadline, extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy},
                     )  # fmt: skip
-                    outcome = await self._run_probe(probe, params, ctx)
+                    return await self._run_probe(probe, params, ctx), started
         except TimeoutError:
             if started is None:
-                return answer(Status.ABORTED, f"busy: no free {probe} slot before the deadline", req.id)
-            return answer(Status.TIMEOUT, f"did not finish within the deadline ({budget:.1f} s)", req.id)
-        reply = answer(outcome.status, outcome.message, req.id, outcome.result)
-        reply.started, reply.finished = started, time.time()
-        return reply
+                return Outcome(Status.ABORTED, f"busy: no free {probe} slot before the deadline"), None
+            return Outcome(Status.TIMEOUT, f"did not finish within the deadline ({budget:.1f} s)"), started
 
     async def _run_probe(self, probe: str, params: Any, ctx: ProbeContext) -> Outcome:
         try:

@@ -16,6 +16,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probes": ("probes", "List the probe types, or show one's parameters and result."),
     "hello": ("hello", "Ask the selected agents to answer: who is reachable over NATS right now."),
     "lab": ("lab", "A real local fleet in network namespaces: up, status, env, down."),
+    "port-check": ("port_check", "One Neutron port end to end (wiring, DHCP path, dnsmasq, reach): the failing hop."),
+    "vm-check": ("vm_check", "A server's ports end to end (port-check for each): the failing hop."),
+    "network-check": ("network_check", "A Neutron network: its DHCP agents' dnsmasq and the segment between its hosts."),
+    "watch": ("watch", "Show the agents' scheduled results live (mesh, [[schedule]] entries)."),
+    "history": ("history", "Read scheduled results back from the results stream: --probe, --since 1h."),
+    "ovs": ("ovs", "Open vSwitch bridges and ports from OVSDB; dead ports, ofport -1, broken patches are findings."),
+    "vlan-check": ("vlan_check", "Which VLANs pass between which nodes: 802.1Q frames, a VLAN x node-pair matrix."),
+    "send": ("send", "Send one crafted packet (DHCP DISCOVER, ARP, ICMP, TCP SYN, UDP) and show what came back."),
+    "keys": ("keys", "Create or show the ed25519 key that signs requests; agents trust its public half."),
+    "nats-config": ("nats_config", "Write a nats-server authorization block: per-identity subject permissions."),
+    "interface": ("interface", "Links on the selected nodes: state, carrier, MTU, MAC, addresses, counters."),
+    "address-check": ("address", "Which nodes hold each address, on which interface; duplicates are findings."),
+    "tcp-check": ("tcp_check", "TCP connect to HOST:PORT from the selected nodes: handshake time or the error."),
+    "netns": ("netns", "Network namespaces (qdhcp-, qrouter-, snat-, fip-, ...) with interfaces and addresses."),
+    "arping": ("arping", "ARP-ping an address on an interface: replies and the answering MACs."),
+    "mtu": ("mtu", "Path MTU to an address or node: largest don't-fragment packet that passes."),
+    "bandwidth": ("bandwidth", "iperf3 between node pairs, one pair at a time: bits/s, retransmits, UDP jitter and loss."),
+    "capture": ("capture", "tcpdump on the selected nodes, bounded: packet summaries, and a pcap per node with -w."),
+    "link": ("link", "Create and remove steth-marked links (veth, macvlan, bridge, VLAN); mutating, policy-gated."),
 }
 
 
@@ -46,6 +65,8 @@ class LazyGroup(click.Group):
 @click.option("--tls-ca", envvar="STETH_NATS_TLS_CA", metavar="FILE", help="CA bundle to verify the server.")
 @click.option("--tls-cert", envvar="STETH_NATS_TLS_CERT", metavar="FILE", help="Client certificate (mutual TLS).")
 @click.option("--tls-key", envvar="STETH_NATS_TLS_KEY", metavar="FILE", help="Client key (mutual TLS).")
+@click.option("--signing-key", envvar="STETH_SIGNING_KEY", metavar="FILE",
+              help="Sign requests with this ed25519 key (`steth keys create`); default: [security] signing_key.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default=None,
               help="Output format (also accepted after the command).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=None, metavar="S",

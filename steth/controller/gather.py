@@ -134,14 +134,17 @@ async def _wait(everyone: asyncio.Event, deadline: float, last_reply: list[float
 
 def _classify(raw: dict[str, dict], expected: set[str] | None, reasons: dict[str, str], request_id: str) -> list[NodeResult]:
     nodes: list[NodeResult] = []
+    answered: set[str] = set()
     for node, data in raw.items():
         try:
             reply = Reply.model_validate(data)
         except ValueError as exc:
             nodes.append(NodeResult(node, Status.ERROR, f"unreadable reply: {exc.__class__.__name__}"))
+            answered.add(node)
             continue
         if reply.id and request_id and reply.id != request_id:
             continue  # a late reply to another request that reused this inbox cannot happen, but be strict
+        answered.add(node)
         row = NodeResult(node, reply.status, reply.message, reply.duration_s, reply.result)
         if expected is not None and node not in expected:
             row.message = f"answered ({reply.status.value}) but was not expected" + (
@@ -149,7 +152,7 @@ def _classify(raw: dict[str, dict], expected: set[str] | None, reasons: dict[str
             )
             row.status = Status.UNEXPECTED
         nodes.append(row)
-    for node in sorted((expected or set()) - set(raw)):
+    for node in sorted((expected or set()) - answered):  # a reply that did not count leaves its node named
         nodes.append(NodeResult(node, Status.NO_REPLY, reasons.get(node, "no reply by the deadline")))
     nodes.sort(key=lambda n: n.node)
     return nodes

@@ -37,8 +37,9 @@ class Invocation:
 
     def session(self):
         from steth.controller.session import Session
+        from steth.controller.signing import configured
 
-        return Session(self.nats_options())
+        return Session(self.nats_options(), signer=configured(self.group.get("signing_key"), self.group.get("config_path")))
 
     def timeout_or(self, default: float) -> float:
         return self.timeout if self.timeout is not None else default

@@ -49,7 +49,9 @@ def params_options(model: type[Params], exclude: tuple[str, ...] = ()) -> Callab
             flag, metavar = option_name(name)
             base = _base_type(field.annotation)
             help_parts = [field.description or ""]
-            if field.default not in (None, False, ...) and not callable(field.default):
+            # Identity, not equality: a default of 0 or 0.0 is shown; required fields have none to show.
+            has_default = not field.is_required() and field.default_factory is None
+            if has_default and field.default is not None and field.default is not False:
                 help_parts.append(f"[default: {field.default}]")
             bounds = _bounds(field)
             if bounds:

@@ -62,6 +62,7 @@ class Session:
 
     nats_options: Any
     nc: Any = None
+    signer: Any = None  # steth.controller.signing.Signer: every request is signed when set
     _present: dict[str, Present] | None = field(default=None, init=False)
     _present_read: bool = field(default=False, init=False)
 
@@ -116,4 +117,7 @@ class Session:
         else:
             messages = [(s, make(args or {})) for s in selection.subjects_for(probe)]
             expected, reasons = selection.expected(await self.presence())
+        if self.signer is not None:
+            for subject, request in messages:  # the signature covers the subject: see docs/security.md
+                self.signer.sign(request, subject)
         return await gather(self.nc, messages, deadline, expected, expected_reasons=reasons)

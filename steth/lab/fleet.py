@@ -78,11 +78,15 @@ def up(
     progress=lambda msg: None,
     ovs: bool = False,
     trunks: list[int] | None = None,
+    agent_env=None,
+    metrics_port: int | None = 9273,
+    extra_config=None,
 ) -> dict[str, Any]:
     """Build the fleet and return its state once every agent is present.
 
     ovs=True adds an Open vSwitch fabric (steth.lab.ovs): each node's trunk0 is a trunk port
-    (VLANs `trunks`) of one OVS bridge in the lab's switch namespace.
+    (VLANs `trunks`) of one OVS bridge in the lab's switch namespace. `agent_env(node)` may return extra
+    environment variables for that node's agent (steth.lab.ml2 points each at its node's OVS: OVS_RUNDIR).
     """
     existing = load_state()
     if existing and existing.get("up"):
@@ -128,10 +132,19 @@ def up(
                     node["trunk_port"] = lab_ovs.attach_node(state, ns, k)
             else:
                 node["mgmt_address"] = node["data_address"] = "127.0.0.1"
+            # /metrics on the node's management address (distinct ports when the agents share one host);
+            # extra_config(name) appends TOML, e.g. [[schedule]] entries or a [mesh] section.
+            extra = ""
+            if metrics_port:
+                node["metrics_address"] = f"{node['mgmt_address']}:{metrics_port if root else metrics_port + k}"
+                extra += f'\n[metrics]\nlisten = "{node["metrics_address"]}"\n'
+            if extra_config:
+                extra += "\n" + (extra_config(name) if callable(extra_config) else str(extra_config))
             config = _write_config(directory, name, roles, state["nats_url"], data_cidr if root else "lo",
-                                   heartbeat_s, allow_mutating)  # fmt: skip
+                                   heartbeat_s, allow_mutating, extra)  # fmt: skip
             node["config"] = str(config)
-            node["pid"] = _start_agent(state, directory, name, config, ns if root else None)
+            node["pid"] = _start_agent(state, directory, name, config, ns if root else None,
+                                       agent_env(name) if agent_env else None)  # fmt: skip
             state["nodes"].append(node)
             save_state(state)
         progress("waiting for every agent's heartbeat")
@@ -192,22 +205,25 @@ def _start_nats(state: dict, directory: Path, host: str) -> str:
 
 
 def _write_config(directory: Path, name: str, roles: list[str], nats_url: str, plane: str,
-                  heartbeat_s: float, allow_mutating: bool) -> Path:  # fmt: skip
+                  heartbeat_s: float, allow_mutating: bool, extra: str = "") -> Path:  # fmt: skip
     path = directory / f"{name}.toml"
     path.write_text(
         f'# steth-agent config for the lab node {name}, as a real deployment would have it\n'
         f'node = "{name}"\nroles = {json.dumps(roles)}\ndata_plane = "{plane}"\n'
         f"heartbeat_s = {heartbeat_s}\npresence_ttl_s = {heartbeat_s * 3}\n\n"
         f'[nats]\nservers = ["{nats_url}"]\n\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n'
+        + extra
     )
     return path
 
 
-def _start_agent(state: dict, directory: Path, name: str, config: Path, netns: str | None) -> int:
+def _start_agent(state: dict, directory: Path, name: str, config: Path, netns: str | None,
+                 extra_env: dict[str, str] | None = None) -> int:  # fmt: skip
     argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
+    env.update(extra_env or {})
     log = open(directory / f"{name}.log", "ab")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     state["pids"][name] = proc.pid
@@ -308,6 +324,7 @@ def status() -> dict[str, Any] | None:
             "name": n["name"], "roles": n["roles"], "namespace": n.get("namespace"), "agent_pid": n.get("pid"),
             "agent_running": bool(n.get("pid")) and _alive(n["pid"]),
             "mgmt_address": n.get("mgmt_address"), "data_address": n.get("data_address"),
+            "metrics_address": n.get("metrics_address"),
         }
         for n in state.get("nodes", [])
     ]  # fmt: skip

@@ -222,3 +222,15 @@ def fabric_status(state: dict[str, Any]) -> dict[str, Any] | None:
         "db": db_url(instance["dir"]) if instance.get("dir") else None, "ports": record["ports"],
         "running": all(_comm(p) and not _zombie(p) for p in pids.values()) if pids else False,
     }  # fmt: skip
+
+
+def access_port(state: dict[str, Any], name: str, vlan: int, cidr: str | None = None) -> str:
+    """An internal port of the fabric bridge in the switch namespace, access port of `vlan`, optionally
+    with an address: a host "on" that VLAN (a DHCP server for tests, say). Gone with the lab."""
+    record = state["ovs"]
+    vsctl(record["instance"], "add-port", FABRIC_BRIDGE, name, f"tag={vlan}", "--", "set", "interface", name, "type=internal")
+    ns = record["netns"]
+    if cidr:
+        in_ns(ns, "ip", "addr", "add", cidr, "dev", name)
+    in_ns(ns, "ip", "link", "set", name, "up")
+    return name

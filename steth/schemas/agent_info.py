@@ -23,6 +23,7 @@ class AgentInfo(BaseModel):
     heartbeat: float = 0.0  # when this entry was written, seconds since the epoch
     heartbeat_s: float = 5.0  # how often it is rewritten
     mutating_allowed: bool = False
+    metrics_address: str = ""  # HOST:PORT of its Prometheus /metrics endpoint; "" when it has none
 
     def address_on(self, plane: str | None) -> str | None:
         """This agent's address on a plane: a CIDR, an interface name, or None for its data plane."""

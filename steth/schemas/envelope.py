@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import json
 import time
 import uuid
 from typing import Any
 
 from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
 
 PROTOCOL_VERSION = 1
 
@@ -40,9 +42,31 @@ class Request(BaseModel):
     id: str = Field(default_factory=new_request_id, max_length=64)
     probe: str = Field(max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
-    deadline: float  # absolute, seconds since the epoch
+    deadline: float = Field(allow_inf_nan=False)  # absolute, seconds since the epoch
     sender: str = Field(default="", max_length=128)
     sent: float = Field(default_factory=time.time)
+    # ed25519 signature of signing_payload() (base64) and the signing key's id: see docs/security.md.
+    sig: str = Field(default="", max_length=128)
+    kid: str = Field(default="", max_length=64)
+
+
+SIGNING_DOMAIN = b"steth-request-v1\n"
+
+
+def signing_payload(request: Request, subject: str) -> bytes:
+    """The exact bytes a request signature covers (docs/security.md, "Signed requests").
+
+    The subject is included so that a request signed for one node cannot be re-published to every node.
+    JSON with sorted keys and no spaces; the deadline as integer milliseconds so that no float formatting
+    is involved; args as they travel (plain JSON types after model_dump(mode="json")).
+    """
+    body = {
+        "v": request.v, "id": request.id, "probe": request.probe, "args": to_jsonable_python(request.args),
+        "deadline_ms": int(round(request.deadline * 1000)), "sender": request.sender, "kid": request.kid,
+        "subject": subject,
+    }  # fmt: skip
+    return SIGNING_DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                                       allow_nan=False).encode()  # fmt: skip
 
 
 class Reply(BaseModel):

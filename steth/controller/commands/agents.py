@@ -5,6 +5,7 @@ import click
 from steth.controller.errors import EXIT_INCOMPLETE, EXIT_OK
 from steth.controller.options import Invocation, gathering_command, run_async
 from steth.controller.output import emit_document, fmt, table
+from steth.controller.inventory import inventory_report, os_options
 
 
 def _addresses(info) -> str:
@@ -12,8 +13,16 @@ def _addresses(info) -> str:
 
 
 @click.command("agents")
+@click.option("--inventory", is_flag=True, help="Compare with OpenStack: hosts with Neutron agents or a hypervisor but "
+              "no steth agent, steth agents OpenStack does not know, Neutron agents down (exit 1 on a finding).")
+@os_options
+@click.option("--write-sd", "write_sd", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write a Prometheus file_sd target list (agents with a metrics address) to FILE and exit.")
+@click.option("--sd-keep", type=click.FloatRange(0, 30 * 86400), default=86400, show_default=True, metavar="S",
+              help="With --write-sd: keep agents gone from presence this long, so their `up` turns 0.")
 @gathering_command
-def command(inv: Invocation) -> None:
+def command(inv: Invocation, inventory: bool = False, os_cloud: str | None = None, os_api_timeout: float = 10.0,
+            write_sd: str | None = None, sd_keep: float = 86400) -> None:
     """List the agents in presence: roles, version, addresses, probes, heartbeat age, alive or stale.
 
     Reads the heartbeat entries agents keep in NATS JetStream (no request is sent). An agent whose
@@ -26,6 +35,10 @@ def command(inv: Invocation) -> None:
             return await s.presence()
 
     present = run_async(go()) or {}
+    if write_sd:  # steth.controller.prometheus_sd (issue 5): scrape targets for Prometheus
+        click.get_current_context().exit(_write_sd(write_sd, present, inv, sd_keep))
+    if inventory:  # steth.controller.inventory (issue 4): the OpenStack view beside presence
+        click.get_current_context().exit(inventory_report(present, os_cloud, os_api_timeout, inv.output))
     chosen = sorted((p for p in present.values() if inv.selection.matches(p.info)), key=lambda p: p.info.node)
     missing = [n for n in inv.selection.nodes if n not in present]
     stale = [p.info.node for p in chosen if not p.alive]
@@ -40,3 +53,18 @@ def command(inv: Invocation) -> None:
         summary = {"present": len(chosen), "alive": len(chosen) - len(stale), "stale": len(stale), "missing": missing}
         emit_document({"summary": summary, "agents": agents}, inv.output)
     click.get_current_context().exit(EXIT_INCOMPLETE if stale or missing or not chosen else EXIT_OK)
+
+
+def _write_sd(path: str, present: dict, inv: Invocation, keep_s: float) -> int:
+    from pathlib import Path
+
+    from steth.controller.errors import StethError
+    from steth.controller.prometheus_sd import read_previous, target_groups, write_atomically
+
+    groups, kept = target_groups(present, inv.selection, read_previous(Path(path)), keep_s)
+    try:
+        write_atomically(Path(path), groups)
+    except OSError as exc:
+        raise StethError(f"cannot write {path}: {exc}") from None
+    click.echo(f"wrote {len(groups)} target(s) to {path}" + (f" ({kept} gone from presence, kept)" if kept else ""), err=True)
+    return EXIT_OK

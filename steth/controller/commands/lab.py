@@ -29,8 +29,10 @@ def command() -> None:
 @click.option("--ovs", is_flag=True, help="Add an Open vSwitch fabric: each node's trunk0 is a trunk port of one OVS bridge.")
 @click.option("--trunks", default="0,100,101,102", show_default=True, metavar="VLANS",
               help="VLANs the --ovs trunk ports carry (0: untagged), e.g. 0,100-110.")  # fmt: skip
+@click.option("--openstack", is_flag=True, help="A miniature ML2/OVS deployment on an --ovs fabric (br-int, br-phys, VMs, "
+              "qdhcp with dnsmasq, qrouter) and an OpenStack API describing it; writes clouds.yaml (see `steth lab env`).")
 def up_cmd(compute: int, network: int, mgmt_cidr: str, data_cidr: str, heartbeat: float, allow_mutating: bool,
-           ovs: bool, trunks: str) -> None:  # fmt: skip
+           ovs: bool, trunks: str, openstack: bool = False) -> None:  # fmt: skip
     """Build the fleet; returns once every agent is present."""
     from steth.lab import fleet
     from steth.lab.ovs import parse_trunks
@@ -42,12 +44,20 @@ def up_cmd(compute: int, network: int, mgmt_cidr: str, data_cidr: str, heartbeat
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        state = fleet.up(compute, network, mgmt_cidr, data_cidr, heartbeat, allow_mutating,
-                         progress=lambda m: click.echo(f"lab: {m}", err=True), ovs=ovs, trunks=vlans)  # fmt: skip
+        if openstack:  # steth.lab.ml2 (issue 4): the fleet with ovs=True, then the ML2 pieces and the API
+            from steth.lab import ml2
+
+            state = ml2.up(compute, network, mgmt_cidr, data_cidr, heartbeat, allow_mutating,
+                           progress=lambda m: click.echo(f"lab: {m}", err=True), trunks=vlans)  # fmt: skip
+        else:
+            state = fleet.up(compute, network, mgmt_cidr, data_cidr, heartbeat, allow_mutating,
+                             progress=lambda m: click.echo(f"lab: {m}", err=True), ovs=ovs, trunks=vlans)  # fmt: skip
     except fleet.LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
     names = ", ".join(n["name"] for n in state["nodes"])
     click.echo(f"lab up: {len(state['nodes'])} nodes ({names}), NATS at {state['nats_url']}")
+    if state.get("openstack", {}).get("auth_url"):
+        click.echo(f"lab OpenStack API at {state['openstack']['auth_url']}, clouds.yaml {state['openstack']['clouds_yaml']}")
 
 
 @command.command("down")
@@ -92,3 +102,6 @@ def env_cmd() -> None:
     if not state or not state.get("up"):
         raise StethError("no lab is up (steth lab up)", 3)
     click.echo(f"export STETH_NATS_URL={state['nats_url']}")
+    if state.get("openstack", {}).get("clouds_yaml"):
+        click.echo(f"export OS_CLIENT_CONFIG_FILE={state['openstack']['clouds_yaml']}")
+        click.echo(f"export OS_CLOUD={state['openstack']['cloud']}")

@@ -29,7 +29,7 @@ def describe(spec) -> dict:
         bounds = _bounds(schema.get(name, {}))
         params.append({
             "name": name, "option": option_name(name)[0], "type": _type_name(schema.get(name, {})),
-            "required": field.is_required(), "default": None if field.is_required() else field.default,
+            "required": field.is_required(), "default": None if field.is_required() else field.get_default(call_default_factory=True),
             "bounds": bounds, "description": field.description or "",
         })  # fmt: skip
     return {

@@ -43,7 +43,7 @@ class NetnsEntry(Result):
     neutron_id: str = ""  # the network or router id in the name, for joins with the Neutron API
     nsid: int | None = None
     interface_names: list[str] = Field(default_factory=list)  # without lo
-    addresses: list[str] = Field(default_factory=list)  # "iface:addr/len", without loopback addresses
+    addresses: list[str] = Field(default_factory=list)  # "iface:addr/len", without loopback and link-local
     interfaces: list[NetnsInterface] = Field(default_factory=list)
     error: str = ""
 

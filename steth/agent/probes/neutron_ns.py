@@ -1,0 +1,168 @@
+"""neutron-ns: checks inside a qdhcp-/qrouter- namespace; dnsmasq is found through `ip netns pids`."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import re
+from pathlib import Path
+
+from steth.agent import procs
+from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.probes import arping as arping_probe
+from steth.schemas.envelope import Status
+from steth.schemas.probes.arping import ArpingParams
+from steth.schemas.probes.neutron_ns import NeutronNsParams, NeutronNsResult, NsCheck, NsInterface
+
+NETNS_DIR = Path("/run/netns")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def parse_addr(text: str) -> list[NsInterface]:
+    out = []
+    for link in json.loads(text or "[]"):
+        if link.get("ifname") == "lo":
+            continue
+        addrs = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if "local" in a]
+        out.append(NsInterface(name=link["ifname"], up="UP" in link.get("flags", []), mtu=link.get("mtu"), addresses=addrs))
+    return out
+
+
+def parse_hosts(text: str) -> set[tuple[str, str]]:
+    """dnsmasq --dhcp-hostsfile lines (`mac,name,ip`, `mac,ip`, `mac,set:tag,ip`...) to (mac, ip) pairs."""
+    pairs = set()
+    for line in text.splitlines():
+        fields = [f.strip().lower() for f in line.split("#", 1)[0].split(",")]
+        macs = [f for f in fields if _MAC.match(f)]
+        ips = []
+        for f in fields:
+            try:
+                ips.append(str(ipaddress.ip_address(f.strip("[]"))))
+            except ValueError:
+                pass
+        pairs.update((m, ip) for m in macs for ip in ips)
+    return pairs
+
+
+def read_cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def find_dnsmasq(pids: list[int]) -> tuple[int | None, str | None]:
+    """The live dnsmasq among the namespace's processes, and its --dhcp-hostsfile."""
+    for pid in pids:
+        argv = read_cmdline(pid)
+        if argv and Path(argv[0]).name == "dnsmasq" and proc_state(pid) not in ("Z", "X", "?"):
+            hosts = next((a.split("=", 1)[1] for a in argv if a.startswith("--dhcp-hostsfile=")), None)
+            return pid, hosts
+    return None, None
+
+
+def iface_for(target: str, interfaces: list[NsInterface]) -> str | None:
+    addr = ipaddress.ip_address(target)
+    for iface in interfaces:
+        for cidr in iface.addresses:
+            if addr in ipaddress.ip_interface(cidr).network:
+                return iface.name
+    return interfaces[0].name if interfaces else None
+
+
+async def _arping(ctx: ProbeContext, p: NeutronNsParams, target: str, iface: str) -> NsCheck:
+    params = ArpingParams(target=target, interface=iface, count=p.count, netns=p.netns)
+    kind = await arping_probe.variant(ctx)
+    done = await procs.run(arping_probe.arping_argv(kind, params), timeout=ctx.remaining(0.2), netns=p.netns)
+    row = arping_probe.parse_arping(kind, params, done.stdout, done.stderr, done.returncode)
+    if row.error and row.sent == 0:
+        return NsCheck(check="arping", target=target, ok=False, detail=f"arping failed: {row.error}")
+    if row.received == 0:
+        return NsCheck(check="arping", target=target, ok=False, detail=f"no ARP reply on {iface} ({row.sent} sent)")
+    return NsCheck(check="arping", target=target, detail=f"{row.received}/{row.sent} replies from {','.join(row.macs)}")
+
+
+async def _ping_df(ctx: ProbeContext, p: NeutronNsParams, target: str) -> NsCheck:
+    size = p.ping_size_bytes or 0
+    payload = size - 28
+    argv = ["ping", "-n", "-q", "-c", str(p.count), "-i", "0.2", "-W", "1", "-M", "do", "-s", str(payload), target]
+    done = await procs.run(procs.in_netns(p.netns, argv), timeout=ctx.remaining(0.2))
+    m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", done.stdout)
+    if m and int(m.group(2)) > 0:
+        return NsCheck(check="mtu", target=target, detail=f"{size}-byte don't-fragment packets pass ({m.group(2)}/{m.group(1)})")
+    err = (done.stderr.strip().splitlines() or [""])[-1]
+    return NsCheck(check="mtu", target=target, ok=False,
+                   detail=f"{size}-byte don't-fragment packets do not pass" + (f": {err}" if err else " (smaller ones do: MTU on the path)"))  # fmt: skip
+
+
+async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
+    res = NeutronNsResult(netns=params.netns)
+    checks = res.checks
+    res.exists = (NETNS_DIR / params.netns).exists()
+    if not res.exists:
+        checks.append(NsCheck(check="netns", target=params.netns, ok=False, detail="namespace does not exist on this node"))
+        return Outcome(Status.FAILED, f"{params.netns} does not exist", res.model_dump())
+    try:
+        addr = await procs.run(["ip", "-n", params.netns, "-j", "addr", "show"], timeout=ctx.remaining(0.1))
+        pids = await procs.run(["ip", "netns", "pids", params.netns], timeout=ctx.remaining(0.1))
+    except procs.ToolMissing as exc:
+        raise ProbeAborted(str(exc)) from None
+    if addr.returncode != 0:
+        raise ProbeAborted(f"ip -n {params.netns}: {addr.stderr.strip() or addr.returncode}")
+    res.interfaces = parse_addr(addr.stdout)
+    checks.append(NsCheck(check="netns", target=params.netns, detail=f"{len(res.interfaces)} interface(s)"))
+    held = {ipaddress.ip_interface(a).ip: i for i in res.interfaces for a in i.addresses}
+    for want in params.expect_addresses:
+        iface = held.get(ipaddress.ip_address(want))
+        if iface is None:
+            checks.append(NsCheck(check="address", target=want, ok=False, detail="not on any interface of the namespace"))
+        elif not iface.up:
+            checks.append(NsCheck(check="address", target=want, ok=False, detail=f"on {iface.name}, which is down"))
+        else:
+            checks.append(NsCheck(check="address", target=want, detail=f"on {iface.name}"))
+    if params.dnsmasq or params.host_entries:
+        pid, hostsfile = find_dnsmasq([int(x) for x in pids.stdout.split() if x.isdigit()])
+        res.dnsmasq_pid, res.hostsfile = pid, hostsfile
+        checks.append(NsCheck(check="dnsmasq", target=params.netns, ok=pid is not None,
+                              detail=f"pid {pid}" if pid else "no dnsmasq runs in the namespace"))  # fmt: skip
+        if params.host_entries:
+            pairs: set[tuple[str, str]] | None = None
+            if hostsfile:
+                try:
+                    pairs = parse_hosts(Path(hostsfile).read_text())
+                except OSError as exc:
+                    checks.append(NsCheck(check="host-entry", target=hostsfile, ok=False, detail=f"cannot read: {exc.strerror}"))
+            for entry in params.host_entries:
+                if pairs is None:
+                    if pid is not None and not hostsfile:
+                        checks.append(NsCheck(check="host-entry", target=f"{entry.mac} {entry.ip}", ok=False, detail="dnsmasq has no --dhcp-hostsfile"))
+                    continue
+                ok = (entry.mac, entry.ip) in pairs
+                checks.append(NsCheck(check="host-entry", target=f"{entry.mac} {entry.ip}", ok=ok,
+                                      detail="in " + hostsfile if ok else f"missing from {hostsfile}"))  # fmt: skip
+    try:
+        jobs = []
+        for target in params.arping:
+            iface = iface_for(target, res.interfaces)
+            if iface is None:
+                checks.append(NsCheck(check="arping", target=target, ok=False, detail="the namespace has no interface"))
+                continue
+            jobs.append(_arping(ctx, params, target, iface))
+        if params.ping_size_bytes:
+            jobs += [_ping_df(ctx, params, t) for t in params.arping]
+        checks.extend(await asyncio.gather(*jobs))
+    except procs.ToolMissing as exc:
+        raise ProbeAborted(str(exc)) from None
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        return Outcome(Status.FAILED, f"{bad[0].check} {bad[0].target}: {bad[0].detail}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""),
+                       res.model_dump())  # fmt: skip
+    return Outcome(Status.OK, "", res.model_dump())

@@ -1,0 +1,81 @@
+"""vlan-check on one node: tagged frames out, frames from the peers in, per (VLAN, peer) what arrived.
+
+The scapy work runs in a child process (steth.agent.packets) bounded by the request's deadline.
+`subinterface` mode is in steth.agent.vlan_subif (mutating, needs 802.1Q in the kernel).
+"""
+
+from __future__ import annotations
+
+import time
+
+from steth.agent import packets, procs
+from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.schemas.envelope import Status
+from steth.schemas.probes.vlan_check import VlanCheckParams, VlanCheckResult, VlanPeerRow
+
+
+def peer_rows(params: VlanCheckParams, node: str, seen: list[dict]) -> list[VlanPeerRow]:
+    """One row per (VLAN, expected peer): frames that arrived with the VLAN's own tag; else what did."""
+    intact: dict[tuple[int, str], int] = {}
+    altered: dict[tuple[int, str], list[str]] = {}
+    for s in seen:
+        key = (s["meant_vlan"], s["sender"])
+        if s["vlan"] == s["meant_vlan"]:
+            intact[key] = intact.get(key, 0) + s["frames"]
+        else:
+            altered.setdefault(key, []).append("untagged" if s["vlan"] == 0 else f"tagged {s['vlan']}")
+    rows = []
+    for vlan in params.vlans:
+        for peer in params.nodes:
+            if peer == node:
+                continue
+            got = intact.get((vlan, peer), 0)
+            detail = f"arrived {', '.join(altered[(vlan, peer)])}" if (vlan, peer) in altered else ""
+            rows.append(VlanPeerRow(vlan=vlan, peer=peer, frames=got, expected=params.frames, passed=got > 0, detail=detail))
+    return rows
+
+
+def verdict(rows: list[VlanPeerRow]) -> str:
+    """'VLAN 300: nothing from compute-2, network-1; ...' for the rows that did not pass."""
+    missing: dict[int, list[str]] = {}
+    for r in rows:
+        if not r.passed:
+            missing.setdefault(r.vlan, []).append(r.peer + (f" ({r.detail})" if r.detail else ""))
+    parts = [f"VLAN {v}: nothing from {', '.join(peers)}" for v, peers in sorted(missing.items())]
+    if len(parts) > 3:
+        parts = parts[:3] + [f"{len(parts) - 3} more VLAN(s)"]
+    return "; ".join(parts)
+
+
+async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
+    if params.mode == "subinterface":
+        from steth.agent import vlan_subif
+
+        return await vlan_subif.run(params, ctx)
+    mac = packets.interface_mac(params.interface)
+    if mac is None:
+        raise ProbeAborted(f"no interface {params.interface} on this node")
+    if not params.token:
+        raise ProbeAborted("no token: vlan-check is run by the controller (steth vlan-check)")
+    send_at = time.time() + params.send_delay_s
+    job = {
+        "job": "vlan", "interface": params.interface, "vlans": params.vlans, "token": params.token, "node": ctx.node,
+        "frames": params.frames, "send_at": send_at, "listen_until": send_at + params.listen_s,
+    }  # fmt: skip
+    try:
+        out = await packets.run_job(job, timeout=ctx.remaining(0.1))
+    except procs.ToolMissing as exc:
+        raise ProbeAborted(str(exc)) from None
+    except packets.HelperFailed as exc:
+        raise ProbeAborted(f"scapy: {exc}") from None
+    if out is None:
+        return Outcome(Status.TIMEOUT, "the scapy child was killed at the deadline: give a longer --timeout")
+    rows = peer_rows(params, ctx.node, out["seen"])
+    result = VlanCheckResult(
+        interface=params.interface, mode=params.mode, mac=out["mac"], vlans=params.vlans,
+        listening_since=out["listening_since"], sent_at=out["sent_at"], rows=rows, seen=out["seen"],
+    )  # fmt: skip
+    message = verdict(rows)
+    if out["listening_since"] > send_at:
+        message = (message + "; " if message else "") + f"listener started {out['listening_since'] - send_at:.2f} s after the send time"
+    return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, message, result.model_dump())

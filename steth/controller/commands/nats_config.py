@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from steth.controller.errors import UsageError
+from steth.controller.output import emit_document, table
+
+
+@click.command("nats-config")
+@click.option("--agent", "agents", multiple=True, metavar="NODE[=ROLE,...]",
+              help="An agent identity: its node name and roles (repeatable).")  # fmt: skip
+@click.option("--controller", "controllers", multiple=True, metavar="NAME",
+              help="A controller identity (repeatable; default: one named 'steth').")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for auth.conf and one <identity>.env per identity (created, mode 0700).")  # fmt: skip
+@click.option("--bcrypt", is_flag=True, help="Put bcrypt hashes, not passwords, into auth.conf.")
+@click.option("--rotate", is_flag=True, help="New passwords for everyone (default: keep those in existing .env files).")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, rotate: bool,
+            output: str) -> None:  # fmt: skip
+    """Write a nats-server authorization block with per-identity subject permissions.
+
+    \b
+    controller: publish requests (steth.v1.req.>), read presence (KV watch) and results; nothing else.
+    agent NODE: receive only its own node, role and all subjects; reply only to inboxes that asked
+                (allow_responses); write only its own presence key and results subjects.
+
+    Include OUT/auth.conf in nats-server.conf (`include auth.conf`) and give each identity its
+    OUT/<identity>.env (STETH_NATS_USER, STETH_NATS_PASSWORD) as an EnvironmentFile. Exit 2 on a bad name.
+    """
+    from steth.controller.natsconf import parse_agent, parse_controller, write
+
+    if not agents:
+        raise UsageError("name at least one --agent NODE[=ROLE,...]")
+    try:
+        identities = [parse_agent(a) for a in agents] + [parse_controller(c) for c in controllers or ("steth",)]
+        conf = write(identities, out_dir, bcrypt=bcrypt, rotate=rotate)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    rows = [{"user": i.user, "kind": i.kind, "name": i.name, "roles": i.roles, "env_file": str(i.env_file)} for i in identities]
+    if output != "table":
+        emit_document({"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows}, output)
+        return
+    click.echo(table(["USER", "KIND", "ROLES", "CREDENTIALS"],
+                     [[r["user"], r["kind"], ",".join(r["roles"]) or "-", r["env_file"]] for r in rows]))  # fmt: skip
+    click.echo(f"wrote {conf} ({'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
+               f"in nats-server.conf: include {conf.name}")  # fmt: skip

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import click
+
+from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.output import document, emit_document, emit_footer, emit_gathered, fmt, table
+from steth.controller.params import collect, wire_args
+from steth.schemas.probes.ovs import DEFAULT_DB, OvsParams
+
+db_option = click.option("--db", default=None, metavar="SOCKET",
+                         help=f"OVSDB to read: unix:/path or tcp:IP:PORT [default: {DEFAULT_DB}].")  # fmt: skip
+
+
+def _gather(inv: Invocation, **fields):
+    """Validate (exit 2 on bad input, before any network), send the ovs probe, gather."""
+    from steth.schemas.probes import get
+
+    spec = get("ovs")
+    params = collect(OvsParams, {k: v for k, v in fields.items() if v is not None})
+
+    async def go():
+        async with inv.session() as s:
+            return await s.run("ovs", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
+
+    return spec, run_async(go())
+
+
+def _findings_lines(gathered) -> None:
+    for node in gathered.nodes:
+        for finding in (node.result or {}).get("findings", [])[1:]:  # the first one is the node's message
+            click.echo(f"{node.node}: {finding}")
+
+
+@click.group("ovs")
+def command() -> None:
+    """Open vSwitch on the selected nodes, read from OVSDB (ovs-vsctl --format=json).
+
+    Findings: a dead port (tag 4095), an interface with ofport -1, a patch port whose peer is missing or
+    does not point back, a requested bridge or port that is absent. Exit 1 when a node has findings.
+
+    \b
+    Examples:
+      steth ovs bridges --role compute
+      steth ovs ports --bridge br-int --node compute-1
+      steth ovs port tap1b2c3d4e-5f
+      steth ovs check --bridge br-int --port patch-tun --port int-br-ex --role compute
+      steth ovs ports --db tcp:127.0.0.1:6640
+    """
+
+
+@command.command("bridges")
+@db_option
+@gathering_command
+def bridges_cmd(inv: Invocation, db: str | None) -> None:
+    """Bridges: datapath type, fail mode, number of ports, controllers."""
+    spec, gathered = _gather(inv, view="bridges", db=db)
+    if inv.output == "table":
+        rows = []
+        for node in gathered.nodes:
+            bridges = (node.result or {}).get("bridges") or [{}]
+            for i, b in enumerate(bridges):
+                rows.append([node.node if i == 0 else "", node.status.value if i == 0 else "", fmt(b.get("name")),
+                             fmt(b.get("datapath_type")), fmt(b.get("fail_mode")), fmt(b.get("ports")),
+                             fmt(b.get("controllers")), node.message if i == 0 else ""])  # fmt: skip
+        click.echo(table(["NODE", "STATUS", "BRIDGE", "DATAPATH", "FAIL-MODE", "PORTS", "CONTROLLERS", "MESSAGE"], rows))
+        emit_footer(gathered, inv.output)
+    else:
+        emit_gathered(gathered, spec, inv.output)
+    click.get_current_context().exit(gathered.exit_code())
+
+
+@command.command("ports")
+@click.option("--bridge", default=None, metavar="NAME", help="Only the ports of this bridge.")
+@db_option
+@gathering_command
+def ports_cmd(inv: Invocation, bridge: str | None, db: str | None) -> None:
+    """Ports: ofport, tag, trunks, type, link state, Neutron's iface-id and attached-mac, patch peer."""
+    spec, gathered = _gather(inv, view="ports", bridge=bridge, db=db)
+    emit_gathered(gathered, spec, inv.output)
+    if inv.output == "table":
+        _findings_lines(gathered)
+    click.get_current_context().exit(gathered.exit_code())
+
+
+DETAIL = ("bridge", "type", "ofport", "tag", "trunks", "vlan_mode", "interfaces", "mac_in_use", "link_state",
+          "admin_state", "error", "iface_id", "attached_mac", "vm_uuid", "iface_status", "net_uuid",
+          "segmentation_id", "network_type", "physical_network", "peer", "peer_ok", "findings")  # fmt: skip
+
+
+@command.command("port")
+@click.argument("name")
+@db_option
+@gathering_command
+def port_cmd(inv: Invocation, name: str, db: str | None) -> None:
+    """One port in full, on the nodes that have it (a port found on no node is a finding)."""
+    spec, gathered = _gather(inv, view="port", ports=[name], db=db)
+    holders = [n.node for n in gathered.nodes if (n.result or {}).get("ports")]
+    if inv.output == "table":
+        for node in gathered.nodes:
+            for port in (node.result or {}).get("ports", []):
+                click.echo(f"{node.node}: port {port['name']} ({node.status.value}{': ' + node.message if node.message else ''})")
+                rows = [[f"  {key}", fmt(port.get(key))] for key in DETAIL]
+                rows += [[f"  external_ids:{k}", v] for k, v in sorted(port.get("external_ids", {}).items())]
+                rows += [[f"  other_config:{k}", v] for k, v in sorted(port.get("other_config", {}).items())]
+                rows += [[f"  options:{k}", v] for k, v in sorted(port.get("options", {}).items())]
+                click.echo(table(["FIELD", "VALUE"], rows))
+        for node in gathered.nodes:
+            if node.status.value not in ("ok", "failed"):
+                click.echo(f"{node.node}: {node.status.value}: {node.message}")
+        click.echo(f"port {name} found on: {', '.join(holders)}" if holders else f"port {name} found on no node")
+        emit_footer(gathered, inv.output)
+    else:
+        emit_document(document(gathered, port=name, found_on=holders), inv.output)
+        emit_footer(gathered, inv.output)
+    code = gathered.exit_code()
+    if code == 0 and not holders:
+        code = 1
+    click.get_current_context().exit(code)
+
+
+@command.command("check")
+@click.option("--bridge", default=None, metavar="NAME", help="This bridge must exist; only its ports are checked.")
+@click.option("--port", "ports", multiple=True, metavar="NAME", help="This port must exist (repeatable); only these are checked.")
+@db_option
+@gathering_command
+def check_cmd(inv: Invocation, bridge: str | None, ports: tuple[str, ...], db: str | None) -> None:
+    """Check a bridge and ports: absent, dead (tag 4095), ofport -1, broken patch peers are findings."""
+    spec, gathered = _gather(inv, view="check", bridge=bridge, ports=list(ports) or None, db=db)
+    emit_gathered(gathered, spec, inv.output)
+    if inv.output == "table":
+        _findings_lines(gathered)
+    click.get_current_context().exit(gathered.exit_code())
+

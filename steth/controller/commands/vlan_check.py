@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import secrets
+
+import click
+
+from steth.controller.errors import UsageError
+from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.output import document, emit_document, emit_footer, table
+from steth.controller.params import collect, params_options, wire_args
+from steth.schemas.envelope import INCOMPLETE, Status
+from steth.schemas.probes.vlan_check import VlanCheckParams, parse_vlans
+
+RAN = (Status.OK, Status.FAILED)
+MATRIX_MAX_PAIRS = 12  # wider than this, the table lists the failing pairs instead of one column per pair
+
+
+def build_pairs(gathered, nodes: list[str], vlans: list[int]) -> list[dict]:
+    """One entry per (VLAN, from, to): passed, lost, or unknown when either end did not run."""
+    by_node = gathered.by_node()
+    pairs = []
+    for vlan in vlans:
+        for receiver in nodes:
+            rows = {(r["vlan"], r["peer"]): r for r in ((by_node.get(receiver) and by_node[receiver].result) or {}).get("rows", [])}
+            for sender in nodes:
+                if sender == receiver:
+                    continue
+                pair = {"vlan": vlan, "from": sender, "to": receiver, "result": "unknown", "frames": None, "detail": ""}
+                ends = [by_node.get(sender), by_node.get(receiver)]
+                if any(e is None or e.status not in RAN for e in ends):
+                    pair["detail"] = "; ".join(f"{e.node} {e.status.value}" for e in ends if e is not None and e.status not in RAN)
+                else:
+                    row = rows.get((vlan, sender))
+                    late = _late(by_node[receiver].result, by_node[sender].result)
+                    if row is not None and not (late and not row["passed"]):
+                        pair.update(result="passed" if row["passed"] else "lost", frames=row["frames"], detail=row.get("detail", ""))
+                    elif late:  # no frame, but the receiver was not listening yet when they were sent
+                        pair["detail"] = f"{receiver} listened {late:.2f} s too late: raise --send-delay"
+                pairs.append(pair)
+    return pairs
+
+
+def _late(receiver: dict | None, sender: dict | None) -> float:
+    """Seconds by which the receiver's listener came up after the sender sent (0: in time)."""
+    listening, sent = (receiver or {}).get("listening_since"), (sender or {}).get("sent_at")
+    return max(0.0, listening - sent) if listening and sent else 0.0
+
+
+def failing_vlans(pairs: list[dict]) -> list[int]:
+    return sorted({p["vlan"] for p in pairs if p["result"] == "lost"})
+
+
+def exit_code(gathered, pairs: list[dict]) -> int:
+    if failing_vlans(pairs):
+        return 1
+    if any(n.status in INCOMPLETE for n in gathered.nodes) or any(p["result"] == "unknown" for p in pairs):
+        return 3
+    return 0
+
+
+def _cell(p: dict | None) -> str:
+    if p is None or p["result"] == "unknown":
+        return "?"
+    if p["result"] == "passed":
+        return "ok"
+    return "LOST" + (f" ({p['detail']})" if p["detail"] else "")
+
+
+def render(pairs: list[dict], nodes: list[str], vlans: list[int]) -> str:
+    ordered = [(s, r) for s in nodes for r in nodes if s != r]
+    cell = {(p["vlan"], p["from"], p["to"]): p for p in pairs}
+    if len(ordered) <= MATRIX_MAX_PAIRS:
+        headers = ["VLAN", *(f"{s}>{r}" for s, r in ordered)]
+        rows = [[str(v), *(_cell(cell.get((v, s, r))) for s, r in ordered)] for v in vlans]
+        return table(headers, rows)
+    rows = []
+    for v in vlans:
+        mine = [cell[(v, s, r)] for s, r in ordered]
+        passed = sum(p["result"] == "passed" for p in mine)
+        lost = [f"{p['from']}>{p['to']}" for p in mine if p["result"] == "lost"]
+        rows.append([str(v), f"{passed}/{len(mine)}", ", ".join(lost[:6]) + (f" (+{len(lost) - 6})" if len(lost) > 6 else "") or "-"])
+    return table(["VLAN", "PASSED", "LOST (FROM>TO)"], rows)
+
+
+@click.command("vlan-check")
+@click.option("--vlan", "vlan_text", required=True, metavar="LIST", help="VLANs to check: 100,200-210 (1..4094).")
+@params_options(VlanCheckParams, exclude=("vlans", "nodes", "token"))
+@gathering_command
+def command(inv: Invocation, vlan_text: str, **options) -> None:
+    """Does each VLAN pass between every pair of the selected nodes, over INTERFACE?
+
+    Every selected node listens on --interface and, after --send-delay, sends --frames 802.1Q-tagged
+    frames per VLAN carrying a token of this request; the others report what arrived. Rows are VLANs,
+    columns FROM>TO pairs: "ok", "LOST", or "?" when an end did not run. The default mode changes nothing
+    on the hosts. --mode subinterface creates VLAN interfaces with addresses from --cidr and pings across
+    them (mutating; needs 802.1Q in the kernel). A VLAN lost between any pair is a finding (exit 1).
+
+    \b
+    Examples:
+      steth vlan-check --interface eth1 --vlan 100,200-210 --role compute
+      steth vlan-check --interface trunk0 --vlan 100 --node compute-1 --node network-1 -o json
+    """
+    from steth.schemas.probes import get
+
+    spec = get("vlan-check")
+    try:
+        vlans = parse_vlans(vlan_text)
+    except ValueError as exc:
+        raise UsageError(f"--vlan: {exc}") from None
+    collect(VlanCheckParams, options, vlans=vlans, nodes=["a", "b"])  # bad options: exit 2 before any network
+
+    async def go():
+        async with inv.session() as s:
+            present = await s.presence() or {}
+            missing = [n for n in inv.selection.nodes if n not in present]
+            if missing:
+                raise UsageError(f"not in presence: {', '.join(missing)}")
+            chosen = sorted(n for n, p in present.items() if inv.selection.matches(p.info) and (n in inv.selection.nodes or p.alive))
+            if len(chosen) < 2:
+                raise UsageError(f"a VLAN check needs at least two present nodes; selected: {', '.join(chosen) or 'none'}")
+            params = collect(VlanCheckParams, options, vlans=vlans, nodes=chosen, token=secrets.token_hex(6))
+            args = wire_args(params)
+            gathered = await s.run("vlan-check", inv.selection, inv.timeout_or(spec.timeout_for(params)),
+                                   per_node_args={n: args for n in chosen})  # fmt: skip
+            return gathered, chosen
+
+    gathered, chosen = run_async(go())
+    pairs = build_pairs(gathered, chosen, vlans)
+    failing = failing_vlans(pairs)
+    if inv.output == "table":
+        click.echo(render(pairs, chosen, vlans))
+        click.echo("VLANs that do not pass: " + (",".join(map(str, failing)) if failing else "none"))
+        for n in gathered.nodes:
+            if n.status is not Status.OK and n.message:
+                click.echo(f"{n.node}: {n.status.value}: {n.message}")
+    else:
+        emit_document(document(gathered, vlans=vlans, failing_vlans=failing, pairs=pairs), inv.output)
+    emit_footer(gathered, inv.output)
+    click.get_current_context().exit(exit_code(gathered, pairs))

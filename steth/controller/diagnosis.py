@@ -1,0 +1,136 @@
+"""What the diagnosis commands share: hops in path order, the verdict, rendering, exit codes.
+
+A hop is one check at one place (a node, a device, a namespace). Recipes (diagnosis_port, diagnosis_network)
+list hops in the order a packet meets them; the verdict names the first hop that failed, with its likely
+cause. Nodes that did not answer make the verdict incomplete (exit 3) unless a finding came first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import click
+
+from steth.controller.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK
+from steth.controller.output import emit_document, table
+
+OK, FAIL, NO_REPLY, NOT_RUN, SKIPPED = "ok", "FAIL", "no_reply", "not_run", "skipped"
+
+
+@dataclass
+class Hop:
+    stage: str  # "port", "dhcp-path", "dhcp-server", "reach", "router", "segment"
+    node: str
+    check: str
+    status: str  # ok, FAIL, no_reply, not_run (aborted, timeout, error), skipped (could not be tested)
+    detail: str = ""
+    cause: str = ""  # the likely cause, for a failing hop
+
+
+@dataclass
+class Diagnosis:
+    command: str
+    subject: dict[str, Any]  # what was checked, as OpenStack describes it
+    hops: list[Hop] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # every gathered probe, for -o json
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, stage: str, node: str, check: str, status: str, detail: str = "", cause: str = "") -> Hop:
+        hop = Hop(stage, node, check, status, detail, cause)
+        self.hops.append(hop)
+        return hop
+
+    def verdict(self) -> dict[str, Any]:
+        failed = next((h for h in self.hops if h.status == FAIL), None)
+        if failed:
+            where = f"{failed.node} {failed.check}".strip()
+            message = f"{where}: {failed.detail}" if failed.detail else where
+            return {"status": "finding", "stage": failed.stage, "node": failed.node, "check": failed.check,
+                    "message": message, "cause": failed.cause}  # fmt: skip
+        silent = [h for h in self.hops if h.status in (NO_REPLY, NOT_RUN)]
+        if silent:
+            nodes = sorted({h.node for h in silent})
+            return {"status": "incomplete", "stage": silent[0].stage, "node": silent[0].node, "check": silent[0].check,
+                    "message": f"{silent[0].node}: {silent[0].detail}",
+                    "cause": f"unchecked on {', '.join(nodes)}: no verdict about what lies there"}  # fmt: skip
+        return {"status": "ok", "stage": "", "node": "", "check": "", "message": "every hop passed", "cause": ""}
+
+    def exit_code(self) -> int:
+        status = self.verdict()["status"]
+        return EXIT_FINDINGS if status == "finding" else EXIT_INCOMPLETE if status == "incomplete" else EXIT_OK
+
+    def verdict_line(self) -> str:
+        v = self.verdict()
+        if v["status"] == "ok":
+            return f"VERDICT: OK: {v['message']} ({sum(1 for h in self.hops if h.status == OK)} checks)"
+        head = "FAIL at" if v["status"] == "finding" else "INCOMPLETE:"
+        return f"VERDICT: {head} {v['message']}" + (f"; likely cause: {v['cause']}" if v["cause"] else "")
+
+    def document(self) -> dict[str, Any]:
+        return {"command": self.command, "subject": self.subject, "elapsed_s": round(time.monotonic() - self.started, 3),
+                "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "verdict": self.verdict(),
+                "hops": [asdict(h) for h in self.hops], "notes": self.notes, "probes": self.raw}  # fmt: skip
+
+    def emit(self, output: str) -> int:
+        if output != "table":
+            emit_document(self.document(), output)
+            return self.exit_code()
+        for line in self.header_lines():
+            click.echo(line)
+        rows = []
+        last = None
+        for h in self.hops:
+            stage = h.stage if h.stage != last else ""
+            last = h.stage
+            rows.append([stage, h.node, h.check, h.status, h.detail])
+        click.echo(table(["STAGE", "NODE", "CHECK", "RESULT", "DETAIL"], rows))
+        for note in self.notes:
+            click.echo(f"note: {note}")
+        click.echo(self.verdict_line())
+        t = self.timings
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+        click.echo(f"diagnosis took {time.monotonic() - self.started:.2f} s" + (f" ({parts})" if parts else ""))
+        return self.exit_code()
+
+    def header_lines(self) -> list[str]:
+        return [f"{k}: {v}" for k, v in self.subject.items() if isinstance(v, (str, int, float)) and v not in ("", None)]
+
+
+def invocation(output: str | None, timeout: float | None):
+    """The diagnosis commands pick their nodes from OpenStack: no selectors, the group's NATS options."""
+    from steth.controller.options import Invocation
+    from steth.controller.session import Selection
+
+    group = click.get_current_context().find_root().obj or {}
+    return Invocation(group, Selection(), output or group.get("output") or "table",
+                      timeout if timeout is not None else group.get("timeout"), False)  # fmt: skip
+
+
+def options(f):
+    """-o/--timeout like every command, the OpenStack cloud options, the DHCP listening window and injection."""
+    from steth.controller.inventory import os_options
+    from steth.controller.options import output_options
+
+    f = click.option("--no-inject", is_flag=True, help="Do not inject a DHCP DISCOVER: only listen (what the VM sends itself).")(f)
+    f = click.option("--listen", "listen_s", type=click.FloatRange(3.0, 30.0), default=5.0, show_default=True, metavar="S",
+                     help="How long every node listens for the port's DHCP exchange.")(f)  # fmt: skip
+    return os_options(output_options(f))
+
+
+def unanswered(diag: Diagnosis, stage: str, node: str, what: str, result, present: dict | None) -> bool:
+    """Add a hop for a node that did not run the probe; True when it did not."""
+    from steth.schemas.envelope import Status
+
+    if result is None or result.status is Status.NO_REPLY:
+        known = present is not None and node in present
+        why = "its steth agent did not reply" + ("" if known else " (not in presence: no steth agent runs there)")
+        diag.add(stage, node, what, NO_REPLY, why)
+        return True
+    if result.status not in (Status.OK, Status.FAILED):
+        diag.add(stage, node, what, NOT_RUN, f"{result.status.value}: {result.message}")
+        return True
+    return False

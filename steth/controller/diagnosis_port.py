@@ -1,0 +1,341 @@
+"""port-check and vm-check: from a Neutron port to a verdict that names the failing hop.
+
+OpenStack says where the port is (binding:host_id), what it should look like (MAC, addresses, hybrid or
+native plugging) and who serves it (DHCP agents with their DHCP ports, the routers' L3 agents, the provider
+bridge of each host from the OVS agents' bridge_mappings). Then, at once, over one NATS connection:
+
+- vif on the compute host (OVS port by iface-id, attached-mac, tag, ofport, tap/qbr/qvb/qvo up, MTU);
+- dhcp-watch on the compute host (the device chain and the provider bridge's uplinks; a DISCOVER with the
+  port's MAC injected where the VM would send it, when the agent's policy allows) and on every DHCP host
+  (its uplinks and the DHCP port's tap);
+- neutron-ns in qdhcp-<network> on every DHCP host (dnsmasq, the port's host entry, ARP and a full-MTU
+  don't-fragment ping to the port) and in qrouter-<router> on every L3 host (gateway address, ARP).
+
+The hops are then laid out in the order a DHCP exchange meets them, and the first failure is the verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, unanswered
+from steth.controller.errors import UsageError
+from steth.controller.output import document
+from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Router, Subnet
+from steth.schemas.envelope import Status
+
+DEFAULT_LISTEN_S = 5.0
+INJECT_DELAY_S = 2.0  # every node's scapy child must be listening before the compute host injects
+
+
+def devs(port_id: str) -> dict[str, str]:
+    return {role: f"{role}{port_id[:11]}" for role in ("tap", "qbr", "qvb", "qvo")}
+
+
+@dataclass
+class PortContext:
+    port: Port
+    network: Network
+    subnets: list[Subnet]
+    dhcp_hosts: list[tuple[str, bool]]  # (host, Neutron agent alive)
+    dhcp_ports: dict[str, Port]  # host -> the network's DHCP port bound there
+    routers: list[Router]
+    provider_bridges: dict[str, str]  # host -> bridge carrying the network's physical network
+    server_host: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return self.port.host or ""
+
+    @property
+    def hybrid(self) -> bool:
+        return self.port.hybrid_expected is not False  # Nova's default with iptables_hybrid; said explicitly by Neutron
+
+    def v4_addresses(self) -> list[str]:
+        return [ip for ip in self.port.addresses if ipaddress.ip_address(ip).version == 4]
+
+    def subject(self) -> dict[str, Any]:
+        n = self.network
+        seg = f"{n.network_type or '?'}" + (f" {n.segmentation_id}" if n.segmentation_id is not None else "") + (
+            f" on {n.physical_network}" if n.physical_network else "")  # fmt: skip
+        return {
+            "port": self.port.id, "mac": self.port.mac, "addresses": ", ".join(self.port.addresses) or "-",
+            "host": self.host, "plugging (Neutron)": "hybrid" if self.hybrid else "native",
+            "network": f"{n.name or n.id} ({n.id}), {seg}, MTU {n.mtu}",
+            "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in self.dhcp_hosts) or "none",
+            "routers": ", ".join(f"{r.name or r.id} on {', '.join(h for h, _ in r.l3_hosts) or 'no L3 agent'}" for r in self.routers) or "none",
+        }  # fmt: skip
+
+
+def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> PortContext:
+    """Everything OpenStack knows that the checks need; one clear error when it cannot be known."""
+    inv.require_admin("port-check (binding:host_id, provider network, agents)")
+    port = inv.port(port_id)
+    if not port.host:
+        raise UsageError(f"port {port.id} is not bound to any host (binding:host_id is empty; status {port.status or '?'}): "
+                         "nothing to check on a compute node")  # fmt: skip
+    network = inv.network(port.network_id)
+    subnets = inv.subnets(network.id)
+    dhcp = inv.dhcp_agents(network.id)
+    dhcp_ports = {p.host: p for p in inv.ports(network_id=network.id, device_owner="network:dhcp") if p.host}
+    routers = inv.routers(network.id)
+    bridges: dict[str, str] = {}
+    if network.physical_network:
+        for agent in inv.neutron_agents():
+            if agent.agent_type == OVS_AGENT_TYPE:
+                mapping = (agent.configurations or {}).get("bridge_mappings") or {}
+                if network.physical_network in mapping:
+                    bridges[agent.host] = mapping[network.physical_network]
+    ctx = PortContext(port, network, subnets, [(a.host, a.alive) for a in dhcp], dhcp_ports, routers, bridges, server_host)
+    if not any(s.enable_dhcp for s in subnets):
+        ctx.notes.append("no subnet of the network has DHCP enabled: the DHCP checks are skipped")
+        ctx.dhcp_hosts = []
+    return ctx
+
+
+# --- the probes ------------------------------------------------------------------------------------
+
+
+def plan(ctx: PortContext, listen_s: float, inject: bool) -> dict[str, dict[str, dict[str, Any]]]:
+    """probe -> {node: args}; two requests of one probe to one node get distinct probe keys ("neutron-ns#router")."""
+    d = devs(ctx.port.id)
+    mtu = ctx.network.mtu
+    calls: dict[str, dict[str, dict[str, Any]]] = {"vif": {}, "dhcp-watch": {}, "neutron-ns": {}, "neutron-ns#router": {}}
+    vif = {"port_id": ctx.port.id, "mac": ctx.port.mac}
+    if mtu:
+        vif["expect_mtu_bytes"] = mtu
+    if ctx.port.hybrid_expected is not None:
+        vif["expect_hybrid"] = ctx.port.hybrid_expected
+    calls["vif"][ctx.host] = vif
+    v4 = ctx.v4_addresses()
+    if ctx.dhcp_hosts:
+        chain = [d["tap"], d["qbr"], d["qvb"], d["qvo"]] if ctx.hybrid else [d["tap"]]
+        compute = {"mac": ctx.port.mac, "interfaces": chain, "listen_s": listen_s}
+        if ctx.host in ctx.provider_bridges:
+            compute["uplink_bridges"] = [ctx.provider_bridges[ctx.host]]
+        if inject:
+            compute.update(inject="send", inject_port=d["qvb"]) if ctx.hybrid else compute.update(inject="ovs", inject_port=d["tap"])
+            compute.update(inject_delay_s=INJECT_DELAY_S)
+        calls["dhcp-watch"][ctx.host] = compute
+        for host, _ in ctx.dhcp_hosts:
+            args = calls["dhcp-watch"].setdefault(host, {"mac": ctx.port.mac, "interfaces": [], "listen_s": listen_s})
+            dport = ctx.dhcp_ports.get(host)
+            if dport is not None and devs(dport.id)["tap"] not in args["interfaces"]:
+                args["interfaces"] = [*args["interfaces"], devs(dport.id)["tap"]]
+            if host in ctx.provider_bridges and ctx.provider_bridges[host] not in args.get("uplink_bridges", []):
+                args["uplink_bridges"] = [*args.get("uplink_bridges", []), ctx.provider_bridges[host]]
+            ns = {"netns": f"qdhcp-{ctx.network.id}", "dnsmasq": True,
+                  "host_entries": [{"mac": ctx.port.mac, "ip": ip} for ip in ctx.port.addresses], "arping": v4}  # fmt: skip
+            if dport is not None:
+                ns["expect_addresses"] = dport.addresses
+            if mtu and v4:
+                ns["ping_size_bytes"] = mtu
+            calls["neutron-ns"][host] = ns
+    for router in ctx.routers:
+        gw = [ip for s in ctx.subnets for sid, ip in router.interface_ips.items() if sid == s.id]
+        for host, _ in router.l3_hosts:
+            calls["neutron-ns#router"][host] = {"netns": f"qrouter-{router.id}", "expect_addresses": gw, "arping": v4}
+    return {k: v for k, v in calls.items() if v}
+
+
+async def run_plan(session, calls: dict[str, dict[str, dict[str, Any]]], timeout: float | None):
+    """Every probe of the plan at once; returns probe key -> Gathered."""
+    from steth.controller.session import Selection
+    from steth.schemas.probes import get
+
+    async def one(key: str, per_node: dict[str, dict[str, Any]]):
+        probe = key.split("#")[0]
+        spec = get(probe)
+        if spec is None:
+            raise UsageError(f"this steth has no probe {probe!r}")
+        longest = max(spec.timeout_for(spec.params.model_validate(a)) for a in per_node.values())
+        wire = {n: spec.params.model_validate(a).model_dump(mode="json", exclude_defaults=True) for n, a in per_node.items()}
+        return key, await session.run(probe, Selection(), timeout or longest, per_node_args=wire)
+
+    done = await asyncio.gather(*(one(k, v) for k, v in calls.items()))
+    return dict(done)
+
+
+# --- reading the answers into hops -------------------------------------------------------------------
+
+
+def _result(gathered, node: str):
+    return gathered.by_node().get(node) if gathered is not None else None
+
+
+def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
+    r = _result(gathered, ctx.host)
+    if unanswered(diag, "port", ctx.host, "vif", r, present):
+        return
+    res = r.result or {}
+    causes = {
+        "ovs-port": f"the port is not plugged into br-int on {ctx.host}: Nova/os-vif did not plug it or it was removed "
+                    "(nova-compute and neutron-openvswitch-agent logs)",
+        "attached-mac": "the OVS port carries another MAC than Neutron's: a stale or wrongly plugged interface",
+        "tag": f"the Neutron OVS agent on {ctx.host} has not wired the port (binding failed, agent down or out of sync)",
+        "ofport": "OVS cannot open the device (it vanished or was recreated)",
+        "device": "the VM's interface or its plugging devices are missing or down (libvirt, os-vif)",
+        "mtu": f"a device of the chain has an MTU below the network's {ctx.network.mtu}",
+        "plugging": "the plugging style differs from the firewall driver Neutron reports (firewall_driver mismatch)",
+    }  # fmt: skip
+    for c in res.get("checks", []):
+        diag.add("port", ctx.host, f"{c['check']} {c['target']}".strip(), OK if c["ok"] else FAIL, c["detail"],
+                 "" if c["ok"] else causes.get(c["check"], ""))  # fmt: skip
+    if ctx.server_host and ctx.server_host != ctx.host:
+        diag.add("port", ctx.host, "binding:host_id", FAIL, f"port bound to {ctx.host}, server runs on {ctx.server_host}",
+                 "the port binding is stale (a failed migration or evacuation)")  # fmt: skip
+
+
+def _hop(watch_result, iface: str) -> dict | None:
+    return next((h for h in (watch_result.result or {}).get("hops", []) if h["interface"] == iface), None)
+
+
+def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) -> None:
+    """DISCOVER from the port to each DHCP host, the DHCP server, then OFFER back, hop by hop."""
+    if not ctx.dhcp_hosts:
+        return
+    d = devs(ctx.port.id)
+    seg = f"VLAN {ctx.network.segmentation_id}" if ctx.network.network_type == "vlan" else (ctx.network.network_type or "the segment")
+    comp = _result(watch, ctx.host)
+    comp_ok = not unanswered(diag, "dhcp-path", ctx.host, "dhcp-watch", comp, present)
+    comp_res = (comp.result or {}) if comp_ok else {}
+    injected = comp_res.get("injected", 0) > 0
+    if comp_ok and not injected:
+        note = comp_res.get("inject_note") or "no DISCOVER injected"
+        diag.notes.append(f"DHCP path: {note} on {ctx.host}; the path hops count only traffic seen while listening")
+    traffic = injected or any(h["discover"] or h["offer"] for h in comp_res.get("hops", []))
+
+    def seen(result, iface: str, kind: str) -> bool | None:
+        h = _hop(result, iface) if result is not None else None
+        return None if h is None or not h["exists"] else h[kind] > 0
+
+    def uplink_names(result) -> list[str]:
+        return [h["interface"] for h in (result.result or {}).get("hops", []) if h.get("role") == "uplink"] if result else []
+
+    def add(node: str, iface: str, kind: str, result, cause: str, label: str = "") -> bool:
+        """One path hop; True when it passed (or could not be tested)."""
+        check = f"{kind.upper()} at {label or iface}"
+        if not traffic:
+            diag.add("dhcp-path", node, check, SKIPPED, "not tested (nothing injected)")
+            return True
+        got = seen(result, iface, kind)
+        if got is None:
+            h = _hop(result, iface) if result is not None else None
+            diag.add("dhcp-path", node, check, SKIPPED, (h or {}).get("error") or "not listened on")
+            return True
+        diag.add("dhcp-path", node, check, OK if got else FAIL, "seen" if got else "not seen", "" if got else cause)
+        return got
+
+    comp_up = uplink_names(comp) if comp_ok else []
+    # DISCOVER: out of the compute host
+    if comp_ok:
+        for a in (["qvb", "qvo"] if ctx.hybrid else []):
+            add(ctx.host, d[a], "discover", comp, f"{d['qvb']}->{d['qvo']} veth on {ctx.host}")
+        for up in comp_up:
+            add(ctx.host, up, "discover", comp, f"br-int -> {ctx.provider_bridges.get(ctx.host, 'provider bridge')} on {ctx.host}: "
+                "the OVS agent's flows (local VLAN to segmentation id) or the patch ports", f"uplink {up}")
+    servers: list[tuple[str, Any]] = []
+    for host, alive in ctx.dhcp_hosts:
+        net = _result(watch, host)
+        if host != ctx.host and unanswered(diag, "dhcp-path", host, "dhcp-watch", net, present):
+            servers.append((host, None))
+            continue
+        dport = ctx.dhcp_ports.get(host)
+        for up in uplink_names(net):
+            if host == ctx.host and up in comp_up:
+                continue
+            add(host, up, "discover", net, f"the fabric between {ctx.host} and {host}: {seg} not trunked or the link down",
+                f"uplink {up}")
+        if dport is not None:
+            add(host, devs(dport.id)["tap"], "discover", net, f"{ctx.provider_bridges.get(host, 'provider bridge')} -> br-int on {host}: "
+                "flows or the DHCP port's tag", f"DHCP port {devs(dport.id)['tap']}")
+        servers.append((host, net))
+    # The DHCP server itself, on every DHCP host
+    for host, net in servers:
+        server_hops(diag, ctx, host, _result(ns_gathered, host), present)
+    # OFFER: back from every DHCP host to the port
+    for host, net in servers:
+        if net is None:
+            continue
+        dport = ctx.dhcp_ports.get(host)
+        if dport is not None:
+            add(host, devs(dport.id)["tap"], "offer", net, f"dnsmasq on {host} did not answer the DISCOVER (see dhcp-server)",
+                f"DHCP port {devs(dport.id)['tap']}")
+        for up in uplink_names(net):
+            if host == ctx.host and up in comp_up:
+                continue
+            add(host, up, "offer", net, f"br-int -> provider bridge on {host} (the way back)", f"uplink {up}")
+    if comp_ok:
+        for up in comp_up:
+            add(ctx.host, up, "offer", comp, f"the fabric from the DHCP host(s) back to {ctx.host}: {seg}", f"uplink {up}")
+        for a in (["qvo", "qvb", "qbr", "tap"] if ctx.hybrid else ["tap"]):
+            add(ctx.host, d[a], "offer", comp, f"provider bridge -> br-int -> {d[a]} on {ctx.host}: the VLAN translation back "
+                "to the local tag, the port's tag, or the qbr bridge")  # fmt: skip
+
+
+def server_hops(diag: Diagnosis, ctx: PortContext, host: str, r, present) -> None:
+    if unanswered(diag, "dhcp-server", host, f"qdhcp-{ctx.network.id[:8]}", r, present):
+        return
+    causes = {
+        "netns": f"the DHCP agent on {host} has not set up the network (no qdhcp namespace): neutron-dhcp-agent",
+        "address": "the DHCP port's address is not configured in the namespace (neutron-dhcp-agent)",
+        "dnsmasq": f"dnsmasq is not running for the network on {host}: neutron-dhcp-agent should respawn it (its log)",
+        "host-entry": "dnsmasq does not know this port: the DHCP agent has not synced it into its host file",
+    }
+    for c in (r.result or {}).get("checks", []):
+        if c["check"] in causes:
+            diag.add("dhcp-server", host, f"{c['check']} {c['target']}".strip() if c["check"] != "netns" else "netns qdhcp",
+                     OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else causes[c["check"]])  # fmt: skip
+
+
+def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, present) -> None:
+    seg = f"VLAN {ctx.network.segmentation_id} on {ctx.network.physical_network}" if ctx.network.network_type == "vlan" \
+        else (ctx.network.network_type or "the segment")  # fmt: skip
+    for host, _ in ctx.dhcp_hosts:
+        r = _result(ns_gathered, host)
+        if r is None or r.status not in (Status.OK, Status.FAILED):
+            continue  # already reported as no reply / not run
+        for c in (r.result or {}).get("checks", []):
+            if c["check"] == "arping":
+                diag.add("reach", host, f"ARP qdhcp -> {c['target']}", OK if c["ok"] else FAIL, c["detail"],
+                         "" if c["ok"] else f"the L2 segment between {host} and {ctx.host} ({seg}): a VLAN not trunked, "
+                         "a link down, or the port not wired")  # fmt: skip
+            elif c["check"] == "mtu":
+                diag.add("reach", host, f"MTU qdhcp -> {c['target']}", OK if c["ok"] else FAIL, c["detail"],
+                         "" if c["ok"] else f"an MTU below the network's {ctx.network.mtu} between {host} and {ctx.host} "
+                         "(fabric, uplinks or the port's devices)")  # fmt: skip
+    for router in ctx.routers:
+        for host, _ in router.l3_hosts:
+            r = _result(router_gathered, host)
+            if unanswered(diag, "router", host, f"qrouter-{router.id[:8]}", r, present):
+                continue
+            for c in (r.result or {}).get("checks", []):
+                label = {"netns": "netns qrouter", "address": f"gateway {c['target']}", "arping": f"ARP qrouter -> {c['target']}"}.get(c["check"], c["check"])
+                cause = {"netns": f"the L3 agent on {host} has not set up the router", "address": "the router's interface on this subnet is "
+                         "missing or down (neutron-l3-agent)", "arping": f"L2 between the router on {host} and {ctx.host} ({seg})"}.get(c["check"], "")  # fmt: skip
+                diag.add("router", host, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else cause)
+
+
+async def check_ports(invocation, contexts: list[PortContext], listen_s: float, inject: bool, timeout: float | None,
+                      command: str, subject: dict[str, Any]) -> Diagnosis:  # fmt: skip
+    """Run every port's checks at once; one Diagnosis with each port's hops in path order."""
+    diag = Diagnosis(command, subject)
+    started = time.monotonic()
+    async with invocation.session() as s:
+        present = await s.presence() or {}
+        plans = [plan(c, listen_s, inject) for c in contexts]
+        results = await asyncio.gather(*(run_plan(s, p, timeout) for p in plans))
+    diag.timings["probes"] = time.monotonic() - started
+    for ctx, res in zip(contexts, results):
+        diag.notes.extend(ctx.notes)
+        vif_hops(diag, ctx, res.get("vif"), present)
+        path_hops(diag, ctx, res.get("dhcp-watch"), res.get("neutron-ns"), present)
+        reach_hops(diag, ctx, res.get("neutron-ns"), res.get("neutron-ns#router"), present)
+        for key, gathered in res.items():
+            diag.raw.setdefault(ctx.port.id, {})[key] = document(gathered)
+    return diag

@@ -1,0 +1,69 @@
+"""Who may publish and subscribe to what: the NATS permissions of a controller and of one agent.
+
+The broker enforces these (docs/security.md). The agent uses `agent_inbox_prefix` for its own request
+inboxes (JetStream acks of its presence writes), so that its identity can be allowed to read those and
+nothing else: an agent can never subscribe to the controller's inboxes and read other nodes' replies.
+Both the agent and `steth nats-config` import this module, so it imports nothing from either side.
+"""
+
+from __future__ import annotations
+
+from steth.schemas import subjects
+from steth.schemas.results import RESULTS_STREAM  # the scheduler's results stream (default name)
+
+KV_STREAM = f"KV_{subjects.PRESENCE_BUCKET}"
+KV_PREFIX = f"$KV.{subjects.PRESENCE_BUCKET}"
+JS_API = "$JS.API"
+CONTROLLER_INBOX = "_INBOX"
+AGENT_INBOX = "_INBOX_AGENT"
+
+
+def agent_inbox_prefix(node: str) -> str:
+    """The agent's inbox prefix: only this node's identity may subscribe below it."""
+    return f"{AGENT_INBOX}.{subjects.token(node)}"
+
+
+def agent_permissions(node: str, roles: list[str], results_stream: str = RESULTS_STREAM) -> dict:
+    """An agent: its own request subjects, replies only to inboxes that asked, its own presence key."""
+    tok = subjects.token(node)
+    p = subjects.PREFIX
+    subscribe = [f"{p}.req.all.*", f"{p}.req.node.{tok}.*"] + [f"{p}.req.role.{r}.*" for r in sorted(set(roles))]
+    subscribe.append(f"{agent_inbox_prefix(node)}.>")
+    publish = [
+        f"{KV_PREFIX}.{node}",  # its presence entry, and only its own (KV keys keep dots: no token escape)
+        f"{p}.presence.*.{tok}",  # its up/down announcements
+        f"{p}.results.{tok}.>",  # its scheduled results
+        # JetStream API: look up / create the presence bucket and the results stream; nothing else.
+        f"{JS_API}.STREAM.INFO.{KV_STREAM}",
+        f"{JS_API}.STREAM.CREATE.{KV_STREAM}",
+        f"{JS_API}.STREAM.INFO.{results_stream}",
+        f"{JS_API}.STREAM.CREATE.{results_stream}",
+        f"{JS_API}.STREAM.UPDATE.{results_stream}",
+    ]
+    # allow_responses: one reply to the reply subject of each request it received, for a minute at most.
+    return {
+        "publish": {"allow": publish},
+        "subscribe": {"allow": subscribe},
+        "allow_responses": {"max": 1, "expires": "1m"},
+    }
+
+
+def controller_permissions(results_stream: str = RESULTS_STREAM) -> dict:
+    """A controller: publish requests, read presence (KV watch) and results; no presence writes."""
+    p = subjects.PREFIX
+    publish = [f"{p}.req.>"]
+    for stream in (KV_STREAM, results_stream):
+        publish += [
+            f"{JS_API}.STREAM.INFO.{stream}",
+            f"{JS_API}.CONSUMER.CREATE.{stream}",  # an ephemeral consumer: KV watch, results readers
+            f"{JS_API}.CONSUMER.CREATE.{stream}.>",
+            f"{JS_API}.CONSUMER.DELETE.{stream}.>",
+            f"{JS_API}.CONSUMER.INFO.{stream}.>",
+            f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.>",  # pull consumers
+            f"{JS_API}.STREAM.MSG.GET.{stream}",
+            f"{JS_API}.DIRECT.GET.{stream}.>",
+            f"$JS.FC.{stream}.>",  # flow control answers of ordered consumers (KV watch)
+            f"$JS.ACK.{stream}.>",
+        ]
+    subscribe = [f"{CONTROLLER_INBOX}.>", f"{p}.presence.>", f"{p}.results.>"]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}

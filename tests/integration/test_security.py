@@ -1,0 +1,287 @@
+"""Security in the lab: broker-enforced identities, signed requests, allow-lists, the audit line.
+
+A real nats-server with the authorization block `steth nats-config` writes (on the lab's management
+bridge, so agents in the node namespaces reach it), real agents in the lab namespaces with their own
+identities, the real CLI. The lab's own nats-server stays unauthenticated and untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import stat
+import time
+
+import pytest
+
+from conftest import TEST_DATA, needs_root
+from natsservers import NatsServer, host_of, read_env, wait_present
+
+pytestmark = [needs_root, pytest.mark.lab]
+
+
+class Secure:
+    def __init__(self, lab, directory):
+        self.lab, self.dir = lab, directory
+        self.server: NatsServer | None = None
+
+    def creds(self, user_file: str) -> dict[str, str]:
+        return read_env(self.dir / "auth" / f"{user_file}.env")
+
+    def auth(self, user_file: str = "controller-ops") -> dict[str, str]:
+        c = self.creds(user_file)
+        return {"user": c["STETH_NATS_USER"], "password": c["STETH_NATS_PASSWORD"]}
+
+    def env(self, signed: bool = True, **extra: str) -> dict[str, str]:
+        env = self.lab.env(STETH_NATS_URL=self.server.url, **self.creds("controller-ops"))
+        if signed:
+            env["STETH_SIGNING_KEY"] = str(self.dir / "ctl.key")
+        env.update(extra)
+        return env
+
+    def cli_json(self, *args: str, signed: bool = True, **extra: str):
+        return self.lab.cli_json(*args, env=self.env(signed, **extra))
+
+    def agent_log(self, name: str) -> str:
+        return (self.lab.dir / f"extra-{name}.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def secure(lab):
+    s = Secure(lab, lab.dir / "sec")
+    done = lab.cli("nats-config", "--agent", "sec-a=compute", "--agent", "sec-b=network", "--controller", "ops",
+                   "--out", str(s.dir / "auth"), "-o", "json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = lab.cli("keys", "create", "--out", str(s.dir / "ctl.key"), "--comment", "ops@test", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    s.key = json.loads(done.stdout)
+    s.server = NatsServer(s.dir / "nats", host_of(lab.nats_url), auth_conf=s.dir / "auth" / "auth.conf").start()
+    common = {"STETH_NATS_SERVERS": s.server.url, "STETH_SECURITY_TRUSTED_KEYS": str(s.dir / "ctl.key.pub")}
+    s.procs = {
+        # sec-a: signatures required, allow-lists on (the data fabric, its data0 and lo only)
+        "sec-a": lab.spawn_agent("sec-a", ["compute"], netns=lab.node("compute-1")["namespace"], **common,
+                                 **s.creds("agent-sec-a"), STETH_SECURITY_REQUIRE_SIGNED="true",
+                                 STETH_POLICY_ALLOWED_TARGET_CIDRS=TEST_DATA,
+                                 STETH_POLICY_ALLOWED_INTERFACES="data0,lo"),  # fmt: skip
+        # sec-b: verifies signatures when present, accepts unsigned ones, no allow-lists
+        "sec-b": lab.spawn_agent("sec-b", ["network"], netns=lab.node("network-1")["namespace"], **common,
+                                 **s.creds("agent-sec-b")),  # fmt: skip
+    }
+    try:
+        wait_present([s.server.url], {"sec-a", "sec-b"}, timeout=60, **s.auth())
+        yield s
+    finally:
+        for proc in s.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+        s.server.stop()
+
+
+def test_nats_config_files(secure, lab):
+    auth_dir = secure.dir / "auth"
+    for path in [auth_dir / "auth.conf", *auth_dir.glob("*.env")]:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    assert stat.S_IMODE(os.stat(auth_dir).st_mode) == 0o700
+    before = secure.creds("agent-sec-a")
+    # Re-running (say, to add a node) keeps the passwords everyone already has.
+    done = lab.cli("nats-config", "--agent", "sec-a=compute", "--agent", "sec-b=network", "--agent", "sec-c",
+                   "--controller", "ops", "--out", str(lab.dir / "sec" / "auth2"), "-o", "json")  # fmt: skip
+    assert done.returncode == 0
+    assert {i["user"] for i in json.loads(done.stdout)["identities"]} == {"agent-sec-a", "agent-sec-b", "agent-sec-c", "controller-ops"}
+    done = lab.cli("nats-config", "--agent", "sec-a=compute", "--agent", "sec-b=network", "--controller", "ops",
+                   "--out", str(auth_dir))  # fmt: skip
+    assert done.returncode == 0 and secure.creds("agent-sec-a") == before
+    bad = lab.cli("nats-config", "--agent", "-x=compute", "--out", str(lab.dir / "sec" / "bad"))
+    assert bad.returncode == 2 and "invalid node name '-x'" in bad.stderr
+    conf = (auth_dir / "auth.conf").read_text()
+    assert '"steth.v1.req.node.sec-a.*"' in conf and '"$KV.steth_presence.sec-a"' in conf
+
+
+def test_signed_requests_through_the_cli(secure):
+    code, doc = secure.cli_json("hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "15")
+    assert code == 0, doc
+    assert {n["node"]: n["status"] for n in doc["nodes"]} == {"sec-a": "ok", "sec-b": "ok"}
+    code, doc = secure.cli_json("hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "15", signed=False)
+    rows = {n["node"]: n for n in doc["nodes"]}
+    assert code == 3 and rows["sec-b"]["status"] == "ok"
+    assert rows["sec-a"]["status"] == "invalid" and "unsigned request" in rows["sec-a"]["message"]
+    other = secure.dir / "other.key"
+    secure.lab.cli("keys", "create", "--out", str(other))
+    code, doc = secure.cli_json("hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "15",
+                                STETH_SIGNING_KEY=str(other))  # fmt: skip
+    assert code == 3
+    for row in doc["nodes"]:  # both agents trust only ctl.key: a signature by another key is refused
+        assert row["status"] == "invalid" and "untrusted key" in row["message"], row
+
+
+def test_unauthorised_client_cannot_connect(secure, lab):
+    env = secure.env()
+    del env["STETH_NATS_USER"], env["STETH_NATS_PASSWORD"]
+    started = time.monotonic()
+    done = lab.cli("hello", env=env)
+    assert done.returncode == 4 and "refused the login (authorization violation)" in done.stderr, done.stderr
+    assert time.monotonic() - started < 30
+    done = lab.cli("hello", env={**env, "STETH_NATS_USER": "controller-ops", "STETH_NATS_PASSWORD": "wrong"})
+    assert done.returncode == 4 and "refused the login" in done.stderr
+    # An agent without credentials never gets in: it says why and keeps retrying.
+    proc = lab.spawn_agent("sec-x", ["compute"], netns=lab.node("compute-2")["namespace"],
+                           STETH_NATS_SERVERS=secure.server.url)  # fmt: skip
+    try:
+        deadline = time.time() + 40
+        while "refused the login" not in secure.agent_log("sec-x") and time.time() < deadline:
+            time.sleep(0.5)
+        assert "refused the login" in secure.agent_log("sec-x")
+        assert proc.poll() is None  # alive, retrying
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+async def _client(url: str, auth: dict, errors: list[str], inbox_prefix: str = "_INBOX"):
+    import nats
+
+    async def on_error(exc):
+        errors.append(str(exc))
+
+    return await nats.connect(url, error_cb=on_error, inbox_prefix=inbox_prefix, connect_timeout=5,
+                              max_reconnect_attempts=1, **auth)  # fmt: skip
+
+
+async def _ask(nc, subject: str, payload: bytes, wait: float = 3.0) -> list[dict]:
+    from steth import codec
+
+    replies: list[dict] = []
+
+    async def on_reply(msg):
+        replies.append(codec.decode(msg.data))
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=on_reply)
+    await nc.publish(subject, payload, reply=inbox)
+    await nc.flush()
+    await asyncio.sleep(wait)
+    await sub.unsubscribe()
+    return replies
+
+
+def test_agent_identity_cannot_ask_or_eavesdrop(secure):
+    """An agent's credentials cannot send requests (even with a valid signature), read other inboxes,
+    subscribe to another node's subjects or write another node's presence; a controller cannot write presence."""
+    from steth import codec
+    from steth.controller.signing import load
+    from steth.natsauth import agent_inbox_prefix
+    from steth.schemas import subjects
+    from steth.schemas.envelope import Request
+
+    async def go():
+        errors: list[str] = []
+        nc = await _client(secure.server.url, secure.auth("agent-sec-a"), errors, agent_inbox_prefix("sec-a"))
+        ctl = await _client(secure.server.url, secure.auth(), errors)
+        try:
+            req = Request(probe="hello", deadline=time.time() + 5, sender="intruder")
+            load(secure.dir / "ctl.key").sign(req, subjects.req_all("hello"))
+            replies = await _ask(nc, subjects.req_all("hello"), codec.encode(req.model_dump(mode="json")))
+            for subject in ("_INBOX.>", "steth.v1.req.node.sec-b.*", ">"):
+                await nc.subscribe(subject)
+            await nc.publish("$KV.steth_presence.sec-b", b"forged")
+            await ctl.publish("$KV.steth_presence.sec-a", b"forged")
+            await nc.flush()
+            await ctl.flush()
+            await asyncio.sleep(1)
+            return replies, errors
+        finally:
+            await nc.close()
+            await ctl.close()
+
+    replies, errors = asyncio.run(go())
+    assert replies == []
+    text = "\n".join(errors)
+    for denied in ('publish to "steth.v1.req.all.hello"', 'subscription to "_inbox.>"',
+                   'subscription to "steth.v1.req.node.sec-b.*"', 'subscription to ">"', 'publish to "$kv.steth_presence.sec-b"',
+                   'publish to "$kv.steth_presence.sec-a"'):  # fmt: skip
+        assert f"permissions violation for {denied}" in text, (denied, text)
+    # Presence was not touched: both entries are still the agents' own.
+    wait_present([secure.server.url], {"sec-a", "sec-b"}, timeout=20, **secure.auth())
+
+
+def test_forged_and_replayed_requests_are_refused(secure):
+    from steth import codec
+    from steth.controller.signing import Signer, load
+    from steth.schemas import subjects
+    from steth.schemas.envelope import Request
+
+    signer = load(secure.dir / "ctl.key")
+    subject = subjects.req_node("sec-a", "hello")
+
+    def signed(deadline_in: float = 10.0, for_subject: str = subject, by: Signer = signer) -> Request:
+        req = Request(probe="hello", deadline=time.time() + deadline_in, sender="ops@test")
+        by.sign(req, for_subject)
+        return req
+
+    async def go():
+        errors: list[str] = []
+        nc = await _client(secure.server.url, secure.auth(), errors)
+        out = {}
+        try:
+            good = codec.encode(signed().model_dump(mode="json"))
+            out["first"] = await _ask(nc, subject, good, wait=2)
+            out["replay"] = await _ask(nc, subject, good, wait=2)
+            tampered = signed()
+            tampered.sender = "root@elsewhere"
+            out["tampered"] = await _ask(nc, subject, codec.encode(tampered.model_dump(mode="json")), wait=2)
+            # Signed for sec-a alone, re-published to every node: the subject is part of what is signed.
+            out["retargeted"] = await _ask(nc, subjects.req_all("hello"), codec.encode(signed().model_dump(mode="json")), wait=2)
+            out["expired"] = await _ask(nc, subject, codec.encode(signed(-30).model_dump(mode="json")), wait=2)
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+            stranger = Signer(Ed25519PrivateKey.generate(), "feedfacefeedface", "")
+            out["stranger"] = await _ask(nc, subject, codec.encode(signed(by=stranger).model_dump(mode="json")), wait=2)
+            junk = signed()
+            junk.sig = base64.b64encode(b"\0" * 64).decode()
+            out["zero_sig"] = await _ask(nc, subject, codec.encode(junk.model_dump(mode="json")), wait=2)
+            return out
+        finally:
+            await nc.close()
+
+    out = asyncio.run(go())
+    status = {k: [(r["node"], r["status"], r["message"]) for r in v] for k, v in out.items()}
+    assert status["first"] == [("sec-a", "ok", "")], status
+    assert status["replay"] == [("sec-a", "invalid", "refused: replayed request " + repr(out["replay"][0]["id"]))]
+    assert status["tampered"] == [("sec-a", "invalid", "refused: bad signature")]
+    assert sorted(status["retargeted"]) == [("sec-a", "invalid", "refused: bad signature"),
+                                            ("sec-b", "invalid", "refused: bad signature")]  # fmt: skip
+    assert status["expired"][0][:2] == ("sec-a", "invalid") and "expired" in status["expired"][0][2]
+    assert status["stranger"] == [("sec-a", "invalid", "refused: signed by an untrusted key 'feedfacefeedface'")]
+    assert status["zero_sig"] == [("sec-a", "invalid", "refused: bad signature")]
+
+
+def test_policy_allow_lists(secure, lab):
+    peer = lab.node("compute-2")["data_address"]
+    mgmt_host = host_of(lab.nats_url)  # the management bridge: outside sec-a's allowed_target_cidrs
+    code, doc = secure.cli_json("ping", peer, "--node", "sec-a", "--count", "1", "--timeout", "15")
+    assert code == 0 and doc["nodes"][0]["status"] == "ok", doc
+    code, doc = secure.cli_json("ping", mgmt_host, "--node", "sec-a", "--node", "sec-b", "--count", "1", "--timeout", "15")
+    rows = {n["node"]: n for n in doc["nodes"]}
+    assert code == 3 and rows["sec-b"]["status"] == "ok"
+    assert rows["sec-a"]["status"] == "aborted"
+    assert rows["sec-a"]["message"] == f"refused by policy: targets: address {mgmt_host} is not in this agent's allowed_target_cidrs"
+    code, doc = secure.cli_json("ping", peer, "--interface", "mgmt0", "--node", "sec-a", "--count", "1", "--timeout", "15")
+    assert code == 3 and "interface 'mgmt0' is not in this agent's allowed_interfaces" in doc["nodes"][0]["message"]
+    code, doc = secure.cli_json("ping", peer, "--interface", "-I", "--node", "sec-a")
+    assert code == 2  # the CLI refuses it before anything is sent (the agent would too: tests/unit/test_fuzz_agent.py)
+
+
+def test_audit_line_names_who_and_what(secure, lab):
+    peer = lab.node("compute-2")["data_address"]
+    code, _ = secure.cli_json("ping", peer, "--node", "sec-a", "--count", "2", "--timeout", "15")
+    assert code == 0
+    kid = secure.key["key_id"]
+    lines = [ln for ln in secure.agent_log("sec-a").splitlines() if 'probe="ping"' in ln and "status=ok" in ln]
+    assert lines, secure.agent_log("sec-a")[-2000:]
+    line = lines[-1]
+    assert f"key={kid}(verified)" in line and "sender=" in line and "duration=" in line
+    assert f'args={{"count":2,"targets":["{peer}"]}}' in line, line

