@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# The CLI fails fast when no server answers at first, but once connected it keeps trying to reconnect
+# (0.5 s apart, per server) so that a restart or failover during a gather loses nothing.
+CLI_RECONNECT_ATTEMPTS = 40
+
+
 class NatsUnavailable(RuntimeError):
     pass
 
@@ -78,7 +83,10 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
     budget = opts.connect_timeout_s * (len(opts.servers) * 2 + 1) + 1.0
     where = ", ".join(opts.servers)
     try:
-        return await asyncio.wait_for(nats.connect(**kwargs), timeout=budget)
+        nc = await asyncio.wait_for(nats.connect(**kwargs), timeout=budget)
+        if not persistent:  # connected: now ride out a server restart or a cluster failover for a while
+            nc.options["max_reconnect_attempts"] = CLI_RECONNECT_ATTEMPTS
+        return nc
     except (asyncio.TimeoutError, OSError) as exc:
         if refused:
             raise NatsUnavailable(f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey") from exc

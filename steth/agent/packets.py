@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sys
 import time
 from typing import Any
@@ -77,15 +78,55 @@ def _scapy():
                 Ether=Ether, Raw=Raw, AsyncSniffer=AsyncSniffer, sendp=sendp)  # fmt: skip
 
 
+SOL_PACKET, PACKET_STATISTICS, SO_RCVBUFFORCE = 263, 6, 33
+RCVBUF_BYTES = 32 << 20  # a few thousand small frames queued while Python dissects them
+
+
 def _start_sniffer(s: dict, interface: str, prn, stop_filter=None):
+    """An AsyncSniffer on our own socket (a larger buffer than scapy's 64 KiB, readable drop counters)."""
     import threading
 
+    from scapy.arch.linux import L2ListenSocket
+
+    sock = L2ListenSocket(iface=interface)
+    try:  # root may exceed net.core.rmem_max; fall back to scapy's setting otherwise
+        sock.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
+    except OSError:
+        pass
     ready = threading.Event()
-    sniffer = s["AsyncSniffer"](iface=interface, store=False, prn=prn, stop_filter=stop_filter, started_callback=ready.set)
+    sniffer = s["AsyncSniffer"](opened_socket=sock, store=False, prn=prn, stop_filter=stop_filter, started_callback=ready.set)
     sniffer.start()
     if not ready.wait(5):
         raise RuntimeError(f"could not start sniffing on {interface}")
+    sniffer.steth_socket = sock
     return sniffer
+
+
+def _drain(sniffer, until: float) -> None:
+    """Let the sniffer finish the frames already queued on its socket (dissecting is slower than the
+    frames arrive, so a backlog is normal right after the peers sent), up to `until`."""
+    import fcntl
+    import struct
+    import termios
+
+    while time.time() < until:
+        try:
+            pending = struct.unpack("i", fcntl.ioctl(sniffer.steth_socket.ins.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        except (OSError, AttributeError):
+            return
+        if not pending:
+            return
+        time.sleep(0.02)
+
+
+def _socket_drops(sniffer) -> int | None:
+    """Frames the kernel dropped because our socket's buffer was full (since the last read)."""
+    import struct
+
+    try:
+        return struct.unpack("II", sniffer.steth_socket.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
+    except (OSError, AttributeError):
+        return None
 
 
 def _stop_sniffer(sniffer) -> None:
@@ -130,23 +171,30 @@ def vlan_job(job: dict[str, Any]) -> dict[str, Any]:
         seen[key] = seen.get(key, 0) + 1
 
     mac = interface_mac(interface)
+    # Built once as bytes and written to one packet socket: scapy's sendp() per frame costs far more,
+    # and holds the GIL the sniffer thread needs meanwhile.
+    frames = [bytes(s["Ether"](src=mac, dst=BROADCAST) / s["Dot1Q"](vlan=vlan, type=VLAN_ETHERTYPE)
+                    / s["Raw"](prefix + f"{vlan} {node}".encode())) for vlan in job["vlans"]]  # fmt: skip
     sniffer = _start_sniffer(s, interface, on_packet)
     listening_since = time.time()
     _sleep_until(job["send_at"])
-    frames = []
-    for vlan in job["vlans"]:
-        payload = prefix + f"{vlan} {node}".encode()
-        frames.append(s["Ether"](src=mac, dst=BROADCAST) / s["Dot1Q"](vlan=vlan, type=VLAN_ETHERTYPE) / s["Raw"](payload))
     sent_at = time.time()
-    for round_ in range(job["frames"]):  # rounds, not bursts: one lost frame must not lose a VLAN
-        # every other round in reverse order: a loss at the same point of each round hits other VLANs
-        s["sendp"](frames if round_ % 2 == 0 else frames[::-1], iface=interface, verbose=False)
-        if round_ + 1 < job["frames"]:
-            time.sleep(0.05)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as out:
+        out.bind((interface, 0))
+        for round_ in range(job["frames"]):  # rounds, not bursts: one lost frame must not lose a VLAN
+            # every other round in reverse order: a loss at the same point of each round hits other VLANs
+            for i, frame in enumerate(frames if round_ % 2 == 0 else frames[::-1]):
+                out.send(frame)
+                if i % 64 == 63:
+                    time.sleep(0.002)  # paced: a burst of hundreds overruns receive backlogs
+            if round_ + 1 < job["frames"]:
+                time.sleep(0.05)
     _sleep_until(job["listen_until"])
+    _drain(sniffer, job.get("drain_until", job["listen_until"]))
+    drops = _socket_drops(sniffer)
     _stop_sniffer(sniffer)
     return {
-        "mac": mac, "listening_since": listening_since, "sent_at": sent_at,
+        "mac": mac, "listening_since": listening_since, "sent_at": sent_at, "socket_drops": drops,
         "sent": [{"vlan": v, "frames": job["frames"]} for v in job["vlans"]],
         "seen": [{"vlan": tag, "meant_vlan": meant, "sender": sender, "frames": n}
                  for (tag, meant, sender), n in sorted(seen.items())],
@@ -155,7 +203,6 @@ def vlan_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def _if_ipv4(interface: str) -> str | None:
     import fcntl
-    import socket
     import struct
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

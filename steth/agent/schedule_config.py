@@ -17,7 +17,7 @@ from steth.schemas.subjects import NODE_NAME_RE, ROLE_RE
 SCHEDULE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MAX_SCHEDULES = 64
 # Params that take the targets of a schedule, in the order they are looked for.
-TARGET_PARAMS = ("targets", "target")
+TARGET_PARAMS = ("targets", "target", "server")
 PLACEHOLDER = "127.0.0.1"  # stands in for node:NAME targets when params are checked at load time
 
 
@@ -58,7 +58,7 @@ class ScheduleConfig(_Section):
     name: str | None = None  # label in metrics and results; default: the probe name
     params: dict[str, Any] = Field(default_factory=dict)
     targets: list[str] = Field(default_factory=list, max_length=256)  # addresses or node:NAME
-    target_param: str | None = None  # the param the targets fill; default: `targets` or `target`
+    target_param: str | None = None  # the param the targets fill; default: targets, target or server
     plane: str | None = None  # where node:NAME resolves: CIDR or interface; default: the peer's data plane
     interval_s: float = Field(60.0, ge=1, le=86400)
     jitter_s: float = Field(0.0, ge=0, le=3600)  # each wait is interval_s +- up to jitter_s

@@ -209,6 +209,9 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
         note = comp_res.get("inject_note") or "no DISCOVER injected"
         diag.notes.append(f"DHCP path: {note} on {ctx.host}; the path hops count only traffic seen while listening")
     traffic = injected or any(h["discover"] or h["offer"] for h in comp_res.get("hops", []))
+    if injected:
+        where = f"DISCOVER injected at {d['qvb']}" if ctx.hybrid else f"DISCOVER injected into br-int as from {d['tap']}"
+        diag.add("dhcp-path", ctx.host, where, OK, f"{comp_res['injected']} sent, xid {comp_res.get('xid')}")
 
     def seen(result, iface: str, kind: str) -> bool | None:
         h = _hop(result, iface) if result is not None else None
@@ -289,7 +292,8 @@ def server_hops(diag: Diagnosis, ctx: PortContext, host: str, r, present) -> Non
     }
     for c in (r.result or {}).get("checks", []):
         if c["check"] in causes:
-            diag.add("dhcp-server", host, f"{c['check']} {c['target']}".strip() if c["check"] != "netns" else "netns qdhcp",
+            label = {"netns": "netns qdhcp", "dnsmasq": "dnsmasq"}.get(c["check"], f"{c['check']} {c['target']}")
+            diag.add("dhcp-server", host, label,
                      OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else causes[c["check"]])  # fmt: skip
 
 

@@ -105,10 +105,22 @@ async def gather(
     try:
         for subject, request in messages:
             await nc.publish(subject, codec.encode(request.model_dump(mode="json"), limit=nc.max_payload), reply=inbox)
-        await nc.flush(timeout=max(0.5, deadline - time.time()))
-        await _wait(everyone, deadline, last_reply, stall_window_s if expected is None else None)
+        try:
+            await nc.flush(timeout=max(0.5, deadline - time.time()))
+        except Exception:  # NATS went away mid-send: nats-py resends after a reconnect, or we say so below
+            if nc.is_closed:
+                from steth.controller.errors import StethError
+
+                raise StethError("lost the connection to NATS while sending the request") from None
+        await _wait(everyone, deadline, last_reply, stall_window_s if expected is None else None, nc)
     finally:
-        await sub.unsubscribe()
+        try:
+            await sub.unsubscribe()
+        except Exception:  # the connection is closed: nothing to unsubscribe from
+            pass
+    if not nc.is_connected:  # the server went away and did not come back in time: say so for the silent
+        lost = "no reply: the connection to NATS was lost during the gather"
+        expected_reasons = {n: lost for n in (expected or ())}
 
     request_id = messages[0][1].id if messages else ""
     result = Gathered(messages[0][1].probe if messages else "", request_id, time.monotonic() - started, expected)
@@ -117,12 +129,12 @@ async def gather(
     return result
 
 
-async def _wait(everyone: asyncio.Event, deadline: float, last_reply: list[float], stall: float | None) -> None:
+async def _wait(everyone: asyncio.Event, deadline: float, last_reply: list[float], stall: float | None, nc=None) -> None:
     while True:
         remaining = deadline - time.time()
-        if remaining <= 0 or everyone.is_set():
+        if remaining <= 0 or everyone.is_set() or (nc is not None and nc.is_closed):
             return
-        step = remaining if stall is None else min(remaining, stall / 4)
+        step = min(remaining, 0.5) if stall is None else min(remaining, stall / 4)
         try:
             await asyncio.wait_for(everyone.wait(), timeout=step)
             return

@@ -35,17 +35,28 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
         return None
     now = time.time()
     present: dict[str, Present] = {}
-    watcher = await kv.watchall(ignore_deletes=True, inactive_threshold=5)
+    # nats-py's end-of-initial-values marker (None) races the deliveries: it can come BEFORE the values
+    # (about 1 read in 800 came back empty with three agents up). The last message of the snapshot is the
+    # one with nothing pending after it (delta 0), so read up to that one; deletes are read too (and
+    # skipped) because that last message may be a delete marker.
+    watcher = await kv.watchall(inactive_threshold=5)
+    seen = False
     try:
         async with asyncio.timeout(timeout):
             async for entry in watcher:
-                if entry is None:  # the end of the initial values
+                if entry is None:
+                    if seen or not (await kv.status()).values:
+                        break  # the marker after the values, or a bucket that really is empty
+                    continue
+                seen = True
+                if entry.operation is None and entry.value:
+                    try:
+                        info = AgentInfo.model_validate(codec.decode(entry.value))
+                        present[info.node] = Present(info, max(0.0, now - info.heartbeat))
+                    except ValueError:
+                        pass  # an entry we cannot read is not an agent we can expect
+                if entry.delta == 0:
                     break
-                try:
-                    info = AgentInfo.model_validate(codec.decode(entry.value))
-                except ValueError:
-                    continue  # an entry we cannot read is not an agent we can expect
-                present[info.node] = Present(info, max(0.0, now - info.heartbeat))
     finally:
         await watcher.stop()
     return present

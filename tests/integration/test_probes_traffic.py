@@ -109,7 +109,7 @@ def test_bandwidth_below_min_bps_is_failed(lab, tbf):
                              "--min-bps", "100M")  # fmt: skip
     assert code == 1
     (pair,) = doc["pairs"]
-    assert pair["status"] == "failed" and "below the minimum 100.0 Mbit/s" in pair["message"]
+    assert pair["status"] == "failed" and "below the minimum 100.00 Mbit/s" in pair["message"]
     wait_no_tools(lab)
 
 

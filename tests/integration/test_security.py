@@ -36,7 +36,8 @@ class Secure:
         return {"user": c["STETH_NATS_USER"], "password": c["STETH_NATS_PASSWORD"]}
 
     def env(self, signed: bool = True, **extra: str) -> dict[str, str]:
-        env = self.lab.env(STETH_NATS_URL=self.server.url, **self.creds("controller-ops"))
+        env = self.lab.env()
+        env.update(STETH_NATS_URL=self.server.url, **self.creds("controller-ops"))
         if signed:
             env["STETH_SIGNING_KEY"] = str(self.dir / "ctl.key")
         env.update(extra)
@@ -271,8 +272,8 @@ def test_policy_allow_lists(secure, lab):
     assert rows["sec-a"]["message"] == f"refused by policy: targets: address {mgmt_host} is not in this agent's allowed_target_cidrs"
     code, doc = secure.cli_json("ping", peer, "--interface", "mgmt0", "--node", "sec-a", "--count", "1", "--timeout", "15")
     assert code == 3 and "interface 'mgmt0' is not in this agent's allowed_interfaces" in doc["nodes"][0]["message"]
-    code, doc = secure.cli_json("ping", peer, "--interface", "-I", "--node", "sec-a")
-    assert code == 2  # the CLI refuses it before anything is sent (the agent would too: tests/unit/test_fuzz_agent.py)
+    done = secure.lab.cli("ping", peer, "--interface", "-I", "--node", "sec-a", env=secure.env())
+    assert done.returncode == 2 and "'-I' is not an interface name" in done.stderr  # refused before anything is sent
 
 
 def test_audit_line_names_who_and_what(secure, lab):

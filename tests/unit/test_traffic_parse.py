@@ -106,7 +106,7 @@ def test_min_bps_makes_a_finding():
     p = IperfClientParams(server="10.85.5.2", min_bps=100e6)
     r = parse_iperf(iperf_doc("tcp_tbf_50mbit"), p)
     status, message = verdict(r, p)
-    assert status is Status.FAILED and "below the minimum 100.0 Mbit/s" in message
+    assert status is Status.FAILED and "below the minimum 100.00 Mbit/s" in message
 
 
 def test_client_argv_carries_every_option_and_nothing_else():

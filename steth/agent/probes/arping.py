@@ -86,7 +86,8 @@ async def run(params: ArpingParams, ctx: ProbeContext) -> Outcome:
     if row.error and row.sent == 0:
         return Outcome(Status.ABORTED, row.error, result)
     if len(row.macs) > 1:
-        return Outcome(Status.FAILED, f"{params.target} answered from {len(row.macs)} MACs: {', '.join(row.macs)}", result)
+        message = f"{params.target} answered from {len(row.macs)} MACs: {', '.join(row.macs)}"
+        return Outcome(Status.FAILED, message, result)
     if row.received == 0:
         return Outcome(Status.FAILED, f"no ARP reply from {params.target} on {params.interface}", result)
     return Outcome(Status.OK, "", result)

@@ -60,11 +60,18 @@ def parse_iperf(text: str, p: IperfClientParams) -> IperfClientResult:
     return result
 
 
+def rate(bps: float) -> str:
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("Kbit/s", 1e3)):
+        if bps >= scale:
+            return f"{bps / scale:.2f} {unit}"
+    return f"{bps:.0f} bit/s"
+
+
 def verdict(result: IperfClientResult, p: IperfClientParams) -> tuple[Status, str]:
     if result.received_bps is None:
         return Status.FAILED, result.error or "no measurement"
     if p.min_bps is not None and result.received_bps < p.min_bps:
-        return Status.FAILED, f"received {result.received_bps / 1e6:.1f} Mbit/s, below the minimum {p.min_bps / 1e6:.1f} Mbit/s"
+        return Status.FAILED, f"received {rate(result.received_bps)}, below the minimum {rate(p.min_bps)}"
     return Status.OK, result.error
 
 

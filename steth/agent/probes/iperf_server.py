@@ -28,6 +28,7 @@ def port_free(address: str, port: int) -> bool:
     """Whether address:port can be bound now (iperf3 may still lose a race for it: handled by the caller)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as iperf3 binds: TIME_WAIT does not block it
         try:
             s.bind((address, port))
             return True

@@ -77,6 +77,7 @@ class Plumbing:
 
     ctx: ProbeContext
     mark: str
+    kind: str = ""
     issued: list[str] = field(default_factory=list)  # `ip link add` was sent for these names
 
     async def remove(self) -> list[LinkRow]:
@@ -91,8 +92,8 @@ class Plumbing:
                 rows.append(LinkRow(name=name, action="refused", alias=alias, error="not this request's mark"))
                 continue
             done = await ip(self.ctx, "link", "del", "dev", name)
-            rows.append(LinkRow(name=name, action="removed" if done.returncode == 0 else "failed", alias=alias,
-                                error="" if done.returncode == 0 else done.stderr.strip()))  # fmt: skip
+            rows.append(LinkRow(name=name, kind=self.kind, action="removed" if done.returncode == 0 else "failed",
+                                alias=alias, error="" if done.returncode == 0 else done.stderr.strip()))  # fmt: skip
         return rows
 
 
@@ -188,7 +189,7 @@ async def build(ctx: ProbeContext, names: list[str], add_args: list[str], *, kin
         return refused
     request_id = str(ctx.extra.get("request_id") or "local")
     expires = time.time() + ttl_s
-    plumbing = Plumbing(ctx, mark_for(request_id, expires))
+    plumbing = Plumbing(ctx, mark_for(request_id, expires), kind)
     job = link_job(ctx, plumbing, ttl_s, names)
     table = jobs_of(ctx)
     result = LinkResult(expires_at=round(expires, 3))

@@ -146,6 +146,7 @@ async def run(params: MtuParams, ctx: ProbeContext) -> Outcome:
                         f"{search.worst - 1 + search.overhead} bytes")  # fmt: skip
         return Outcome(Status.TIMEOUT, result.error, result.model_dump())
     if params.expect_bytes and result.path_mtu_bytes < params.expect_bytes:
-        message = f"path MTU to {params.target} is {result.path_mtu_bytes} bytes, below the expected {params.expect_bytes}"
+        message = (f"path MTU to {params.target} is {result.path_mtu_bytes} bytes, "
+                   f"below the expected {params.expect_bytes}")  # fmt: skip
         return Outcome(Status.FAILED, message, result.model_dump())
     return Outcome(Status.OK, "", result.model_dump())

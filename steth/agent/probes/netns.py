@@ -24,8 +24,8 @@ def parse_netns_addrs(data: list[dict[str, Any]]) -> list[NetnsInterface]:
     out = []
     for link in data:
         addrs = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info") or [] if "local" in a]
-        out.append(NetnsInterface(name=link.get("ifname", "?"), oper_state=str(link.get("operstate", "unknown")).lower(),
-                                  addresses=addrs))  # fmt: skip
+        state = str(link.get("operstate", "unknown")).lower()
+        out.append(NetnsInterface(name=link.get("ifname", "?"), oper_state=state, addresses=addrs))
     return out
 
 

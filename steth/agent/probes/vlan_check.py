@@ -61,6 +61,8 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     job = {
         "job": "vlan", "interface": params.interface, "vlans": params.vlans, "token": params.token, "node": ctx.node,
         "frames": params.frames, "send_at": send_at, "listen_until": send_at + params.listen_s,
+        # frames that arrived in the window but still wait in the socket are read until then
+        "drain_until": min(send_at + params.listen_s + 1.0, time.time() + ctx.remaining(0.4)),
     }  # fmt: skip
     try:
         out = await packets.run_job(job, timeout=ctx.remaining(0.1))
@@ -73,9 +75,12 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     rows = peer_rows(params, ctx.node, out["seen"])
     result = VlanCheckResult(
         interface=params.interface, mode=params.mode, mac=out["mac"], vlans=params.vlans,
-        listening_since=out["listening_since"], sent_at=out["sent_at"], rows=rows, seen=out["seen"],
+        listening_since=out["listening_since"], sent_at=out["sent_at"], socket_drops=out.get("socket_drops"),
+        rows=rows, seen=out["seen"],
     )  # fmt: skip
     message = verdict(rows)
+    if out.get("socket_drops"):
+        message = (message + "; " if message else "") + f"the capture socket dropped {out['socket_drops']} frame(s)"
     if out["listening_since"] > send_at:
         message = (message + "; " if message else "") + f"listener started {out['listening_since'] - send_at:.2f} s after the send time"
     return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, message, result.model_dump())

@@ -56,8 +56,14 @@ SPEC = ProbeSpec(
     params=MtuParams,
     result=MtuResult,
     max_timeout_s=120,
-    columns=(Column("TARGET", "target"), Column("PATH MTU", "path_mtu_bytes"), Column("PAYLOAD", "largest_payload_bytes"),
-             Column("REPORTED MTU", "reported_mtu_bytes"), Column("EXPECT", "expect_bytes"), Column("PROBES", "probes"),
-             Column("ERROR", "error")),  # fmt: skip
+    columns=(
+        Column("TARGET", "target"),
+        Column("PATH MTU", "path_mtu_bytes"),
+        Column("PAYLOAD", "largest_payload_bytes"),
+        Column("REPORTED MTU", "reported_mtu_bytes"),
+        Column("EXPECT", "expect_bytes"),
+        Column("PROBES", "probes"),
+        Column("ERROR", "error"),
+    ),
     tools=("ping -M do (iputils)",),
 )

@@ -100,6 +100,7 @@ class VlanCheckResult(Result):
     vlans: list[int] = []
     listening_since: float | None = None  # when this node's listener was up (epoch)
     sent_at: float | None = None  # when this node sent its frames (epoch)
+    socket_drops: int | None = None  # frames the kernel dropped on our capture socket (buffer full)
     rows: list[VlanPeerRow] = []
     seen: list[VlanSeen] = []  # every steth frame of this request, including from unexpected senders
 

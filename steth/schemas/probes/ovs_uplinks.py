@@ -1,0 +1,44 @@
+"""ovs-uplinks: the ports that lead out of OVS bridges (neither patch nor internal), e.g. of the provider
+bridge named in the Neutron OVS agent's bridge_mappings. The controller uses them as each host's trunk
+interface for the VLAN check of a network, since their names differ from host to host."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probes.ovs import OvsDb
+from steth.schemas.types import InterfaceName, Params, Result
+
+
+class OvsUplinksParams(Params):
+    bridges: list[InterfaceName] = Field(min_length=1, max_length=8, description="OVS bridges to look at")
+    db: OvsDb | None = Field(None, description="OVSDB socket (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)")
+
+
+class Uplink(Result):
+    bridge: str
+    interface: str
+    type: str = ""
+    ofport: int | None = None
+    link_state: str | None = None
+    tag: int | None = None
+    trunks: list[int] = []
+
+
+class OvsUplinksResult(Result):
+    uplinks: list[Uplink] = []
+    missing_bridges: list[str] = []
+
+
+SPEC = ProbeSpec(
+    name="ovs-uplinks",
+    summary="The uplink ports (neither patch nor internal) of OVS bridges; a missing bridge or one without uplink is a finding.",
+    params=OvsUplinksParams,
+    result=OvsUplinksResult,
+    max_timeout_s=20,
+    rows_key="uplinks",
+    columns=(Column("BRIDGE", "bridge"), Column("UPLINK", "interface"), Column("TYPE", "type"), Column("OFPORT", "ofport"),
+             Column("LINK", "link_state"), Column("TRUNKS", "trunks")),  # fmt: skip
+    tools=("ovs-vsctl",),
+)
