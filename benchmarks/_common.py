@@ -114,6 +114,8 @@ def machine() -> dict:
         "nats_server": nats_v,
         "packages": {d: _version(d) for d in ("steth", "nats-py", "msgpack", "pydantic", "click")},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # Other work on the machine skews every timing: the 1/5/15-minute load when the benchmark started.
+        "loadavg": [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]],
     }
 
 

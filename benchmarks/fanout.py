@@ -77,10 +77,6 @@ async def _worker(url: str, names: list[str], index: int, profile_dir: str | Non
             await bare.subscribe(pattern, cb=cb)
     await bare.flush()
 
-    if os.environ.get("BENCH_GC_FREEZE"):
-        import gc
-
-        gc.freeze()
     profiler = None
     if profile_dir:
         import cProfile
@@ -236,6 +232,7 @@ def run_size(n: int, workers: int, rounds: int, warmup: int, only: str | None, p
             print(f"N={n}: {n} agents + {n} bare responders ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
             result = asyncio.run(measure(server.url, names, [p.pid for p in procs], server.proc.pid, rounds, warmup, only))
             result["agents_start_s"] = round(max(starts), 2)
+            result["loadavg_1m_after"] = float(Path("/proc/loadavg").read_text().split()[0])
             return result
         finally:
             for proc in procs:

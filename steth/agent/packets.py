@@ -71,8 +71,8 @@ def _scapy():
     from scapy.sendrecv import AsyncSniffer, sendp
 
     conf.verb = 0
-    # scapy's default socket buffer (64 KiB) holds about 80 small frames: a burst of tagged frames from
-    # several peers overflows it and whole runs of VLANs go missing. 4 MiB (the usual rmem_max) does not.
+    # scapy's default socket buffer (64 KiB) holds about 80 small frames, too few for a burst of tagged
+    # frames from several peers; 4 MiB is the usual rmem_max (the sniffers force more, see below).
     conf.bufsize = 1 << 22
     return dict(conf=conf, BOOTP=BOOTP, DHCP=DHCP, ICMP=ICMP, IP=IP, TCP=TCP, UDP=UDP, ARP=ARP, Dot1Q=Dot1Q,
                 Ether=Ether, Raw=Raw, AsyncSniffer=AsyncSniffer, sendp=sendp)  # fmt: skip
@@ -287,7 +287,8 @@ def send_job(job: dict[str, Any]) -> dict[str, Any]:
         if src_ip == "0.0.0.0":
             notes.append(f"{interface} has no IPv4 address: replies cannot come back to 0.0.0.0")
         hop = _next_hop(s, interface, dst)
-        found = _arp_resolve(s, interface, src_mac, src_ip, hop, vlan, min(1.0, job["listen_s"]))
+        # resolved with the interface's own MAC: a spoofed one would rewrite the peer's ARP entry for us
+        found = _arp_resolve(s, interface, own_mac, src_ip, hop, vlan, min(1.0, job["listen_s"]))
         if found:
             dst_mac = found
         else:

@@ -17,6 +17,7 @@ from steth.controller.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK
 from steth.controller.output import emit_document, table
 
 OK, FAIL, NO_REPLY, NOT_RUN, SKIPPED = "ok", "FAIL", "no_reply", "not_run", "skipped"
+UNREACHED = "unreached"  # a path hop behind an earlier failure: a consequence, not another finding
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Hop:
     stage: str  # "port", "dhcp-path", "dhcp-server", "reach", "router", "segment"
     node: str
     check: str
-    status: str  # ok, FAIL, no_reply, not_run (aborted, timeout, error), skipped (could not be tested)
+    status: str  # ok, FAIL, unreached, no_reply, not_run (aborted, timeout, error), skipped (could not be tested)
     detail: str = ""
     cause: str = ""  # the likely cause, for a failing hop
 
@@ -56,7 +57,7 @@ class Diagnosis:
             nodes = sorted({h.node for h in silent})
             return {"status": "incomplete", "stage": silent[0].stage, "node": silent[0].node, "check": silent[0].check,
                     "message": f"{silent[0].node}: {silent[0].detail}",
-                    "cause": f"unchecked on {', '.join(nodes)}: no verdict about what lies there"}  # fmt: skip
+                    "cause": f"nothing could be checked on {', '.join(nodes)}: is steth-agent running there?"}  # fmt: skip
         return {"status": "ok", "stage": "", "node": "", "check": "", "message": "every hop passed", "cause": ""}
 
     def exit_code(self) -> int:
@@ -126,8 +127,13 @@ def unanswered(diag: Diagnosis, stage: str, node: str, what: str, result, presen
     from steth.schemas.envelope import Status
 
     if result is None or result.status is Status.NO_REPLY:
-        known = present is not None and node in present
-        why = "its steth agent did not reply" + ("" if known else " (not in presence: no steth agent runs there)")
+        entry = (present or {}).get(node)
+        if entry is None:
+            why = "no reply: no steth agent in presence (none runs there, or it left)"
+        elif not entry.alive:
+            why = f"no reply: its steth agent's heartbeat is {entry.age_s:.0f} s old (hung or gone)"
+        else:
+            why = "no reply from its steth agent by the deadline"
         diag.add(stage, node, what, NO_REPLY, why)
         return True
     if result.status not in (Status.OK, Status.FAILED):

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, unanswered
+from steth.controller.diagnosis import FAIL, OK, SKIPPED, UNREACHED, Diagnosis, unanswered
 from steth.controller.errors import UsageError
 from steth.controller.output import document
 from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Router, Subnet
@@ -215,7 +215,7 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
 
     def seen(result, iface: str, kind: str) -> bool | None:
         h = _hop(result, iface) if result is not None else None
-        return None if h is None or not h["exists"] else h[kind] > 0
+        return None if h is None or not h["exists"] or h.get("error") else h[kind] > 0
 
     def uplink_names(result) -> list[str]:
         return [h["interface"] for h in (result.result or {}).get("hops", []) if h.get("role") == "uplink"] if result else []
@@ -231,6 +231,9 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
             h = _hop(result, iface) if result is not None else None
             diag.add("dhcp-path", node, check, SKIPPED, (h or {}).get("error") or "not listened on")
             return True
+        if not got and any(h.status == FAIL for h in diag.hops if h.stage in ("port", "dhcp-path", "dhcp-server")):
+            diag.add("dhcp-path", node, check, UNREACHED, "not seen (after the failure above)")
+            return False
         diag.add("dhcp-path", node, check, OK if got else FAIL, "seen" if got else "not seen", "" if got else cause)
         return got
 

@@ -176,6 +176,8 @@ class Inventory:
                                      "or set OS_AUTH_URL and the other OS_* variables")  # fmt: skip
             config_files, cloud = [lab], LAB_CLOUD
             self.where = f"{LAB_CLOUD} (the lab's {lab})"
+        elif cloud and cloud.startswith(LAB_CLOUD) and not os.environ.get("OS_CLIENT_CONFIG_FILE") and _lab_clouds_yaml():
+            config_files = [_lab_clouds_yaml()]  # --os-cloud steth-lab-demo works while a lab is up, like NATS does
         try:
             config = loader.OpenStackConfig(config_files=config_files, app_name="steth")
             region = config.get_one(cloud=cloud, api_timeout=self.api_timeout_s)

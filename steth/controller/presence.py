@@ -35,20 +35,23 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
         return None
     now = time.time()
     present: dict[str, Present] = {}
-    # nats-py's end-of-initial-values marker (None) races the deliveries: it can come BEFORE the values
-    # (about 1 read in 800 came back empty with three agents up). The last message of the snapshot is the
-    # one with nothing pending after it (delta 0), so read up to that one; deletes are read too (and
-    # skipped) because that last message may be a delete marker.
+    # Read the snapshot to its real end, not to nats-py's end-of-values marker (None): that marker races the
+    # deliveries and can come before any value (reads came back empty about 1 in 800 times with three agents
+    # up). The last message of the snapshot has nothing pending after it (delta 0); even then, a key rewritten
+    # while the snapshot was being sent can be missing (about 1 read in 3000), so the keys seen are checked
+    # against the bucket's count (one message per key: history 1) and its new revision is awaited briefly.
+    # Deletes are read (and skipped) too, since the last message may be a delete marker.
     watcher = await kv.watchall(inactive_threshold=5)
-    seen = False
+    keys: set[str] = set()
+    grace = False
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout) as window:
             async for entry in watcher:
                 if entry is None:
-                    if seen or not (await kv.status()).values:
+                    if keys or not (await kv.status()).values:
                         break  # the marker after the values, or a bucket that really is empty
                     continue
-                seen = True
+                keys.add(entry.key)
                 if entry.operation is None and entry.value:
                     try:
                         info = AgentInfo.model_validate(codec.decode(entry.value))
@@ -56,7 +59,13 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
                     except ValueError:
                         pass  # an entry we cannot read is not an agent we can expect
                 if entry.delta == 0:
-                    break
+                    if len(keys) >= (await kv.status()).values:
+                        break
+                    grace = True
+                    window.reschedule(min(window.when(), asyncio.get_running_loop().time() + 1.0))
+    except TimeoutError:
+        if not grace:
+            raise
     finally:
         await watcher.stop()
     return present

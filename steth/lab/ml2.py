@@ -393,6 +393,7 @@ def _dnsmasq(state: dict, d: dict) -> None:
 def start_dnsmasq(state: dict, d: dict) -> int:
     """(Re)start dnsmasq in the qdhcp namespace (tests stop it to make a fault, then call this)."""
     conf = dhcp_dir(d)
+    (conf / "pid").unlink(missing_ok=True)  # a stale pid file would make the wait below return at once
     log = open(conf / "dnsmasq.log", "ab")
     proc = subprocess.Popen(["ip", "netns", "exec", d["qdhcp"], *dnsmasq_argv(d)], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip

@@ -207,8 +207,8 @@ def attach_node(state: dict[str, Any], node_ns: str, k: int) -> str:
 
 def fabric_down(state: dict[str, Any]) -> None:
     record = state.get("ovs") or {}
-    instance = record.get("instance") or ({"dir": str(Path(state.get("dir", "")) / "ovs-fabric"), "pids": record.get("pids", {})})
-    stop(instance)
+    # After a crash inside start() there is no instance record yet: the pids and the pidfiles still are.
+    stop(record.get("instance") or {"dir": str(Path(state.get("dir", "")) / "ovs-fabric"), "pids": record.get("pids", {})})
 
 
 def fabric_status(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -216,7 +216,7 @@ def fabric_status(state: dict[str, Any]) -> dict[str, Any] | None:
     if not record:
         return None
     instance = record.get("instance") or {}
-    pids = instance.get("pids", {})
+    pids = instance.get("pids") or record.get("pids", {})  # the latter: recorded before start() returned
     return {
         "netns": record["netns"], "bridge": record["bridge"], "trunks": record["trunks"],
         "db": db_url(instance["dir"]) if instance.get("dir") else None, "ports": record["ports"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,17 @@ import pytest
 
 from tests.conftest import ROOT, TEST_LAB, Lab
 
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(not ROOT, reason="needs root (network namespaces, OVS)")]
+pytestmark = pytest.mark.lab
+TOOLS = ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "dnsmasq")
+
+
+def require_ovs_lab() -> None:
+    """The lab tests need root and the tools; the pure checks at the top run anywhere."""
+    if not ROOT:
+        pytest.skip("needs root (network namespaces, OVS)")
+    missing = [t for t in TOOLS if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (scripts/setup.sh installs them)")
 
 OVS_LAB = os.environ.get("STETH_TEST_OVS_LAB_NAME", (TEST_LAB[:5] + "o"))
 OVS_MGMT = os.environ.get("STETH_TEST_OVS_MGMT_CIDR", "10.91.0.0/24")
@@ -100,6 +111,13 @@ def test_vlan_list_parsing():
             parse_vlans(bad)
 
 
+def test_vlan_ranges_rendering():
+    from steth.controller.commands.vlan_check import as_ranges
+
+    assert as_ranges([90, 91, 92, 95, 97, 98]) == "90-92,95,97-98"
+    assert as_ranges([300]) == "300"
+
+
 def test_pair_matrix_marks_unknown_when_an_end_did_not_run():
     from steth.controller.commands.vlan_check import build_pairs, exit_code, failing_vlans
     from steth.controller.gather import Gathered, NodeResult
@@ -152,6 +170,7 @@ def test_send_params_bounds():
 
 
 def test_lab_down_after_a_crash_stops_ovs_and_removes_everything():
+    require_ovs_lab()
     with lab_named(OVS_LAB):
         from steth.lab import fleet
         from steth.lab.state import lab_dir, load_state
@@ -190,6 +209,7 @@ def test_lab_down_after_a_crash_stops_ovs_and_removes_everything():
 
 @pytest.fixture(scope="module")
 def ovs_lab():
+    require_ovs_lab()
     with lab_named(OVS_LAB):
         from steth.lab import dnsmasq, fleet, ovs
         from steth.lab.state import namespace_for

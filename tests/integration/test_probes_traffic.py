@@ -64,6 +64,16 @@ def wait_tool(ns: str, tool: str, timeout: float = 10.0) -> None:
     raise AssertionError(f"{tool} never started in {ns}")
 
 
+def stop_agent(lab, proc: subprocess.Popen, name: str) -> None:
+    """SIGTERM an extra agent (it ends its jobs and leaves presence), and wait until it has left."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    if proc in lab.extra:
+        lab.extra.remove(proc)
+    lab.wait_present({name}, absent=True)
+
+
 def request(lab, node: str, probe: str, args: dict, timeout: float = 5.0):
     """Send one probe straight to one agent (no CLI validation in front): the agent's own answer."""
     from steth.controller.session import Session
@@ -176,16 +186,14 @@ def test_iperf_server_on_a_foreign_address_is_aborted(lab):
     assert not tools_running(lab)
 
 
-def test_agent_stop_ends_its_jobs(extra_agents):
-    lab = extra_agents
+def test_agent_stop_ends_its_jobs(lab):
     ns = lab.node("network-1")["namespace"]
     proc = lab.spawn_agent("h5-jobs", ["jobs"], netns=ns)
     lab.wait_present({"h5-jobs"})
     started = request(lab, "h5-jobs", "iperf-server", {"bind": lab.node("network-1")["data_address"], "lifetime_s": 300})
     assert started.status.value == "ok", started.message
     assert "iperf3" in comms_in(ns)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=15)
+    stop_agent(lab, proc, "h5-jobs")
     assert "iperf3" not in comms_in(ns)
     assert not glob.glob(f"/tmp/steth-iperf-server-{started.result['job_id']}-*")
 
@@ -379,9 +387,7 @@ def mutator(lab):
     proc = lab.spawn_agent("h5-mut", ["mutator"], netns=ns, STETH_POLICY_ALLOW_MUTATING="true")
     lab.wait_present({"h5-mut"})
     yield "h5-mut"
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
+    stop_agent(lab, proc, "h5-mut")
     lab.in_ns("network-1", "ip", "link", "del", "st0", check=False)
 
 
@@ -468,14 +474,12 @@ def test_setup_that_runs_out_of_time_leaves_nothing(lab, mutator):
     assert not link_exists(lab, "network-1", "stb0")
 
 
-def test_agent_stop_removes_its_links(extra_agents):
-    lab = extra_agents
+def test_agent_stop_removes_its_links(lab):
     ns = lab.node("compute-2")["namespace"]
     proc = lab.spawn_agent("h5-mut2", ["mutator"], netns=ns, STETH_POLICY_ALLOW_MUTATING="true")
     lab.wait_present({"h5-mut2"})
     code, doc = lab.cli_json("link", "setup", "--node", "h5-mut2", "--name", "st9", "--cidr", "198.51.100.9/24")
     assert code == 0, doc
     assert link_exists(lab, "compute-2", "st9")
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=15)
+    stop_agent(lab, proc, "h5-mut2")
     assert not link_exists(lab, "compute-2", "st9") and not link_exists(lab, "compute-2", "st9p")

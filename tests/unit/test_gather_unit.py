@@ -290,3 +290,44 @@ def test_codec_limit_on_the_wire(nats_url):
 
     run(go())
     assert msgpack  # the module under test speaks msgpack; keep the import honest
+
+
+def test_heartbeat_fits_a_bucket_ttl_set_by_another_agent(nats_url):
+    """The presence bucket's TTL is its creator's: an agent configured to beat slower than that would
+    drop out of presence between heartbeats, so it beats faster (and advertises it)."""
+
+    async def go():
+        async with Fleet(nats_url, {"ttl-1": []}):  # the bucket exists, TTL 120 s
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            cfg = AgentConfig(node="slow-1", heartbeat_s=100, presence_ttl_s=300, nats=NatsConfig(servers=[nats_url]))
+            rt = AgentRuntime(cfg, nc=nc, gather_interfaces=False)
+            await rt.start()
+            from steth.controller.presence import read_presence
+
+            advertised = (await read_presence(nc))["slow-1"].info.heartbeat_s
+            await rt.stop(drain_timeout=1)
+            await nc.close()
+            return rt.info.heartbeat_s, advertised
+
+    beat, advertised = run(go())
+    assert beat == advertised == pytest.approx(40.0)
+
+
+def test_presence_reads_are_complete(nats_url):
+    """Every read of presence sees every agent (nats-py's end-of-values marker can come first)."""
+
+    async def go():
+        from steth.controller.presence import read_presence
+
+        names = {f"r{i}" for i in range(5)}
+        async with Fleet(nats_url, {n: [] for n in names}):
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            short = []
+            for _ in range(300):
+                seen = set(await read_presence(nc) or {})
+                if not names <= seen:
+                    short.append(len(seen & names))
+            await nc.close()
+            return short
+
+    assert run(go()) == []

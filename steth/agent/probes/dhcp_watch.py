@@ -106,6 +106,13 @@ def _message_type(pkt) -> int | None:
     return None
 
 
+def _is_up(iface: str) -> bool:
+    try:
+        return bool(int(Path(f"/sys/class/net/{iface}/flags").read_text(), 16) & 0x1)  # IFF_UP
+    except (OSError, ValueError):
+        return False
+
+
 def child(job: dict[str, Any]) -> dict[str, Any]:
     import threading
 
@@ -151,11 +158,14 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         if not Path(f"/sys/class/net/{iface}").exists():
             hops[iface].update(exists=False, error="no such interface")
             continue
+        if not _is_up(iface):  # a packet socket on a down interface never starts
+            hops[iface]["error"] = "interface is down"
+            continue
         ready = threading.Event()
         try:
             sniffer = AsyncSniffer(iface=iface, store=False, prn=watcher(iface), started_callback=ready.set)
             sniffer.start()
-            if not ready.wait(5):
+            if not ready.wait(2):
                 raise RuntimeError("sniffer did not start")
             sniffers.append(sniffer)
         except Exception as exc:

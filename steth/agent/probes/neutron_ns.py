@@ -90,17 +90,24 @@ async def _arping(ctx: ProbeContext, p: NeutronNsParams, target: str, iface: str
     return NsCheck(check="arping", target=target, detail=f"{row.received}/{row.sent} replies from {','.join(row.macs)}")
 
 
-async def _ping_df(ctx: ProbeContext, p: NeutronNsParams, target: str) -> NsCheck:
-    size = p.ping_size_bytes or 0
-    payload = size - 28
+async def _ping(ctx: ProbeContext, p: NeutronNsParams, target: str, payload: int) -> tuple[int, int, str]:
     argv = ["ping", "-n", "-q", "-c", str(p.count), "-i", "0.2", "-W", "1", "-M", "do", "-s", str(payload), target]
     done = await procs.run(procs.in_netns(p.netns, argv), timeout=ctx.remaining(0.2))
     m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", done.stdout)
-    if m and int(m.group(2)) > 0:
-        return NsCheck(check="mtu", target=target, detail=f"{size}-byte don't-fragment packets pass ({m.group(2)}/{m.group(1)})")
     err = (done.stderr.strip().splitlines() or [""])[-1]
-    return NsCheck(check="mtu", target=target, ok=False,
-                   detail=f"{size}-byte don't-fragment packets do not pass" + (f": {err}" if err else " (smaller ones do: MTU on the path)"))  # fmt: skip
+    return (int(m.group(1)), int(m.group(2)), err) if m else (0, 0, err or f"ping exited {done.returncode}")
+
+
+async def _ping_df(ctx: ProbeContext, p: NeutronNsParams, target: str) -> NsCheck:
+    """A don't-fragment ping of the full size, and a small one beside it: only big ones lost is an MTU problem."""
+    size = p.ping_size_bytes or 0
+    (sent, got, err), (_, small, _) = await asyncio.gather(_ping(ctx, p, target, size - 28), _ping(ctx, p, target, 56))
+    if got > 0:
+        return NsCheck(check="mtu", target=target, detail=f"{size}-byte don't-fragment packets pass ({got}/{sent})")
+    if small > 0:
+        return NsCheck(check="mtu", target=target, ok=False,
+                       detail=f"{size}-byte don't-fragment packets are lost while small ones pass" + (f" ({err})" if err else ""))  # fmt: skip
+    return NsCheck(check="mtu", target=target, ok=False, detail="no echo reply at all" + (f" ({err})" if err else ""))
 
 
 async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:

@@ -68,7 +68,8 @@ async def measure(s, server: str, client: str, addresses: dict[str, str], params
         args = dict(params_args, server=addresses[server], port=srv.result["port"], bind=addresses[client])
         ran = await s.run("iperf-client", None, timeout, per_node_args={client: args})
         node = ran.nodes[0]
-        pair.update(status=node.status.value, message=node.message, duration_s=node.duration_s, result=node.result)
+        duration = None if node.duration_s is None else round(node.duration_s, 4)
+        pair.update(status=node.status.value, message=node.message, duration_s=duration, result=node.result)
         if node.status is Status.NO_REPLY:
             pair["message"] = f"client {client}: {node.message}"
     finally:

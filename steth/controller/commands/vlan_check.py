@@ -50,6 +50,17 @@ def failing_vlans(pairs: list[dict]) -> list[int]:
     return sorted({p["vlan"] for p in pairs if p["result"] == "lost"})
 
 
+def as_ranges(vlans: list[int]) -> str:
+    """[90, 91, 92, 95] -> '90-92,95'."""
+    parts: list[str] = []
+    for v in sorted(vlans):
+        if parts and int(parts[-1].rsplit("-", 1)[-1]) == v - 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{v}"
+        else:
+            parts.append(str(v))
+    return ",".join(parts)
+
+
 def exit_code(gathered, pairs: list[dict]) -> int:
     if failing_vlans(pairs):
         return 1
@@ -66,20 +77,30 @@ def _cell(p: dict | None) -> str:
     return "LOST" + (f" ({p['detail']})" if p["detail"] else "")
 
 
+MATRIX_MAX_VLANS = 32  # more VLANs than this: the table shows only those not passing everywhere
+
+
 def render(pairs: list[dict], nodes: list[str], vlans: list[int]) -> str:
     ordered = [(s, r) for s in nodes for r in nodes if s != r]
     cell = {(p["vlan"], p["from"], p["to"]): p for p in pairs}
+    head = ""
+    if len(vlans) > MATRIX_MAX_VLANS:
+        clean = {p["vlan"] for p in pairs} - {p["vlan"] for p in pairs if p["result"] != "passed"}
+        head = f"{len(clean)} of {len(vlans)} VLANs pass between every pair" + ("; the others:\n" if len(clean) < len(vlans) else "")
+        vlans = [v for v in vlans if v not in clean]
+        if not vlans:
+            return head
     if len(ordered) <= MATRIX_MAX_PAIRS:
         headers = ["VLAN", *(f"{s}>{r}" for s, r in ordered)]
         rows = [[str(v), *(_cell(cell.get((v, s, r))) for s, r in ordered)] for v in vlans]
-        return table(headers, rows)
+        return head + table(headers, rows)
     rows = []
     for v in vlans:
         mine = [cell[(v, s, r)] for s, r in ordered]
         passed = sum(p["result"] == "passed" for p in mine)
         lost = [f"{p['from']}>{p['to']}" for p in mine if p["result"] == "lost"]
         rows.append([str(v), f"{passed}/{len(mine)}", ", ".join(lost[:6]) + (f" (+{len(lost) - 6})" if len(lost) > 6 else "") or "-"])
-    return table(["VLAN", "PASSED", "LOST (FROM>TO)"], rows)
+    return head + table(["VLAN", "PASSED", "LOST (FROM>TO)"], rows)
 
 
 @click.command("vlan-check")
@@ -129,7 +150,7 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
     failing = failing_vlans(pairs)
     if inv.output == "table":
         click.echo(render(pairs, chosen, vlans))
-        click.echo("VLANs that do not pass: " + (",".join(map(str, failing)) if failing else "none"))
+        click.echo("VLANs that do not pass: " + (as_ranges(failing) if failing else "none"))
         for n in gathered.nodes:
             if n.status is not Status.OK and n.message:
                 click.echo(f"{n.node}: {n.status.value}: {n.message}")

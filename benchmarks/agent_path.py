@@ -1,0 +1,121 @@
+"""Where an agent's CPU goes per `hello` request: the real runtime's request path, piece by piece.
+
+No NATS: one AgentRuntime with a stand-in connection whose publish() only keeps the bytes, so the
+numbers are the agent's own work (fanout.py measures it with the network and nats-py around it).
+Each line is the mean over many calls in one process, warm caches: a lower bound next to fanout.py's
+per-reply CPU, where thousands of agents share a process and two cores.
+
+    python benchmarks/agent_path.py                  # writes results/agent_path.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import timeit
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
+
+class _Conn:
+    max_payload = 1024 * 1024
+
+    async def publish(self, subject: str, data: bytes, reply: str = "", headers=None) -> None:
+        self.last = data
+
+
+class _Msg:
+    subject = "steth.v1.req.all.hello"
+    reply = "_INBOX.bench"
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--output", default="agent_path", help="results/<name>.json ('-' for none)")
+    args = ap.parse_args()
+
+    import msgpack
+
+    from steth import codec
+    from steth.agent.config import AgentConfig
+    from steth.agent.runtime import AgentRuntime
+    from steth.controller.gather import _classify
+    from steth.schemas.envelope import Reply, Request, Status
+    from steth.schemas.probes import registry
+    from steth.schemas.probes.hello import HelloResult
+
+    n = args.calls
+    request = Request(probe="hello", deadline=time.time() + 3600, sender="bench@localhost")
+    wire = codec.encode(request.model_dump(mode="json"))
+    rows: dict[str, float] = {}
+
+    async def agent_side() -> None:
+        conn = _Conn()
+        rt = AgentRuntime(AgentConfig(node="bench-1", roles=["compute"]), nc=conn, gather_interfaces=False)
+        msg = _Msg(wire)
+
+        async def timed(label: str, step) -> None:
+            for _ in range(200):
+                await step()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await step()
+            rows[label] = (time.perf_counter() - t0) / n * 1e6
+
+        await timed("runtime._handle (whole request, awaited inline)", lambda: rt._handle(msg))
+        await timed("  + hand-off to a task (as _on_request does)", lambda: asyncio.create_task(rt._handle(msg)))
+
+        async def empty() -> None:
+            async with asyncio.timeout(10):
+                pass
+
+        await timed("asyncio.timeout() enter+exit (one per request)", empty)
+
+        async def bare() -> None:
+            await conn.publish(msg.reply, msgpack.packb({"node": "bench-1", "status": "ok"}))
+
+        await timed("bare responder callback (fanout.py baseline)", bare)
+        rt.reply_bytes = len(conn.last)
+
+    asyncio.run(agent_side())
+
+    spec = registry()["hello"]
+    decoded = codec.decode(wire)
+    result = HelloResult(node="bench-1", version="0", roles=["compute"], data_plane="").model_dump()
+    reply = Reply(id=request.id, node="bench-1", probe="hello", status=Status.OK, result=result, started=1.0, finished=2.0)
+    reply_wire = codec.encode(reply.model_dump(mode="json"))
+    parts = {
+        "codec.decode(request)": lambda: codec.decode(wire),
+        "Request.model_validate": lambda: Request.model_validate(decoded),
+        "params model_validate ({})": lambda: spec.params.model_validate({}),
+        "hello probe result (HelloResult + model_dump)": lambda: HelloResult(
+            node="bench-1", version="0", roles=["compute"], data_plane="").model_dump(),  # fmt: skip
+        "Reply(...) construct": lambda: Reply(
+            id=request.id, node="bench-1", probe="hello", status=Status.OK, result=result, started=1.0, finished=2.0),  # fmt: skip
+        "reply model_dump(mode=json) + codec.encode": lambda: codec.encode(reply.model_dump(mode="json")),
+        "controller: codec.decode(reply)": lambda: codec.decode(reply_wire),
+    }
+    for label, fn in parts.items():
+        rows[label] = timeit.timeit(fn, number=n) / n * 1e6
+    raw = {f"node-{i}": dict(codec.decode(reply_wire), node=f"node-{i}") for i in range(1000)}
+    rows["controller: _classify per reply (validate, sort)"] = (
+        timeit.timeit(lambda: _classify(raw, set(raw), {}, request.id), number=max(1, n // 1000)) / max(1, n // 1000) / 1000 * 1e6
+    )
+
+    doc = {"benchmark": "agent_path", "machine": machine(), "calls": n, "us_per_call": {k: round(v, 2) for k, v in rows.items()}}
+    for label, us in rows.items():
+        print(f"{us:7.2f} us  {label}")
+    if args.output != "-":
+        print(f"wrote {write_result(args.output, doc)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""deploy/: the Prometheus config and rules (promtool), the systemd units, the Grafana dashboard, and the
+three-server NATS example run for real with an agent that reports readiness the way systemd expects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+needs_promtool = pytest.mark.skipif(not shutil.which("promtool"), reason="promtool missing (apt-get install prometheus)")
+
+
+@needs_promtool
+def test_promtool_checks_the_config_and_rules():
+    done = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=DEPLOY / "prometheus",
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr
+
+
+@needs_promtool
+def test_promtool_rule_unit_tests_pass():
+    """Including StethPacketLoss firing on injected (synthetic) 50 % loss and nothing on clean pairs."""
+    done = subprocess.run(["promtool", "test", "rules", "steth.rules.test.yml"], cwd=DEPLOY / "prometheus/steth",
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_rule_unit_tests_would_catch_a_broken_rule(tmp_path):
+    """The unit tests are not vacuous: a loss threshold of 60 % makes them fail."""
+    rules = (DEPLOY / "prometheus/steth/steth.rules.yml").read_text().replace("steth:ping_loss:ratio_5m > 0.02", "steth:ping_loss:ratio_5m > 0.6")
+    (tmp_path / "steth.rules.yml").write_text(rules)
+    shutil.copy(DEPLOY / "prometheus/steth/steth.rules.test.yml", tmp_path)
+    done = subprocess.run(["promtool", "test", "rules", "steth.rules.test.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and "StethPacketLoss" in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze")
+def test_systemd_units_verify(tmp_path):
+    """The units as shipped, with the executables pointed at this venv (they are not installed here)."""
+    bindir = Path(sys.executable).parent
+    for src in (DEPLOY / "systemd/steth-agent.service", DEPLOY / "prometheus/steth-sd.service", DEPLOY / "prometheus/steth-sd.timer"):
+        text = src.read_text().replace("/usr/local/bin/", f"{bindir}/")
+        (tmp_path / src.name).write_text(text)
+    agent = (tmp_path / "steth-agent.service").read_text()
+    assert "Type=notify" in agent and "NoNewPrivileges=yes" in agent and "ProtectSystem=strict" in agent
+    assert "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN" in agent
+    done = subprocess.run(["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_grafana_dashboard_is_importable_json():
+    doc = json.loads((DEPLOY / "grafana/steth-dashboard.json").read_text())
+    panels = doc["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)) and doc["uid"] and doc["schemaVersion"] >= 36
+    kinds = {p["type"] for p in panels}
+    assert {"heatmap", "timeseries", "stat"} <= kinds
+    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
+    assert any("steth:ping_loss:ratio_5m" in e for e in exprs)  # the mesh loss heatmap
+    assert any("steth_ping_rtt_seconds" in e for e in exprs) and any("steth_bandwidth_bits_per_second" in e for e in exprs)
+    for p in panels:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24
+
+
+# --- the NATS cluster example, for real --------------------------------------------------------------
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _nats_server() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    return str(beside) if beside.exists() else (shutil.which("nats-server") or pytest.skip("no nats-server"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """deploy/nats/nats-server.conf, three times on loopback: only addresses, ports and paths rewritten."""
+    base = tmp_path_factory.mktemp("nats-cluster")
+    example = (DEPLOY / "nats/nats-server.conf").read_text()
+    ports = _free_ports(9)
+    client, route, http = ports[0:3], ports[3:6], ports[6:9]
+    procs = []
+    for i in range(3):
+        text = example.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{client[i]}")
+        text = text.replace("listen: 0.0.0.0:6222", f"listen: 127.0.0.1:{route[i]}")
+        text = text.replace("http: 127.0.0.1:8222", f"http: 127.0.0.1:{http[i]}")
+        text = text.replace("/var/lib/nats/jetstream", str(base / f"js-{i + 1}"))
+        for j in range(3):
+            text = text.replace(f"nats-{j + 1}.example.org:6222", f"127.0.0.1:{route[j]}")
+        assert "example.org" not in text and "0.0.0.0" not in text
+        conf = base / f"nats-{i + 1}.conf"
+        conf.write_text(text)
+        env = {**os.environ, "NATS_SERVER_NAME": f"nats-{i + 1}"}
+        check = subprocess.run([_nats_server(), "-t", "-c", str(conf)], capture_output=True, text=True, env=env)
+        assert check.returncode == 0, check.stdout + check.stderr
+        log = open(base / f"nats-{i + 1}.log", "ab")
+        procs.append(subprocess.Popen([_nats_server(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                      env=env, start_new_session=True))  # fmt: skip
+    urls = [f"nats://127.0.0.1:{p}" for p in client]
+    try:
+        asyncio.run(_wait_for_jetstream(urls))
+        yield {"urls": urls, "procs": procs, "dir": base, "http": http}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+async def _wait_for_jetstream(urls: list[str], timeout: float = 60) -> None:
+    import nats
+
+    deadline = time.monotonic() + timeout
+    nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=5)
+    try:
+        while True:
+            try:
+                await nc.jetstream(timeout=2).account_info()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+    finally:
+        await nc.close()
+
+
+async def _stream_state(urls: list[str], stream: str) -> tuple[int, int, str | None]:
+    """(messages, replicas beside the leader, leader) of a stream."""
+    import nats
+
+    nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=5)
+    try:
+        info = await nc.jetstream(timeout=5).stream_info(stream)
+        cluster = info.cluster
+        return info.state.messages, len(cluster.replicas or []) if cluster else 0, cluster.leader if cluster else None
+    finally:
+        await nc.close()
+
+
+def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, tmp_path):
+    """A real agent on the three-server example: READY=1 to $NOTIFY_SOCKET once present, presence and
+    results replicated three times, results still stored with one server down, STOPPING=1 on SIGTERM."""
+    metrics_port = _free_ports(1)[0]
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'node = "deploy-test"\nroles = ["compute"]\nheartbeat_s = 1\npresence_ttl_s = 3\npresence_replicas = 3\n'
+        f'[nats]\nservers = {json.dumps(cluster["urls"])}\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+        f'[results]\nreplicas = 3\n[[schedule]]\nname = "loopback"\nprobe = "ping"\ntargets = ["127.0.0.1"]\n'
+        f"interval_s = 1\nparams = {{ count = 1 }}\n"
+    )
+    notify_path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(notify_path)
+    sock.settimeout(60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
+    env["NOTIFY_SOCKET"] = notify_path
+    log = open(tmp_path / "agent.log", "ab")
+    agent = subprocess.Popen([sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)],
+                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    try:
+        messages = []
+        while not any(m.startswith(b"READY=1") for m in messages):
+            messages.append(sock.recv(4096))  # STATUS=waiting... may come first
+        assert b"STATUS=answering as deploy-test" in messages[-1]
+
+        def stored() -> tuple[int, int, str | None]:
+            return asyncio.run(_stream_state(cluster["urls"], "STETH_RESULTS"))
+
+        deadline = time.monotonic() + 60
+        while (state := _try(stored)) is None or state[0] < 2:
+            assert time.monotonic() < deadline, f"no results stored: {state}"
+            time.sleep(0.5)
+        assert state[1] == 2 and state[2]  # a leader and two replicas
+        presence = asyncio.run(_stream_state(cluster["urls"], "KV_steth_presence"))
+        assert presence[1] == 2
+
+        # One server goes: with two of three left, JetStream keeps storing results.
+        victim = next(i for i, name in enumerate(("nats-1", "nats-2", "nats-3")) if name != state[2])
+        cluster["procs"][victim].terminate()
+        cluster["procs"][victim].wait(timeout=15)
+        urls = [u for i, u in enumerate(cluster["urls"]) if i != victim]
+        before = state[0]
+        deadline = time.monotonic() + 60
+        while (after := _try(lambda: asyncio.run(_stream_state(urls, "STETH_RESULTS")))) is None or after[0] < before + 3:
+            assert time.monotonic() < deadline, f"results stopped: {before} -> {after}"
+            time.sleep(0.5)
+
+        agent.send_signal(signal.SIGTERM)
+        stopping = sock.recv(4096)
+        assert stopping.startswith(b"STOPPING=1")
+        assert agent.wait(timeout=30) == 0
+    finally:
+        sock.close()
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+
+
+def _try(fn):
+    try:
+        return fn()
+    except Exception:
+        return None

@@ -1,0 +1,300 @@
+"""OpenStack-aware diagnosis against the miniature ML2/OVS lab (steth.lab.ml2) and its API stand-in.
+
+A healthy lab passes every check; then one fault at a time, the verdict names the right hop. The lab is its
+own (STETH_TEST_OS_LAB_NAME, STETH_TEST_OS_MGMT_CIDR, STETH_TEST_OS_DATA_CIDR), so it can run beside the
+shared `lab` fixture and the OVS lab of test_probes_ovs_vlan.py. Each diagnosis's duration is printed
+(`pytest -s` shows them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TEST_LAB, Lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(not ROOT, reason="needs root (network namespaces, OVS)")]
+
+OS_LAB = os.environ.get("STETH_TEST_OS_LAB_NAME", TEST_LAB[:5] + "s")
+OS_MGMT = os.environ.get("STETH_TEST_OS_MGMT_CIDR", "10.89.0.0/24")
+OS_DATA = os.environ.get("STETH_TEST_OS_DATA_CIDR", "10.88.0.0/24")
+DURATIONS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def lab_named(name: str):
+    before = os.environ.get("STETH_LAB_NAME")
+    os.environ["STETH_LAB_NAME"] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("STETH_LAB_NAME", None)
+        else:
+            os.environ["STETH_LAB_NAME"] = before
+
+
+class StackLab(Lab):
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STETH_", "OS_"))}
+        env.update({"STETH_LAB_NAME": OS_LAB, "STETH_NATS_URL": self.nats_url, "OS_CLOUD": "steth-lab",
+                    "OS_CLIENT_CONFIG_FILE": self.state["openstack"]["clouds_yaml"], **extra})  # fmt: skip
+        return env
+
+    @property
+    def design(self) -> dict:
+        return self.state["openstack"]["design"]
+
+    def vm_port(self, server: str) -> dict:
+        return next(p for p in self.design["ports"] if p.get("server") == server)
+
+    def ovs(self, node: str, *args: str) -> None:
+        env = {**os.environ, "OVS_RUNDIR": str(self.dir / "ovs" / node)}
+        subprocess.run(["ovs-vsctl", "--timeout=10", *args], check=True, env=env, capture_output=True)
+
+    def diagnose(self, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
+        started = time.monotonic()
+        done = self.cli(*args, "-o", "json", env=env)
+        took = time.monotonic() - started
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+        DURATIONS[f"{test}: {args[0]}"] = took
+        print(f"\n[{' '.join(args)}] exit {done.returncode} in {took:.2f} s")
+        try:
+            return done.returncode, json.loads(done.stdout), done.stderr
+        except json.JSONDecodeError:
+            raise AssertionError(f"not JSON (exit {done.returncode}): {done.stdout!r} {done.stderr!r}") from None
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with lab_named(OS_LAB):
+        from steth.lab import fleet, ml2
+
+        fleet.down()
+        state = ml2.up(compute=2, network=1, mgmt_cidr=OS_MGMT, data_cidr=OS_DATA, heartbeat_s=1.0, allow_mutating=True)
+    the_lab = StackLab(state)
+    try:
+        yield the_lab
+    finally:
+        if DURATIONS:
+            print("\ndiagnosis durations: " + ", ".join(f"{k}: {v:.2f} s" for k, v in DURATIONS.items()))
+        with lab_named(OS_LAB):
+            from steth.lab import fleet
+
+            the_lab.stop_extra()
+            fleet.down()
+
+
+def hop(doc: dict, stage: str, check_prefix: str) -> dict:
+    return next(h for h in doc["hops"] if h["stage"] == stage and h["check"].startswith(check_prefix))
+
+
+# --- a healthy lab ---------------------------------------------------------------------------------
+
+
+def test_the_api_describes_the_lab_and_agents_match(stack):
+    code, doc = stack.cli_json("agents", "--inventory")
+    assert code == 0, doc
+    assert {h["host"]: h["steth"] for h in doc["hosts"]} == {"compute-1": "alive", "compute-2": "alive", "network-1": "alive"}
+    net1 = next(h for h in doc["hosts"] if h["host"] == "network-1")
+    assert sorted(a["type"] for a in net1["neutron_agents"]) == ["DHCP agent", "L3 agent", "Metadata agent", "Open vSwitch agent"]
+
+
+@pytest.mark.parametrize("server,plugging", [("vm-1", "hybrid"), ("vm-2", "native")])
+def test_healthy_port_passes_every_check(stack, server, plugging):
+    port = stack.vm_port(server)
+    code, doc, err = stack.diagnose("port-check", port["id"])
+    assert code == 0 and doc["verdict"]["status"] == "ok", doc["verdict"]
+    statuses = {h["status"] for h in doc["hops"]}
+    assert statuses == {"ok"}, [h for h in doc["hops"] if h["status"] != "ok"]
+    assert hop(doc, "port", "plugging")["check"] == f"plugging {plugging}"
+    # The whole DHCP exchange was seen: DISCOVER injected where the VM sends, OFFER back at the VM's tap.
+    assert hop(doc, "dhcp-path", "DISCOVER at uplink")["status"] == "ok"
+    assert hop(doc, "dhcp-path", f"OFFER at tap{port['id'][:11]}")["status"] == "ok"
+    stages = [h["stage"] for h in doc["hops"]]
+    assert stages.index("port") < stages.index("dhcp-path") < stages.index("dhcp-server") < stages.index("reach") < stages.index("router")
+    assert doc["timings_s"]["openstack"] < doc["elapsed_s"]
+
+
+def test_healthy_vm_and_network_checks(stack):
+    code, doc, _ = stack.diagnose("vm-check", "vm-1")
+    assert code == 0 and doc["verdict"]["status"] == "ok", doc["verdict"]
+    code, doc, _ = stack.diagnose("network-check", "private")
+    assert code == 0 and doc["verdict"]["status"] == "ok", doc["verdict"]
+    assert [h["check"] for h in doc["hops"] if h["stage"] == "segment" and h["check"].startswith("VLAN")] == ["VLAN 101"] * 6
+
+
+def test_listen_only_skips_the_path_and_still_passes(stack):
+    code, doc, _ = stack.diagnose("port-check", stack.vm_port("vm-2")["id"], "--no-inject")
+    assert code == 0, doc["verdict"]
+    path = [h for h in doc["hops"] if h["stage"] == "dhcp-path"]
+    assert path and all(h["status"] == "skipped" for h in path)
+
+
+# --- one fault at a time ------------------------------------------------------------------------------
+
+
+def _kill_dnsmasq(lab: StackLab):
+    os.kill(json.loads((lab.dir / "state.json").read_text())["pids"]["dnsmasq"], signal.SIGTERM)
+    time.sleep(0.3)
+
+
+def _start_dnsmasq(lab: StackLab):
+    with lab_named(OS_LAB):
+        from steth.lab import ml2
+
+        state = json.loads((lab.dir / "state.json").read_text())
+        ml2.start_dnsmasq(state, state["openstack"]["design"])
+
+
+def _trunks(lab: StackLab, vlans: str):
+    from steth.lab import ovs
+
+    record = lab.state["ovs"]
+    port = record["ports"][lab.node("network-1")["namespace"]]
+    ovs.vsctl(record["instance"], "set", "port", port, f"trunks={vlans}")
+
+
+def _readd_qvo(lab: StackLab):
+    with lab_named(OS_LAB):
+        from steth.lab import ml2
+
+        p = lab.vm_port("vm-1")
+        ml2._ovs_port(p["host"], ml2.dev("qvo", p["id"]), lab.design, p, p["device_id"])
+
+
+def _link(lab: StackLab, node: str, *args: str):
+    subprocess.run(["ip", "-n", lab.node(node)["namespace"], "link", "set", *args], check=True)
+
+
+VM1 = "vm-1"  # hybrid plugging on compute-1
+FAULTS = {
+    # name: (server, apply, revert, expected stage, expected check prefix, expected node)
+    "dnsmasq stopped": (VM1, _kill_dnsmasq, _start_dnsmasq, "dhcp-server", "dnsmasq", "network-1"),
+    "port tag 4095": (VM1, lambda lab: lab.ovs("compute-1", "set", "port", f"qvo{lab.vm_port(VM1)['id'][:11]}", "tag=4095"),
+                      lambda lab: lab.ovs("compute-1", "set", "port", f"qvo{lab.vm_port(VM1)['id'][:11]}", "tag=1"),
+                      "port", "tag qvo", "compute-1"),
+    "port missing from br-int": (VM1, lambda lab: lab.ovs("compute-1", "del-port", "br-int", f"qvo{lab.vm_port(VM1)['id'][:11]}"),
+                                 _readd_qvo, "port", "ovs-port", "compute-1"),
+    "VLAN not trunked to network-1": (VM1, lambda lab: _trunks(lab, "0,100,102"), lambda lab: _trunks(lab, "0,100,101,102"),
+                                      "dhcp-path", "DISCOVER at uplink", "network-1"),
+    "tap down (native)": ("vm-2", lambda lab: _link(lab, "compute-2", f"tap{lab.vm_port('vm-2')['id'][:11]}", "down"),
+                          lambda lab: _link(lab, "compute-2", f"tap{lab.vm_port('vm-2')['id'][:11]}", "up"),
+                          "port", "device tap", "compute-2"),
+    "fabric MTU lowered": (VM1, lambda lab: _link(lab, "network-1", "trunk0", "mtu", "1400"),
+                           lambda lab: _link(lab, "network-1", "trunk0", "mtu", "1500"), "reach", "MTU qdhcp", "network-1"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_one_fault_the_verdict_names_the_hop(stack, fault):
+    server, apply, revert, stage, check, node = FAULTS[fault]
+    apply(stack)
+    try:
+        code, doc, err = stack.diagnose("port-check", stack.vm_port(server)["id"])
+    finally:
+        revert(stack)
+    v = doc["verdict"]
+    assert code == 1 and v["status"] == "finding", v
+    assert (v["stage"], v["node"]) == (stage, node) and v["check"].startswith(check), v
+    assert v["cause"], v
+    assert "Traceback" not in err
+
+
+def test_vlan_not_trunked_shows_in_network_check(stack):
+    _trunks(stack, "0,100,102")
+    try:
+        code, doc, _ = stack.diagnose("network-check", "private")
+    finally:
+        _trunks(stack, "0,100,101,102")
+    v = doc["verdict"]
+    assert code == 1 and v["stage"] == "segment" and "network-1" in v["node"] and v["check"] == "VLAN 101", v
+    lost = {h["node"] for h in doc["hops"] if h["stage"] == "segment" and h["status"] == "FAIL"}
+    assert lost == {"compute-1>network-1", "compute-2>network-1", "network-1>compute-1", "network-1>compute-2"}
+
+
+def test_dnsmasq_stopped_shows_in_network_check(stack):
+    _kill_dnsmasq(stack)
+    try:
+        code, doc, _ = stack.diagnose("network-check", "private")
+    finally:
+        _start_dnsmasq(stack)
+    assert code == 1 and (doc["verdict"]["stage"], doc["verdict"]["check"]) == ("dhcp-server", "dnsmasq"), doc["verdict"]
+
+
+def test_dhcp_host_without_agent_is_no_reply_not_a_crash(stack):
+    pid = stack.node("network-1")["pid"]
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        code, doc, err = stack.diagnose("port-check", stack.vm_port(VM1)["id"])
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    v = doc["verdict"]
+    assert code == 3 and v["status"] == "incomplete" and v["node"] == "network-1", v
+    silent = [h for h in doc["hops"] if h["node"] == "network-1"]
+    assert silent and all(h["status"] == "no_reply" for h in silent)
+    assert hop(doc, "port", "ovs-port")["status"] == "ok"  # the compute side was still checked
+    assert "Traceback" not in err
+    stack.wait_present({"network-1"})
+
+
+# --- OpenStack side: one clear line each ------------------------------------------------------------
+
+
+def _one_line(done) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and done.stdout == "", (done.stdout, done.stderr)
+    return lines[0]
+
+
+def test_missing_admin_unknown_server_or_port_api_down(stack, tmp_path):
+    port = stack.vm_port(VM1)["id"]
+    done = stack.cli("port-check", port, env=stack.env(OS_CLOUD="steth-lab-demo"))
+    assert done.returncode == 4 and "needs admin credentials" in _one_line(done)
+    done = stack.cli("port-check", "00000000-1111-2222-3333-444444444444")
+    assert done.returncode == 2 and "OpenStack knows no port" in _one_line(done)
+    done = stack.cli("vm-check", "no-such-vm")
+    assert done.returncode == 2 and "OpenStack knows no server no-such-vm" in _one_line(done)
+    done = stack.cli("port-check", "not-a-port")
+    assert done.returncode == 2 and "must be a Neutron port UUID" in _one_line(done)
+    # An API that does not answer: the stand-in stopped (SIGSTOP: connections hang) with a short API timeout.
+    api = json.loads((stack.dir / "state.json").read_text())["pids"]["openstack-api"]
+    os.kill(api, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        done = stack.cli("vm-check", "vm-1", "--os-api-timeout", "2")
+        took = time.monotonic() - started
+    finally:
+        os.kill(api, signal.SIGCONT)
+    assert done.returncode == 4 and "is not answering" in _one_line(done) and took < 30
+
+
+def test_agents_inventory_names_each_mismatch(stack):
+    path = Path(stack.state["openstack"]["cloud_json"])
+    original = path.read_text()
+    cloud = json.loads(original)
+    ghost = dict(cloud["agents"][0], id="ghost-agent", host="compute-9")
+    cloud["agents"].append(ghost)  # a host with a Neutron agent and no steth agent
+    next(a for a in cloud["agents"] if a["agent_type"] == "DHCP agent")["alive"] = False
+    path.write_text(json.dumps(cloud))
+    extra = stack.spawn_agent("stray-1", ["compute"], netns=stack.node("compute-1")["namespace"])
+    try:
+        stack.wait_present({"stray-1"})
+        code, doc = stack.cli_json("agents", "--inventory")
+    finally:
+        path.write_text(original)
+        extra.terminate()
+        stack.stop_extra()
+    rows = {h["host"]: h["findings"] for h in doc["hosts"]}
+    assert code == 1
+    assert rows["compute-9"] == ["runs OpenStack services but no steth agent"]
+    assert rows["network-1"] == ["Neutron agent down: DHCP agent"]
+    assert rows["stray-1"] == ["steth agent unknown to OpenStack (no hypervisor, no Neutron agent)"]
+    assert rows["compute-1"] == [] and rows["compute-2"] == []
