@@ -104,7 +104,8 @@ def summary(res: ScheduledResult) -> str:
             if row.get("error") and not row.get("sent"):
                 parts.append(f"{name} error")
             else:
-                parts.append(f"{name} {fmt(row.get('loss'), 'ratio')} {fmt(row.get('rtt_avg_ms'), 'ms')}ms")
+                rtt = row.get("rtt_avg_ms")
+                parts.append(f"{name} {fmt(row.get('loss'), 'ratio')}" + (f" {fmt(rtt, 'ms')}ms" if rtt is not None else ""))
     elif res.result and res.result.get("path_mtu_bytes") is not None:
         target = res.result.get("target", "")
         parts.append(f"{res.peers.get(target, target)} mtu {res.result['path_mtu_bytes']}")

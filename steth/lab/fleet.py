@@ -260,6 +260,11 @@ def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
 def _alive(pid: int) -> bool:
     if pid <= 0:  # never signal a process group or every process
         return False
+    try:  # a zombie has exited: its parent (init here) may take seconds to reap it
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (FileNotFoundError, IndexError, PermissionError):
+        pass
     try:
         os.kill(pid, 0)
         return True

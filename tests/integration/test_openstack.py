@@ -63,7 +63,7 @@ class StackLab(Lab):
         started = time.monotonic()
         done = self.cli(*args, "-o", "json", env=env)
         took = time.monotonic() - started
-        test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].rsplit(" (", 1)[0]
         DURATIONS[f"{test}: {args[0]}"] = took
         print(f"\n[{' '.join(args)}] exit {done.returncode} in {took:.2f} s")
         try:
