@@ -40,7 +40,7 @@ class NatsServer:
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports),
              "-js", "-sd", str(self.directory / "jetstream")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT,  # same process group: Ctrl-C or a group kill stops it too
         )  # fmt: skip
         ports_file = ports / f"nats-server_{self.proc.pid}.ports"
         for _ in range(200):

@@ -27,6 +27,9 @@ log = logging.getLogger("steth.agent.jobs")
 
 # More live jobs than this on one agent is a runaway controller, not a use case.
 MAX_JOBS = 64
+# In every job folder: the pid of the agent that owns it. A folder whose agent is gone (killed with
+# SIGKILL: its tools die with it, but nobody removed the folder) is removed by the next agent that starts.
+OWNER_FILE = ".steth-agent-pid"
 
 
 class TooManyJobs(RuntimeError):
@@ -54,10 +57,12 @@ class Job:
 class JobTable:
     """One per agent runtime; probes reach it through `jobs_of(ctx)`."""
 
-    def __init__(self, max_jobs: int = MAX_JOBS, base_dir: str | None = None):
+    def __init__(self, max_jobs: int = MAX_JOBS, base_dir: str | None = None, sweep: bool = True):
         self.max_jobs = max_jobs
         self.base_dir = base_dir  # None: the system temp folder
         self._jobs: dict[str, Job] = {}
+        if sweep:
+            sweep_orphans(base_dir)
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -86,6 +91,7 @@ class JobTable:
         job = Job(job_id, kind, time.time() + lifetime_s, cleanup=cleanup, info=dict(info or {}), end_on_exit=end_on_exit)
         if directory:
             job.directory = Path(tempfile.mkdtemp(prefix=f"steth-{kind}-{job_id}-", dir=self.base_dir))
+            (job.directory / OWNER_FILE).write_text(str(os.getpid()))
         self._jobs[job_id] = job
         job._watchdog = asyncio.get_running_loop().create_task(self._watch(job))
         return job
@@ -183,6 +189,36 @@ class JobTable:
         except asyncio.CancelledError:
             return
         await self.end(job.id)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie is not: it has died and waits only for its parent to read its status)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def sweep_orphans(base_dir: str | None = None) -> int:
+    """Remove job folders whose owning agent no longer runs; the number removed."""
+    removed = 0
+    for folder in Path(base_dir or tempfile.gettempdir()).glob("steth-*-*-*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not a job folder (or not ours to judge)
+        if _alive(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def jobs_of(ctx: Any) -> JobTable:

@@ -88,8 +88,11 @@ class AgentRuntime:
         patterns += [f"{subjects.PREFIX}.req.role.{role}.*" for role in self.config.roles]
         for pattern in patterns:  # no queue group: every matching agent answers
             self._subs.append(await self.nc.subscribe(pattern, cb=self._on_request))
-        await self._open_presence()
-        await self._heartbeat()
+        try:
+            await self._open_presence()
+            await self._heartbeat()
+        except Exception as exc:  # JetStream not ready (a cluster electing a leader): requests work, retry presence
+            log.warning("presence not written yet (%s: %s); retrying every heartbeat", exc.__class__.__name__, exc)
         await self._announce("up")
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         if self.metrics is not None:
@@ -204,6 +207,8 @@ class AgentRuntime:
             await asyncio.sleep(self.info.heartbeat_s)  # the configured interval, or shorter to fit the TTL
             try:
                 await self._refresh_info()
+                if self._kv is None:
+                    await self._open_presence()
                 await self._heartbeat()
             except asyncio.CancelledError:
                 raise

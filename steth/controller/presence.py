@@ -26,7 +26,7 @@ class Present:
 
 async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
     """Every agent's latest entry by node name; None when no agent has ever created the bucket."""
-    from nats.js.errors import BucketNotFoundError
+    from nats.js.errors import BucketNotFoundError, NotFoundError
 
     js = nc.jetstream(timeout=timeout)
     try:
@@ -35,37 +35,44 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
         return None
     now = time.time()
     present: dict[str, Present] = {}
-    # Read the snapshot to its real end, not to nats-py's end-of-values marker (None): that marker races the
-    # deliveries and can come before any value (reads came back empty about 1 in 800 times with three agents
-    # up). The last message of the snapshot has nothing pending after it (delta 0); even then, a key rewritten
-    # while the snapshot was being sent can be missing (about 1 read in 3000), so the keys seen are checked
-    # against the bucket's count (one message per key: history 1) and its new revision is awaited briefly.
-    # Deletes are read (and skipped) too, since the last message may be a delete marker.
+
+    def add(value: bytes | None) -> None:
+        try:
+            info = AgentInfo.model_validate(codec.decode(value or b""))
+        except ValueError:
+            return  # an entry we cannot read (or a delete marker) is not an agent we can expect
+        present[info.node] = Present(info, max(0.0, now - info.heartbeat))
+
+    # nats-py's end-of-values marker (None) races the deliveries and can come before any value (reads came
+    # back empty about 1 in 800 times with three agents up): read to the message with nothing pending after
+    # it (delta 0) instead, deletes included since the last message may be a delete marker.
     watcher = await kv.watchall(inactive_threshold=5)
     keys: set[str] = set()
-    grace = False
     try:
-        async with asyncio.timeout(timeout) as window:
+        async with asyncio.timeout(timeout):
             async for entry in watcher:
                 if entry is None:
                     if keys or not (await kv.status()).values:
                         break  # the marker after the values, or a bucket that really is empty
                     continue
                 keys.add(entry.key)
-                if entry.operation is None and entry.value:
-                    try:
-                        info = AgentInfo.model_validate(codec.decode(entry.value))
-                        present[info.node] = Present(info, max(0.0, now - info.heartbeat))
-                    except ValueError:
-                        pass  # an entry we cannot read is not an agent we can expect
+                if entry.operation is None:
+                    add(entry.value)
                 if entry.delta == 0:
-                    if len(keys) >= (await kv.status()).values:
-                        break
-                    grace = True
-                    window.reschedule(min(window.when(), asyncio.get_running_loop().time() + 1.0))
-    except TimeoutError:
-        if not grace:
-            raise
+                    break
+            # A key rewritten while the watch was being set up can still be skipped (about 1 read in 3000).
+            # One message per key (history 1): if the bucket holds more than the watch delivered, ask the
+            # stream which keys it has and fetch the missing ones.
+            if len(keys) < (await kv.status()).values:
+                prefix = f"$KV.{subjects.PRESENCE_BUCKET}."
+                info = await js.stream_info(f"KV_{subjects.PRESENCE_BUCKET}", subjects_filter=f"{prefix}>")
+                for subject in info.state.subjects or {}:
+                    key = subject[len(prefix):]
+                    if key not in keys:
+                        try:
+                            add((await kv.get(key)).value)
+                        except NotFoundError:  # deleted or expired meanwhile
+                            pass
     finally:
         await watcher.stop()
     return present

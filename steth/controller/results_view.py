@@ -134,8 +134,9 @@ def probe_rows(results: list[ScheduledResult], spec) -> tuple[list[str], list[li
         rows = result_rows(res.result, spec.rows_key) or [{}]
         for i, row in enumerate(rows):
             row = dict(row)
-            if "target" in row:
-                row["target"] = res.peers.get(row["target"], row["target"])
+            for key in ("target", "server"):  # addresses that came from node:NAME show as the node
+                if isinstance(row.get(key), str):
+                    row[key] = res.peers.get(row[key], row[key])
             first = i == 0
             cells = [fmt(row.get(c.key), c.unit) if row else "" for c in spec.columns]
             lines.append([when(res.finished) if first else "", res.node if first else "", res.schedule if first else "",

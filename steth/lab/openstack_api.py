@@ -13,7 +13,6 @@ binding:*, provider:* and OS-EXT-SRV-ATTR:* attributes are left out. Tokens are 
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os

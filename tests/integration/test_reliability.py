@@ -174,7 +174,10 @@ def test_cluster_failover(lab):
         names = {"k-1", "k-2", "k-3", "k-4", "k-5", "k-6"}
         for i, node in enumerate(["compute-1", "compute-2", "network-1"] * 2, start=1):
             fleet.spawn(f"k-{i}", node, STETH_PRESENCE_REPLICAS="3")
-        wait_present(cluster.urls, names, timeout=90)
+        try:
+            wait_present(cluster.urls, names, timeout=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{logs(lab, names)}") from None
         info = asyncio.run(_stream_info(cluster.urls, KV_STREAM))
         assert info["replicas"] == 3, info
         victim = _leader_with_agents(cluster, KV_STREAM)

@@ -484,3 +484,14 @@ def test_departed_agent_stays_a_target_for_the_down_alert(lab, mesh, tmp_path):
     assert "m2" not in {g["labels"]["node"] for g in json.loads(sd.read_text())}
     mesh.start("m2")
     lab.wait_present({"m2"}, timeout=60)
+
+
+def test_watch_and_history_usage_errors(lab, mesh):
+    for args in (("history", "--since", "yesterday"), ("history", "--probe", "nosuch"), ("watch", "--probe", "nosuch"),
+                 ("history", "--since", "400d"), ("watch", "--node", "-x", "--duration", "1")):  # fmt: skip
+        done = lab.cli(*args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    # Nothing published in the window: exit 3 with an empty list, not an error.
+    code, doc = lab.cli_json("history", "--node", "nobody-here", "--since", "1m")
+    assert code == 3 and doc["results"] == [] and doc["summary"]["results"] == 0

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from steth import codec
-from steth.agent.jobs import JobTable
+from steth.agent.jobs import OWNER_FILE, JobTable, sweep_orphans
 from steth.agent.probes.capture import (
     finish_pcap,
     parse_stats,
@@ -348,3 +349,26 @@ def test_job_limit():
         await table.close()
 
     asyncio.run(go())
+
+
+def test_folders_of_a_dead_agent_are_swept(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / "steth-capture-0123456789abcdef-x1"
+    orphan.mkdir()
+    (orphan / OWNER_FILE).write_text(str(dead.pid))
+    live = tmp_path / "steth-capture-fedcba9876543210-x2"
+    live.mkdir()
+    (live / OWNER_FILE).write_text(str(os.getpid()))
+    unrelated = tmp_path / "steth-bench-fanout-x3"
+    unrelated.mkdir()
+
+    async def go():
+        table = JobTable(base_dir=str(tmp_path))  # sweeps when it is made
+        job = table.add("capture", 5, directory=True)
+        assert (job.directory / OWNER_FILE).read_text() == str(os.getpid())
+        await table.close()
+
+    asyncio.run(go())
+    assert not orphan.exists() and live.exists() and unrelated.exists()
+    assert sweep_orphans(str(tmp_path)) == 0

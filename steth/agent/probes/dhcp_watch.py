@@ -69,15 +69,14 @@ async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
         raise ProbeAborted(out["error"])
     res = DhcpWatchResult(mac=params.mac, listen_s=params.listen_s, injected=out.get("injected", 0),
                           xid=xid if out.get("injected") else None, inject_note=out.get("inject_note") or note,
-                          hops=out.get("hops", []), offers=out.get("offers", []))  # fmt: skip
-    seen_d = sum(h.discover for h in res.hops)
+                          hops=out.get("hops", []), offers=out.get("offers", []), listening_since=out.get("listening_since"),
+                          last_injected_at=out.get("last_injected_at"))  # fmt: skip
     seen_o = sum(h.offer for h in res.hops)
     message = f"DISCOVER seen on {sum(1 for h in res.hops if h.discover)}, OFFER on {sum(1 for h in res.hops if h.offer)} of {len(res.hops)} interfaces"
     if res.inject_note:
         message += f"; {res.inject_note}"
     if res.injected and not seen_o:
         return Outcome(Status.FAILED, f"no OFFER for {params.mac}: " + message, res.model_dump())
-    del seen_d
     return Outcome(Status.OK, message, res.model_dump())
 
 
@@ -171,7 +170,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             hops[iface]["error"] = f"cannot listen: {exc}"
     started = time.time()
-    injected, note = 0, ""
+    injected, note, sent_at = 0, "", []
     if injecting:
         time.sleep(max(0.0, started + job["inject_delay_s"] - time.time()))
         frame = _discover(mac, xid)
@@ -190,6 +189,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
                     if done.returncode != 0:
                         raise RuntimeError((done.stderr.strip().splitlines() or ["ovs-ofctl failed"])[-1])
                 injected += 1
+                sent_at.append(time.time())
             except Exception as exc:
                 note = f"injection failed: {exc}"
                 break
@@ -199,7 +199,8 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             sniffer.stop(join=True)
         except Exception:
             pass
-    return {"hops": list(hops.values()), "offers": offers[:16], "injected": injected, "inject_note": note}
+    return {"hops": list(hops.values()), "offers": offers[:16], "injected": injected, "inject_note": note,
+            "listening_since": started, "last_injected_at": sent_at[-1] if sent_at else None}
 
 
 def main(argv: list[str]) -> int:

@@ -29,7 +29,7 @@ class DhcpWatchParams(Params):
     inject_port: InterfaceName | None = Field(None, description="the interface (send) or OVS port (ovs) the DISCOVER comes from")
     bridge: InterfaceName = Field("br-int", description="the bridge of inject_port (ovs injection)")
     inject_delay_s: float = Field(1.5, ge=0.0, le=10.0, description="wait this long after listening starts (peers start listening too)")
-    inject_count: int = Field(2, ge=1, le=5, description="DISCOVERs to inject, 0.4 s apart")
+    inject_count: int = Field(3, ge=1, le=5, description="DISCOVERs to inject, 0.4 s apart")
     xid: int = Field(0, ge=0, le=0xFFFFFFFF, description="transaction id of the injected DISCOVER (0: random)")
 
     @model_validator(mode="after")
@@ -69,6 +69,8 @@ class DhcpWatchResult(Result):
     injected: int = 0
     xid: int | None = None
     inject_note: str = ""
+    listening_since: float | None = None  # epoch: every listener of this node was up (frames before it are missed)
+    last_injected_at: float | None = None  # epoch: the last DISCOVER went out
     hops: list[DhcpHop] = []
     offers: list[DhcpOffer] = []
 
