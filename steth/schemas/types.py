@@ -51,6 +51,6 @@ def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
         if meaning:
             parts.append(f"{where}: {err['input']!r} is not {meaning}")
         else:
-            parts.append(f"{where}: {err['msg']}")
+            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
     more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
     return "; ".join(parts) + more
