@@ -112,7 +112,11 @@ async def gather(
                 from steth.controller.errors import StethError
 
                 raise StethError("lost the connection to NATS while sending the request") from None
-        await _wait(everyone, deadline, last_reply, stall_window_s if expected is None else None, nc)
+        if expected is not None and not expected:
+            # Nothing in presence matches the selection: catch a quick answer from an agent outside presence,
+            # but do not sit out the whole deadline (a long ping's) waiting for nobody.
+            last_reply[0] = last_reply[0] or time.monotonic()
+        await _wait(everyone, deadline, last_reply, stall_window_s if not expected else None, nc)
     finally:
         try:
             await sub.unsubscribe()

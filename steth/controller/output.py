@@ -85,6 +85,8 @@ def footer(gathered: Gathered) -> str:
         text += "\nno reply from: " + ", ".join(silent)
     if s["expected"] is None:
         text += "\n(no presence bucket: nodes that never answered cannot be named)"
+    elif s["expected"] == 0:
+        text += "\n(no agent in presence matches the selection: `steth agents` lists them)"
     return text
 
 

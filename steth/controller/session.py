@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +117,14 @@ class Session:
             expected, reasons = set(per_node_args), {}
         else:
             messages = [(s, make(args or {})) for s in selection.subjects_for(probe)]
-            expected, reasons = selection.expected(await self.presence())
+            try:
+                present = await self.presence()
+            except StethError as exc:
+                # JetStream briefly unavailable (a cluster electing a new leader): requests still reach every
+                # agent over core NATS, so gather until replies stop rather than fail (docs/reliability.md).
+                print(f"steth: warning: {exc}; gathering without the expected set", file=sys.stderr)
+                self._present_read, present = True, None
+            expected, reasons = selection.expected(present)
         if self.signer is not None:
             for subject, request in messages:  # the signature covers the subject: see docs/security.md
                 self.signer.sign(request, subject)

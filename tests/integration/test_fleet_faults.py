@@ -84,6 +84,11 @@ def extras(lab):
     procs = {name: lab.spawn_agent(name, roles, netns=lab.node(node)["namespace"], heartbeat_s=1.0)
              for name, (node, roles) in EXTRAS.items()}  # fmt: skip
     wait_presence(lab.nats_url, set(procs), timeout=30)
+    # Extra agents of other modules' tests (killed, so present until their TTL runs out) must be gone:
+    # a broadcast here would expect them.
+    deadline = time.monotonic() + 10
+    while set(presence(lab.nats_url)) - set(procs) - set(lab.names()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     yield procs
     for proc in procs.values():
         if proc.poll() is None:

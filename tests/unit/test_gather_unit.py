@@ -217,6 +217,27 @@ def test_without_an_expected_set_the_stall_window_ends_the_wait(nats_url):
     assert 0.4 < result.elapsed_s < 2.0, result.elapsed_s
 
 
+def test_an_empty_expected_set_ends_after_the_stall_window(nats_url):
+    """A selection that matches nobody in presence: catch quick answers, do not wait out the deadline."""
+
+    async def go():
+        async with Fleet(nats_url, {"e1": ["compute"]}):
+            nc = await connect(NatsOptions(servers=[nats_url]))
+            req = request(timeout=20)
+            quiet = await gather(nc, [(subjects.req_role("nosuch", "hello"), req)], req.deadline, set(),
+                                 stall_window_s=0.5)  # fmt: skip
+            req = request(timeout=20)
+            outside = await gather(nc, [(subjects.req_all("hello"), req)], req.deadline, set(), stall_window_s=0.5)
+            await nc.close()
+            return quiet, outside
+
+    quiet, outside = run(go())
+    assert quiet.nodes == [] and 0.4 < quiet.elapsed_s < 1.5 and quiet.exit_code() == 3
+    assert "no agent in presence matches the selection" in footer(quiet)
+    assert [(n.node, n.status) for n in outside.nodes if n.node == "e1"] == [("e1", Status.UNEXPECTED)]
+    assert outside.elapsed_s < 1.5
+
+
 def test_unexpected_node_and_duplicates_and_garbage(nats_url):
     """An agent matched by two subjects answers twice (counted once); a node outside the expected set is
     `unexpected`; undecodable replies are counted, not fatal."""

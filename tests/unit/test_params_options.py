@@ -87,7 +87,7 @@ def test_click_type_errors_are_exit_2():
     ({"duration_s": 31.0}, {"target": "10.0.0.1"}, "duration_s: Input should be less than or equal to 30"),
     ({"ports": tuple(range(9))}, {"target": "10.0.0.1"}, "ports: List should have at most 8 items"),
     ({"interface": "-evil"}, {"target": "10.0.0.1"}, "interface: '-evil' is not an interface name"),
-    ({}, {"target": "-c1"}, "target: Value error, '-c1' does not appear to be an IPv4 or IPv6 address"),
+    ({}, {"target": "-c1"}, "target: '-c1' does not appear to be an IPv4 or IPv6 address"),
     ({}, {}, "target: Field required"),
 ])  # fmt: skip
 def test_collect_refuses_out_of_bounds_as_a_usage_error(options, fixed, words):
