@@ -7,7 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import os
+
 from steth.agent import procs
+
+
+def default_db() -> str:
+    """Where ovs-vsctl itself would look: $OVS_RUNDIR/db.sock, else the packaged default."""
+    return f"unix:{os.environ.get('OVS_RUNDIR') or '/var/run/openvswitch'}/db.sock"
 
 BRIDGE_COLUMNS = "_uuid,name,datapath_type,fail_mode,ports,controller,external_ids"
 PORT_COLUMNS = "_uuid,name,interfaces,tag,trunks,vlan_mode,other_config,external_ids"

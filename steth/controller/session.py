@@ -108,7 +108,16 @@ class Session:
         per_node_args: dict[str, dict[str, Any]] | None = None,
     ) -> Gathered:
         """Send a probe to the selection (same args), or to named nodes with their own args; gather."""
-        deadline = time.time() + timeout
+        present = None
+        if per_node_args is None:
+            try:
+                present = await self.presence()
+            except StethError as exc:
+                # JetStream briefly unavailable (a cluster electing a new leader): requests still reach every
+                # agent over core NATS, so gather until replies stop rather than fail (docs/reliability.md).
+                print(f"steth: warning: {exc}; gathering without the expected set", file=sys.stderr)
+                self._present_read = True
+        deadline = time.time() + timeout  # after reading presence: the whole timeout is the probe's
         sender = f"{getpass.getuser()}@{socket.gethostname()}"
         request_id = Request(probe=probe, deadline=deadline).id
         make = lambda a: Request(id=request_id, probe=probe, args=a, deadline=deadline, sender=sender)  # noqa: E731
@@ -117,13 +126,6 @@ class Session:
             expected, reasons = set(per_node_args), {}
         else:
             messages = [(s, make(args or {})) for s in selection.subjects_for(probe)]
-            try:
-                present = await self.presence()
-            except StethError as exc:
-                # JetStream briefly unavailable (a cluster electing a new leader): requests still reach every
-                # agent over core NATS, so gather until replies stop rather than fail (docs/reliability.md).
-                print(f"steth: warning: {exc}; gathering without the expected set", file=sys.stderr)
-                self._present_read, present = True, None
             expected, reasons = selection.expected(present)
         if self.signer is not None:
             for subject, request in messages:  # the signature covers the subject: see docs/security.md

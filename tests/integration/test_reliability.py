@@ -192,6 +192,7 @@ def test_cluster_failover(lab):
         first_full = full[0]["t"]
         after = [r for r in rounds if r["t"] >= first_full]
         figure("cluster.rounds", len(rounds))
+        figure("cluster.slowest_round_s", round(max(r.get("took", 0) for r in rounds), 2))
         figure("cluster.first_complete_after_kill_s", round(first_full, 2))
         figure("cluster.complete_rounds_after_recovery", f"{sum(r['complete'] for r in after)}/{len(after)}")
         figure("cluster.incomplete_rounds", [(round(r["t"], 1), r["why"]) for r in rounds if not r["complete"]][:8])
@@ -281,7 +282,7 @@ async def _gather_rounds(urls: list[str], names: set[str], seconds: float) -> li
                 g = await s.run("hello", Selection(), 3.0)
             got = {n.node for n in g.nodes if n.status.value == "ok"}
             rounds.append({"t": t, "complete": names <= got, "why": f"{len(got & names)}/{len(names)}",
-                           "no_presence": g.expected is None})  # fmt: skip
+                           "no_presence": g.expected is None, "took": time.monotonic() - started - t})  # fmt: skip
         except Exception as exc:
             rounds.append({"t": t, "complete": False, "why": f"{exc.__class__.__name__}: {str(exc)[:80]}"})
             await asyncio.sleep(0.3)

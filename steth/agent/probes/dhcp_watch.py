@@ -28,14 +28,13 @@ def uplinks(ports: list[dict], bridges: list[str]) -> list[str]:
 
 
 async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
-    from steth.agent.probes.vif import default_db
 
     listen = [(i, "") for i in params.interfaces]
     in_port = None
     ports: list[dict] = []
     if params.uplink_bridges or params.inject == "ovs":
         try:
-            _, ports, _ = await ovsdb.read(default_db(), timeout=min(5.0, ctx.remaining(params.listen_s)))
+            _, ports, _ = await ovsdb.read(ovsdb.default_db(), timeout=min(5.0, ctx.remaining(params.listen_s)))
         except ovsdb.OvsdbUnavailable as exc:
             raise ProbeAborted(str(exc)) from None
         listen += [(u, "uplink") for u in uplinks(ports, params.uplink_bridges) if u not in params.interfaces]

@@ -10,7 +10,7 @@ from steth.schemas.probes.ovs import OvsParams, OvsResult
 
 async def run(params: OvsParams, ctx: ProbeContext) -> Outcome:
     try:
-        bridges, ports, version = await ovsdb.read(params.db, timeout=ctx.remaining(0.1))
+        bridges, ports, version = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.1))
     except procs.ToolMissing as exc:
         raise ProbeAborted(str(exc)) from None
     except ovsdb.OvsdbUnavailable as exc:
@@ -24,7 +24,7 @@ async def run(params: OvsParams, ctx: ProbeContext) -> Outcome:
     if params.view == "port":
         ports_shown = [p for p in ports_shown if p["name"] == params.ports[0]]
         if not ports_shown:  # a port lives on one node: its absence elsewhere is no finding
-            result = OvsResult(db=params.db, view=params.view, ovs_version=version)
+            result = OvsResult(db=params.db or ovsdb.default_db(), view=params.view, ovs_version=version)
             return Outcome(Status.OK, f"no port {params.ports[0]} here", result.model_dump())
     elif params.view == "check" and params.ports:
         ports_shown = [p for p in ports_shown if p["name"] in params.ports]
@@ -32,7 +32,7 @@ async def run(params: OvsParams, ctx: ProbeContext) -> Outcome:
         findings += [f"{p['name']}: {f}" for p in ports_shown for f in p["findings"]]
     if params.view == "check" or params.bridge:
         findings = ovsdb.requested_findings(bridges, ports, params.bridge, params.ports if params.view == "check" else []) + findings
-    result = OvsResult(db=params.db, view=params.view, ovs_version=version, bridges=bridges_shown,
+    result = OvsResult(db=params.db or ovsdb.default_db(), view=params.view, ovs_version=version, bridges=bridges_shown,
                        ports=ports_shown if params.view != "bridges" else [], findings=findings)  # fmt: skip
     if findings:
         more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""

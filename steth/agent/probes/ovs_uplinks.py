@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from steth.agent import ovsdb
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
-from steth.agent.probes.vif import default_db
 from steth.schemas.envelope import Status
 from steth.schemas.probes.ovs_uplinks import OvsUplinksParams, OvsUplinksResult, Uplink
 
 
 async def run(params: OvsUplinksParams, ctx: ProbeContext) -> Outcome:
     try:
-        bridges, ports, _ = await ovsdb.read(params.db or default_db(), timeout=ctx.remaining(0.1))
+        bridges, ports, _ = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.1))
     except ovsdb.OvsdbUnavailable as exc:
         raise ProbeAborted(str(exc)) from None
     names = {b["name"] for b in bridges}

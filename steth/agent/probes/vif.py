@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from steth.agent import ovsdb, procs
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
@@ -11,11 +10,6 @@ from steth.schemas.envelope import Status
 from steth.schemas.probes.vif import VifCheck, VifDevice, VifParams, VifResult
 
 DEAD_VLAN = 4095
-
-
-def default_db() -> str:
-    """Where ovs-vsctl itself would look: $OVS_RUNDIR/db.sock, else the packaged default."""
-    return f"unix:{os.environ.get('OVS_RUNDIR') or '/var/run/openvswitch'}/db.sock"
 
 
 def device_names(port_id: str) -> dict[str, str]:
@@ -105,7 +99,7 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
 
 async def run(params: VifParams, ctx: ProbeContext) -> Outcome:
     try:
-        _, ports, _ = await ovsdb.read(params.db or default_db(), timeout=ctx.remaining(0.5))
+        _, ports, _ = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.5))
         links = await procs.run(["ip", "-j", "link", "show"], timeout=ctx.remaining(0.1))
     except ovsdb.OvsdbUnavailable as exc:
         raise ProbeAborted(str(exc)) from None

@@ -5,10 +5,10 @@ import click
 from steth.controller.options import Invocation, gathering_command, run_async
 from steth.controller.output import document, emit_document, emit_footer, emit_gathered, fmt, table
 from steth.controller.params import collect, wire_args
-from steth.schemas.probes.ovs import DEFAULT_DB, OvsParams
+from steth.schemas.probes.ovs import OvsParams
 
 db_option = click.option("--db", default=None, metavar="SOCKET",
-                         help=f"OVSDB to read: unix:/path or tcp:IP:PORT [default: {DEFAULT_DB}].")  # fmt: skip
+                         help="OVSDB to read: unix:/path or tcp:IP:PORT [default: the agent's $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock].")  # fmt: skip
 
 
 def _gather(inv: Invocation, **fields):

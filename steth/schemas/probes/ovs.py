@@ -16,7 +16,6 @@ from pydantic import AfterValidator, Field, model_validator
 from steth.schemas.probe import Column, ProbeSpec
 from steth.schemas.types import InterfaceName, Params, Result
 
-DEFAULT_DB = "unix:/var/run/openvswitch/db.sock"
 DEAD_VLAN = 4095
 _UNIX_PATH = re.compile(r"^/[A-Za-z0-9_.+/-]{1,200}$")
 
@@ -48,7 +47,7 @@ class OvsParams(Params):
     view: Literal["bridges", "ports", "port", "check"] = Field("ports", description="what to list or check")
     bridge: InterfaceName | None = Field(None, description="only this bridge (check: it must exist)")
     ports: list[InterfaceName] = Field(default_factory=list, max_length=256, description="ports to show (port) or that must exist (check)")
-    db: OvsDb = Field(DEFAULT_DB, description="OVSDB socket: unix:/path or tcp:IP:PORT")
+    db: OvsDb | None = Field(None, description="OVSDB socket: unix:/path or tcp:IP:PORT (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)")
 
     @model_validator(mode="after")
     def _view(self) -> "OvsParams":
