@@ -309,7 +309,7 @@ class AgentRuntime:
                 log.warning("refused request id=%s probe=%s from %s: %s", json.dumps(req.id), probe, json.dumps(req.sender), exc)
                 return answer(Status.INVALID, f"refused: {exc}", req.id)
         if req.deadline < received:
-            log.info("request id=%s probe=%s dropped: %.1f s past its deadline", req.id, probe, received - req.deadline)
+            log.info("request id=%s probe=%s dropped: %.1f s past its deadline", json.dumps(req.id), probe, received - req.deadline)
             return None
         spec = registry().get(probe)
         if spec is None:

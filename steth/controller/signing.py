@@ -52,16 +52,21 @@ def create(path: Path, comment: str, force: bool = False) -> Signer:
     for existing in (path, pub_path):
         if existing.exists() and not force:
             raise UsageError(f"{existing} exists: pick another path or pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.chmod(path, 0o600)
     raw = _raw_public(key)
     line = f"{PUBLIC_KEY_TAG} {base64.b64encode(raw).decode()} {comment}".rstrip()
-    pub_path.write_text(line + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        os.chmod(path, 0o600)
+        pub_path.write_text(line + "\n")
+    except OSError as exc:
+        from steth.controller.errors import StethError
+
+        raise StethError(f"cannot write {path}: {exc.strerror or exc}") from None
     return Signer(key, key_id(raw), line)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -51,7 +50,10 @@ def test_rule_unit_tests_would_catch_a_broken_rule(tmp_path):
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze")
 def test_systemd_units_verify(tmp_path):
     """The units as shipped, with the executables pointed at this venv (they are not installed here)."""
-    bindir = Path(sys.executable).parent
+    found = shutil.which("steth-agent") or str(Path(sys.executable).parent / "steth-agent")
+    if not Path(found).exists():
+        pytest.skip("steth-agent is not installed in this environment")
+    bindir = Path(found).parent
     for src in (DEPLOY / "systemd/steth-agent.service", DEPLOY / "prometheus/steth-sd.service", DEPLOY / "prometheus/steth-sd.timer"):
         text = src.read_text().replace("/usr/local/bin/", f"{bindir}/")
         (tmp_path / src.name).write_text(text)

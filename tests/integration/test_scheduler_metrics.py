@@ -11,7 +11,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -488,7 +487,7 @@ def test_departed_agent_stays_a_target_for_the_down_alert(lab, mesh, tmp_path):
 
 def test_watch_and_history_usage_errors(lab, mesh):
     for args in (("history", "--since", "yesterday"), ("history", "--probe", "nosuch"), ("watch", "--probe", "nosuch"),
-                 ("history", "--since", "400d"), ("watch", "--node", "-x", "--duration", "1")):  # fmt: skip
+                 ("history", "--since", "400d"), ("watch", "--node", "-x", "--duration", "1"), ("history", "--stream", "a.>")):  # fmt: skip
         done = lab.cli(*args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr

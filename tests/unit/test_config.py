@@ -80,6 +80,12 @@ def test_environment_overrides_top_level_lists_and_nested_sections(tmp_path):
     assert cfg.metrics.listen == "127.0.0.1:9273"
 
 
+def test_optional_list_variables_are_split_too():
+    cfg = load(None, {"STETH_POLICY_ALLOWED_INTERFACES": "eth*, br-ex", "STETH_POLICY_ALLOWED_TARGET_CIDRS": "10.0.0.0/8"})
+    assert cfg.policy.allowed_interfaces == ["eth*", "br-ex"]
+    assert cfg.policy.allowed_target_cidrs == ["10.0.0.0/8"]
+
+
 @pytest.mark.parametrize("text, expected", [("true", True), ("1", True), ("YES", True), ("on", True),
                                             ("false", False), ("0", False), ("No", False), (" off ", False)])  # fmt: skip
 def test_boolean_variables(text, expected):

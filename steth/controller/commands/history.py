@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 
 import click
 
-from steth.controller.errors import StethError
+from steth.controller.errors import StethError, UsageError
 from steth.controller.options import Invocation, run_async
 from steth.controller.output import emit_document, table
 from steth.controller.results_view import (
@@ -75,6 +76,8 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, since: str
       steth history --schedule mesh --node compute-1 --since 15m -o json
     """
     check_probe(probe)
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", stream):  # it becomes a token of a JetStream API subject
+        raise UsageError(f"--stream {stream!r}: letters, digits, '_' and '-' only")
     start = parse_since(since)
     subject = subject_filter(inv.selection, probe)
     began = time.monotonic()

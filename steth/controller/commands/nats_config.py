@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from steth.controller.errors import UsageError
+from steth.controller.errors import StethError, UsageError
 from steth.controller.output import emit_document, table
 
 
@@ -39,6 +39,8 @@ def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path
         conf = write(identities, out_dir, bcrypt=bcrypt, rotate=rotate)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise StethError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     rows = [{"user": i.user, "kind": i.kind, "name": i.name, "roles": i.roles, "env_file": str(i.env_file)} for i in identities]
     if output != "table":
         emit_document({"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows}, output)
