@@ -33,9 +33,9 @@ class HelperFailed(RuntimeError):
     pass
 
 
-async def run_job(job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-    """Run one job in a scapy child; None when it was killed at the deadline."""
-    argv = [sys.executable, "-m", "steth.agent.packets", json.dumps(job, separators=(",", ":"))]
+async def run_job(job: dict[str, Any], timeout: float, module: str = "steth.agent.packets") -> dict[str, Any] | None:
+    """Run one job in a scapy child (`python -m module JOB`); None when it was killed at the deadline."""
+    argv = [sys.executable, "-m", module, json.dumps(job, separators=(",", ":"))]
     done = await procs.run(argv, timeout=timeout)
     if done.timed_out:
         return None
@@ -47,6 +47,29 @@ async def run_job(job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
     if out.get("error"):
         raise HelperFailed(out["error"])
     return out
+
+
+async def probe_job(job: dict[str, Any], ctx, module: str = "steth.agent.packets") -> dict[str, Any] | None:
+    """run_job for a probe: a missing tool or a failed child is `aborted`; None at the deadline."""
+    from steth.agent.probes import ProbeAborted
+
+    try:
+        return await run_job(job, timeout=ctx.remaining(0.1), module=module)
+    except procs.ToolMissing as exc:
+        raise ProbeAborted(str(exc)) from None
+    except HelperFailed as exc:
+        raise ProbeAborted(f"scapy: {exc}") from None
+
+
+def child_main(run_child) -> None:
+    """The child's entry point: one JSON job in argv, one JSON line out, then exit at once."""
+    try:
+        result = run_child(json.loads(sys.argv[1]))
+    except Exception as exc:  # one line for the agent: it becomes the probe's message
+        result = {"error": f"{exc.__class__.__name__}: {exc}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # scapy's sniffer threads must not keep the process alive
 
 
 def interface_mac(interface: str) -> str | None:
@@ -378,16 +401,5 @@ def send_job(job: dict[str, Any]) -> dict[str, Any]:
 JOBS = {"vlan": vlan_job, "send": send_job}
 
 
-def main(argv: list[str]) -> int:
-    try:
-        job = json.loads(argv[1])
-        result = JOBS[job["job"]](job)
-    except Exception as exc:  # one line for the agent: it becomes the probe's message
-        result = {"error": f"{exc.__class__.__name__}: {exc}"}
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-    os._exit(0)  # scapy's sniffer threads must not keep the process alive
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    child_main(lambda job: JOBS[job["job"]](job))

@@ -117,8 +117,6 @@ class Session:
                 # agent over core NATS, so gather until replies stop rather than fail (docs/reliability.md).
                 print(f"steth: warning: {exc}; gathering without the expected set", file=sys.stderr)
                 self._present_read = True
-            if present is not None and not present:
-                present = None  # an empty bucket (also seen for a moment after a failover): expect nobody, stop on stall
         deadline = time.time() + timeout  # after reading presence: the whole timeout is the probe's
         sender = f"{getpass.getuser()}@{socket.gethostname()}"
         request_id = Request(probe=probe, deadline=deadline).id

@@ -195,7 +195,7 @@ def test_cluster_failover(lab):
         figure("cluster.slowest_round_s", round(max(r.get("took", 0) for r in rounds), 2))
         figure("cluster.first_complete_after_kill_s", round(first_full, 2))
         figure("cluster.complete_rounds_after_recovery", f"{sum(r['complete'] for r in after)}/{len(after)}")
-        figure("cluster.incomplete_rounds", [(round(r["t"], 1), r["why"]) for r in rounds if not r["complete"]][:8])
+        figure("cluster.incomplete_rounds", [(round(r["t"], 1), round(r.get("took", 0), 2), r["why"]) for r in rounds if not r["complete"]][:8])
         # Rounds while the presence bucket had no leader: gathered by the stall window, still complete.
         figure("cluster.rounds_without_presence", [(round(r["t"], 1), r["complete"]) for r in rounds if r.get("no_presence")][:8])
         assert first_full < 15, rounds
@@ -281,11 +281,16 @@ async def _gather_rounds(urls: list[str], names: set[str], seconds: float) -> li
             async with Session(NatsOptions(servers=urls, connect_timeout_s=1.0)) as s:
                 g = await s.run("hello", Selection(), 3.0)
             got = {n.node for n in g.nodes if n.status.value == "ok"}
-            rounds.append({"t": t, "complete": names <= got, "why": f"{len(got & names)}/{len(names)}",
+            summary = {k: v for k, v in g.summary().items() if v}
+            silent = [n.message for n in g.nodes if n.status.value != "ok"][:1]
+            if silent:
+                summary["first"] = silent[0][:80]
+            rounds.append({"t": t, "complete": names <= got, "why": f"{len(got & names)}/{len(names)} {summary}",
                            "no_presence": g.expected is None, "took": time.monotonic() - started - t})  # fmt: skip
         except Exception as exc:
             rounds.append({"t": t, "complete": False, "why": f"{exc.__class__.__name__}: {str(exc)[:80]}"})
             await asyncio.sleep(0.3)
+        await asyncio.sleep(0.1)  # about 10 commands a second: each presence read leaves a consumer for 5 s
     return rounds
 
 

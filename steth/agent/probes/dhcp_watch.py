@@ -8,15 +8,12 @@ misses tagged frames sent out and `vlan` misses them all.
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from steth.agent import ovsdb, procs
+from steth.agent import ovsdb, packets
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.dhcp_watch import DhcpWatchParams, DhcpWatchResult
@@ -52,20 +49,9 @@ async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
     job = {"mac": params.mac, "listen": listen, "listen_s": params.listen_s, "inject": inject,
            "inject_port": params.inject_port, "bridge": params.bridge, "in_port": in_port,
            "inject_delay_s": params.inject_delay_s, "inject_count": params.inject_count, "xid": xid}  # fmt: skip
-    argv = [sys.executable, "-m", "steth.agent.probes.dhcp_watch", json.dumps(job, separators=(",", ":"))]
-    try:
-        done = await procs.run(argv, timeout=ctx.remaining(0.1))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    if done.timed_out:
+    out = await packets.probe_job(job, ctx, module="steth.agent.probes.dhcp_watch")
+    if out is None:
         raise ProbeAborted("the scapy child did not finish before the deadline")
-    try:
-        out = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        lines = done.stderr.strip().splitlines()
-        raise ProbeAborted(lines[-1] if lines else f"scapy child exited {done.returncode}") from None
-    if out.get("error"):
-        raise ProbeAborted(out["error"])
     res = DhcpWatchResult(mac=params.mac, listen_s=params.listen_s, injected=out.get("injected", 0),
                           xid=xid if out.get("injected") else None, inject_note=out.get("inject_note") or note,
                           hops=out.get("hops", []), offers=out.get("offers", []), listening_since=out.get("listening_since"),
@@ -202,15 +188,5 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             "listening_since": started, "last_injected_at": sent_at[-1] if sent_at else None}
 
 
-def main(argv: list[str]) -> int:
-    try:
-        result = child(json.loads(argv[1]))
-    except Exception as exc:
-        result = {"error": f"{exc.__class__.__name__}: {exc}"}
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-    os._exit(0)  # scapy's sniffer threads must not keep the process alive
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    packets.child_main(child)

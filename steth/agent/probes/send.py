@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from steth.agent import packets, procs
+from steth.agent import packets
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.send import DEFAULT_PORTS, SendParams, SendResult
@@ -24,12 +24,7 @@ async def run(params: SendParams, ctx: ProbeContext) -> Outcome:
         "src_mac": params.src_mac, "dst": params.dst, "port": port, "listen_s": params.listen_s,
         "token": secrets.token_hex(6),
     }  # fmt: skip
-    try:
-        out = await packets.run_job(job, timeout=ctx.remaining(0.1))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    except packets.HelperFailed as exc:
-        raise ProbeAborted(f"scapy: {exc}") from None
+    out = await packets.probe_job(job, ctx)
     if out is None:
         return Outcome(Status.TIMEOUT, "the scapy child was killed at the deadline: give a longer --timeout")
     result = SendResult(

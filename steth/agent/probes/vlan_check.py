@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from steth.agent import packets, procs
+from steth.agent import packets
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.vlan_check import VlanCheckParams, VlanCheckResult, VlanPeerRow
@@ -64,12 +64,7 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
         # frames that arrived in the window but still wait in the socket are read until then
         "drain_until": min(send_at + params.listen_s + 1.0, time.time() + ctx.remaining(0.4)),
     }  # fmt: skip
-    try:
-        out = await packets.run_job(job, timeout=ctx.remaining(0.1))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    except packets.HelperFailed as exc:
-        raise ProbeAborted(f"scapy: {exc}") from None
+    out = await packets.probe_job(job, ctx)
     if out is None:
         return Outcome(Status.TIMEOUT, "the scapy child was killed at the deadline: give a longer --timeout")
     rows = peer_rows(params, ctx.node, out["seen"])
