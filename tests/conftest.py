@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,9 +23,24 @@ TEST_MGMT = os.environ.get("STETH_TEST_MGMT_CIDR", "10.97.0.0/24")
 TEST_DATA = os.environ.get("STETH_TEST_DATA_CIDR", "10.96.0.0/24")
 
 
+@contextlib.contextmanager
+def lab_named(name: str):
+    """steth.lab reads STETH_LAB_NAME: switch to another lab for a block, then back."""
+    before = os.environ.get("STETH_LAB_NAME")
+    os.environ["STETH_LAB_NAME"] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("STETH_LAB_NAME", None)
+        else:
+            os.environ["STETH_LAB_NAME"] = before
+
+
 @dataclass
 class Lab:
     state: dict
+    name: str = TEST_LAB
     extra: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -43,7 +59,7 @@ class Lab:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
-        env.update(STETH_LAB_NAME=TEST_LAB, STETH_NATS_URL=self.nats_url, **extra)
+        env.update(STETH_LAB_NAME=self.name, STETH_NATS_URL=self.nats_url, **extra)
         return env
 
     def cli(self, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from conftest import Lab, needs_root
+from conftest import Lab, lab_named, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
 
@@ -304,29 +304,15 @@ RESTART_LAB = "h1r"
 def restart_lab():
     from steth.lab import fleet
 
-    saved = os.environ.get("STETH_LAB_NAME")
-
-    def switch(name):
-        if name is None:
-            os.environ.pop("STETH_LAB_NAME", None)
-        else:
-            os.environ["STETH_LAB_NAME"] = name
-
-    switch(RESTART_LAB)
-    try:
+    with lab_named(RESTART_LAB):
         fleet.down()
         state = fleet.up(compute=1, network=1, mgmt_cidr="10.83.0.0/24", data_cidr="10.82.0.0/24", heartbeat_s=1.0)
-    finally:
-        switch(saved)
-    the_lab = Lab(state)
+    the_lab = Lab(state, name=RESTART_LAB)
     try:
         yield the_lab
     finally:
-        switch(RESTART_LAB)
-        try:
+        with lab_named(RESTART_LAB):
             fleet.down()
-        finally:
-            switch(saved)
 
 
 def nats_argv(the_lab: Lab) -> tuple[int, list[str]]:
@@ -358,17 +344,10 @@ def test_agents_answer_again_after_the_nats_server_restarts(restart_lab):
     log = open(the_lab.dir / "nats-server.log", "ab")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     restarted = time.monotonic()
-    saved = os.environ.get("STETH_LAB_NAME")
-    os.environ["STETH_LAB_NAME"] = RESTART_LAB  # record the new pid so that `lab down` stops this one
-    try:
+    with lab_named(RESTART_LAB):  # record the new pid so that `lab down` stops this one
         st = lab_state.load_state()
         st["pids"]["nats-server"] = proc.pid
         lab_state.save_state(st)
-    finally:
-        if saved is None:
-            os.environ.pop("STETH_LAB_NAME", None)
-        else:
-            os.environ["STETH_LAB_NAME"] = saved
     the_lab.state["pids"]["nats-server"] = proc.pid
 
     # every agent reconnects on its own (nats-py, reconnecting for good) and answers again

@@ -8,7 +8,6 @@ shared `lab` fixture and the OVS lab of test_probes_ovs_vlan.py. Each diagnosis'
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TEST_LAB, Lab
+from conftest import ROOT, TEST_LAB, Lab, lab_named
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(not ROOT, reason="needs root (network namespaces, OVS)")]
 
@@ -28,24 +27,10 @@ OS_DATA = os.environ.get("STETH_TEST_OS_DATA_CIDR", "10.88.0.0/24")
 DURATIONS: dict[str, float] = {}
 
 
-@contextlib.contextmanager
-def lab_named(name: str):
-    before = os.environ.get("STETH_LAB_NAME")
-    os.environ["STETH_LAB_NAME"] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("STETH_LAB_NAME", None)
-        else:
-            os.environ["STETH_LAB_NAME"] = before
-
-
 class StackLab(Lab):
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STETH_", "OS_"))}
-        env.update({"STETH_LAB_NAME": OS_LAB, "STETH_NATS_URL": self.nats_url, "OS_CLOUD": "steth-lab",
-                    "OS_CLIENT_CONFIG_FILE": self.state["openstack"]["clouds_yaml"], **extra})  # fmt: skip
+        env = {k: v for k, v in super().env(**extra).items() if not k.startswith("OS_")}
+        env.update(OS_CLOUD="steth-lab", OS_CLIENT_CONFIG_FILE=self.state["openstack"]["clouds_yaml"])
         return env
 
     @property
@@ -79,7 +64,7 @@ def stack():
 
         fleet.down()
         state = ml2.up(compute=2, network=1, mgmt_cidr=OS_MGMT, data_cidr=OS_DATA, heartbeat_s=1.0, allow_mutating=True)
-    the_lab = StackLab(state)
+    the_lab = StackLab(state, name=OS_LAB)
     try:
         yield the_lab
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TEST_LAB, Lab
+from conftest import ROOT, TEST_LAB, Lab, lab_named
 
 pytestmark = pytest.mark.lab
 TOOLS = ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "dnsmasq")
@@ -38,27 +38,6 @@ OVS_MGMT = os.environ.get("STETH_TEST_OVS_MGMT_CIDR", "10.91.0.0/24")
 OVS_DATA = os.environ.get("STETH_TEST_OVS_DATA_CIDR", "10.90.0.0/24")
 TRUNK_DHCP = "10.92.0.1/24"  # on compute-2's trunk0, inside its namespace only
 VLAN100_DHCP = "10.93.0.1/24"  # on an access port of VLAN 100, inside the switch namespace only
-
-
-@contextlib.contextmanager
-def lab_named(name: str):
-    """The lab functions read STETH_LAB_NAME; the shared `lab` fixture may have set another."""
-    before = os.environ.get("STETH_LAB_NAME")
-    os.environ["STETH_LAB_NAME"] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("STETH_LAB_NAME", None)
-        else:
-            os.environ["STETH_LAB_NAME"] = before
-
-
-class OvsLab(Lab):
-    def env(self, **extra: str) -> dict[str, str]:
-        env = super().env(**extra)
-        env["STETH_LAB_NAME"] = OVS_LAB
-        return env
 
 
 def scapy_children(namespaces: list[str]) -> list[int]:
@@ -216,7 +195,7 @@ def ovs_lab():
 
         fleet.down()
         state = fleet.up(compute=2, network=1, mgmt_cidr=OVS_MGMT, data_cidr=OVS_DATA, heartbeat_s=1.0, ovs=True)
-        the_lab = OvsLab(state)
+        the_lab = Lab(state, name=OVS_LAB)
         servers = []
         try:
             # DHCP untagged on compute-2's trunk0, and on VLAN 100 behind an access port of the switch.
@@ -356,7 +335,7 @@ def test_spoofed_mac_allowed_with_policy_on(ovs_lab, no_scapy_left):
         assert code == 0, doc
         result = doc["nodes"][0]["result"]
         assert result["spoofed"] is True and result["src_mac"] == spoof and result["replies"][0]["kind"] == "offer"
-        assert f"DHCPOFFER(trunk0)" in Path(ovs_lab.dhcp["trunk"]["log"]).read_text()
+        assert "DHCPOFFER(trunk0)" in Path(ovs_lab.dhcp["trunk"]["log"]).read_text()
         assert spoof in Path(ovs_lab.dhcp["trunk"]["log"]).read_text()
     finally:
         ovs_lab.stop_extra()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import ipaddress
 import json
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from steth.agent.probes.capture import walk_pcap
-from conftest import needs_root
+from conftest import TEST_DATA, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
 
@@ -444,8 +445,9 @@ def test_add_vlan_is_aborted_without_8021q(lab, mutator):
 
 def test_macvlan_with_a_check_through_it(lab, mutator):
     c1 = lab.node("compute-1")["data_address"]
+    spare = f"{ipaddress.ip_network(TEST_DATA)[200]}/{ipaddress.ip_network(TEST_DATA).prefixlen}"  # on the lab's fabric
     code, doc = lab.cli_json("link", "setup", "--node", mutator, "--name", "stm0", "--kind", "macvlan",
-                             "--parent", "data0", "--cidr", "10.92.0.200/24", "--check", c1, "--ttl", "3")  # fmt: skip
+                             "--parent", "data0", "--cidr", spare, "--check", c1, "--ttl", "3")  # fmt: skip
     assert code == 0, doc
     r = doc["nodes"][0]["result"]
     assert r["check_target"] == c1 and r["check_received"] == r["check_sent"] == 3
