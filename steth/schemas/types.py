@@ -46,11 +46,9 @@ def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
     """A pydantic error as one line: `field: problem; field: problem`."""
     parts = []
     for err in exc.errors()[:limit]:
-        where = ".".join(str(p) for p in err["loc"]) or "value"
+        where = ".".join(str(p) for p in err["loc"])
         meaning = PATTERN_MEANING.get((err.get("ctx") or {}).get("pattern", ""))
-        if meaning:
-            parts.append(f"{where}: {err['input']!r} is not {meaning}")
-        else:
-            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        text = f"{err['input']!r} is not {meaning}" if meaning else err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {text}" if where else text)  # a check across fields has no single field
     more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
     return "; ".join(parts) + more

@@ -29,8 +29,8 @@ DURATIONS: dict[str, float] = {}
 
 class StackLab(Lab):
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in super().env(**extra).items() if not k.startswith("OS_")}
-        env.update(OS_CLOUD="steth-lab", OS_CLIENT_CONFIG_FILE=self.state["openstack"]["clouds_yaml"])
+        env = {k: v for k, v in super().env().items() if not k.startswith("OS_")}
+        env.update(OS_CLOUD="steth-lab", OS_CLIENT_CONFIG_FILE=self.state["openstack"]["clouds_yaml"], **extra)
         return env
 
     @property

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TEST_DATA, TEST_LAB, TEST_MGMT, needs_root
+from conftest import TEST_DATA, TEST_LAB, TEST_MGMT, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from steth.schemas.probe import Column, ProbeSpec
 from steth.schemas.types import InterfaceName, IPAddress, NetnsName, Params, Result
+
+
+MAX_RUN_S = 480
 
 
 class PingParams(Params):
@@ -17,6 +20,13 @@ class PingParams(Params):
     dont_fragment: bool = Field(False, description="set don't-fragment (path MTU discovery off)")
     max_loss: float = Field(0.0, ge=0.0, le=1.0, description="loss ratio above which the node is failed")
     netns: NetnsName | None = Field(None, description="run inside this network namespace on the node")
+
+    @model_validator(mode="after")
+    def _fits_the_longest_deadline(self) -> "PingParams":
+        # SPEC.max_timeout_s (600 s) must cover count x interval with the deadline's margin.
+        if self.count * self.interval_s > MAX_RUN_S:
+            raise ValueError(f"count x interval is {self.count * self.interval_s:g} s; at most {MAX_RUN_S} s per run")
+        return self
 
     def expected_duration_s(self) -> float:
         return self.count * self.interval_s + 1.0
