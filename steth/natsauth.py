@@ -39,6 +39,14 @@ def agent_permissions(node: str, roles: list[str], results_stream: str = RESULTS
         f"{JS_API}.STREAM.INFO.{results_stream}",
         f"{JS_API}.STREAM.CREATE.{results_stream}",
         f"{JS_API}.STREAM.UPDATE.{results_stream}",
+        # Reading presence (the scheduler's mesh watches it; node:NAME targets look peers up).
+        f"{JS_API}.CONSUMER.CREATE.{KV_STREAM}",
+        f"{JS_API}.CONSUMER.CREATE.{KV_STREAM}.>",
+        f"{JS_API}.CONSUMER.DELETE.{KV_STREAM}.>",
+        f"{JS_API}.CONSUMER.INFO.{KV_STREAM}.>",
+        f"{JS_API}.STREAM.MSG.GET.{KV_STREAM}",
+        f"{JS_API}.DIRECT.GET.{KV_STREAM}.>",
+        f"$JS.FC.{KV_STREAM}.>",  # flow control answers of the ordered consumer behind a KV watch
     ]
     # allow_responses: one reply to the reply subject of each request it received, for a minute at most.
     return {

@@ -180,8 +180,10 @@ def test_ping_timeout_follows_its_params():
     p = spec.params(targets=["10.0.0.1"], count=200, interval_s=0.01)
     assert p.expected_duration_s() == pytest.approx(3.0)
     assert spec.timeout_for(p) == pytest.approx(3.0 * 1.2 + 2.0)
-    slow = spec.params(targets=["10.0.0.1"], count=1000, interval_s=10)
-    assert spec.timeout_for(slow) == spec.max_timeout_s
+    longest = spec.params(targets=["10.0.0.1"], count=480, interval_s=1.0)  # the longest run allowed
+    assert spec.timeout_for(longest) <= spec.max_timeout_s
+    with pytest.raises(ValueError, match="at most 480 s per run"):  # would outlive the longest deadline
+        spec.params(targets=["10.0.0.1"], count=1000, interval_s=10)
 
 
 # --- columns --------------------------------------------------------------------------------------
