@@ -75,4 +75,17 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
                             pass
     finally:
         await watcher.stop()
+        await _drop_consumer(js, watcher)
     return present
+
+
+async def _drop_consumer(js, watcher) -> None:
+    """Delete the watch's ephemeral consumer now rather than after its inactivity threshold: a burst of
+    commands (a script polling `steth agents`) would otherwise reach the server's consumer limit."""
+    consumer = getattr(watcher._sub, "_consumer", None)
+    if not consumer:
+        return
+    try:
+        await asyncio.wait_for(js.delete_consumer(f"KV_{subjects.PRESENCE_BUCKET}", consumer), timeout=1)
+    except Exception:  # already gone, or not allowed: the threshold removes it anyway
+        pass
