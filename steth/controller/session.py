@@ -48,7 +48,7 @@ class Selection:
     def expected(self, present: dict[str, Present] | None) -> tuple[set[str] | None, dict[str, str]]:
         """Nodes that should answer, and why a silent one was expected when it is not in presence."""
         reasons = {n: "not in presence (no heartbeat) and no reply" for n in self.nodes if not present or n not in present}
-        if present is None:
+        if not present:  # no bucket, or an empty read (a cluster electing the bucket's leader): stall window
             return (set(self.nodes) or None), reasons
         names = {n for n, p in present.items() if self.matches(p.info)} | set(self.nodes)
         for name in names:

@@ -30,7 +30,7 @@ DURATIONS: dict[str, float] = {}
 class StackLab(Lab):
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in super().env().items() if not k.startswith("OS_")}
-        env.update(OS_CLOUD="steth-lab", OS_CLIENT_CONFIG_FILE=self.state["openstack"]["clouds_yaml"], **extra)
+        env.update({"OS_CLOUD": "steth-lab", "OS_CLIENT_CONFIG_FILE": self.state["openstack"]["clouds_yaml"], **extra})
         return env
 
     @property
