@@ -44,6 +44,19 @@ class Invocation:
     def timeout_or(self, default: float) -> float:
         return self.timeout if self.timeout is not None else default
 
+    def gather(self, probe: str, params) -> Any:
+        """Send one probe with validated params to the selection; the Gathered replies."""
+        from steth.controller.params import wire_args
+        from steth.schemas.probes import get
+
+        timeout = self.timeout_or(get(probe).timeout_for(params))
+
+        async def go():
+            async with self.session() as s:
+                return await s.run(probe, self.selection, timeout, wire_args(params))
+
+        return run_async(go())
+
 
 def output_options(f: Callable) -> Callable:
     f = click.option("--debug", "_debug", is_flag=True, hidden=True)(f)

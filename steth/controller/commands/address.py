@@ -3,9 +3,9 @@ from __future__ import annotations
 import click
 
 from steth.controller.errors import EXIT_FINDINGS
-from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import document, emit_document, emit_footer, table
-from steth.controller.params import collect, params_options, wire_args
+from steth.controller.params import collect, params_options
 from steth.schemas.envelope import Status
 from steth.schemas.probes.address import AddressParams
 
@@ -60,16 +60,8 @@ def command(inv: Invocation, addresses: tuple[str, ...], **options) -> None:
       steth address-check 10.0.0.11 10.0.0.12
       steth address-check 192.168.10.1 --all-netns --role network -o json
     """
-    from steth.schemas.probes import get
-
-    spec = get("address")
     params = collect(AddressParams, options, addresses=list(addresses))
-
-    async def go():
-        async with inv.session() as s:
-            return await s.run("address", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
-
-    gathered = run_async(go())
+    gathered = inv.gather("address", params)
     gathered.probe = "address-check"
     report = holders(gathered, params.addresses)
     duplicates = [r["address"] for r in report if r["verdict"] == "duplicate"]

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import emit_gathered
-from steth.controller.params import collect, params_options, wire_args
+from steth.controller.params import collect, params_options
 from steth.schemas.probes.arping import ArpingParams
 
 
@@ -29,10 +29,6 @@ def command(inv: Invocation, address: str, **options) -> None:
     spec = get("arping")
     params = collect(ArpingParams, options, target=address)
 
-    async def go():
-        async with inv.session() as s:
-            return await s.run("arping", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
-
-    gathered = run_async(go())
+    gathered = inv.gather("arping", params)
     emit_gathered(gathered, spec, inv.output)
     click.get_current_context().exit(gathered.exit_code())

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import emit_gathered
 
 
@@ -16,11 +16,6 @@ def command(inv: Invocation) -> None:
     from steth.schemas.probes import get
 
     spec = get("hello")
-
-    async def go():
-        async with inv.session() as s:
-            return await s.run("hello", inv.selection, inv.timeout_or(3.0))
-
-    gathered = run_async(go())
+    gathered = inv.gather("hello", spec.params())
     emit_gathered(gathered, spec, inv.output)
     click.get_current_context().exit(gathered.exit_code())

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import click
 
-from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import emit_gathered
-from steth.controller.params import collect, params_options, wire_args
+from steth.controller.params import collect, params_options
 from steth.schemas.probes.link_add_vlan import LinkAddVlanParams
 from steth.schemas.probes.link_setup import LinkSetupParams
 from steth.schemas.probes.link_teardown import LinkTeardownParams
@@ -26,11 +26,7 @@ def send(inv: Invocation, probe: str, params) -> None:
 
     spec = get(probe)
 
-    async def go():
-        async with inv.session() as s:
-            return await s.run(probe, inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
-
-    gathered = run_async(go())
+    gathered = inv.gather(probe, params)
     emit_gathered(gathered, spec, inv.output)
     click.get_current_context().exit(gathered.exit_code())
 

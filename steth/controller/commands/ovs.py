@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import document, emit_document, emit_footer, emit_gathered, fmt, table
-from steth.controller.params import collect, wire_args
+from steth.controller.params import collect
 from steth.schemas.probes.ovs import OvsParams
 
 db_option = click.option("--db", default=None, metavar="SOCKET",
@@ -18,11 +18,7 @@ def _gather(inv: Invocation, **fields):
     spec = get("ovs")
     params = collect(OvsParams, {k: v for k, v in fields.items() if v is not None})
 
-    async def go():
-        async with inv.session() as s:
-            return await s.run("ovs", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
-
-    return spec, run_async(go())
+    return spec, inv.gather("ovs", params)
 
 
 def _findings_lines(gathered) -> None:

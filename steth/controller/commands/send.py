@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import emit_gathered, emit_footer, fmt, table
-from steth.controller.params import collect, params_options, wire_args
+from steth.controller.params import collect, params_options
 from steth.schemas.probes.send import SendParams
 
 
@@ -54,11 +54,7 @@ def command(inv: Invocation, **options) -> None:
     spec = get("send")
     params = collect(SendParams, options)  # bad input: exit 2 before any network
 
-    async def go():
-        async with inv.session() as s:
-            return await s.run("send", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
-
-    gathered = run_async(go())
+    gathered = inv.gather("send", params)
     if inv.output == "table":
         click.echo(render(gathered))
         emit_footer(gathered, inv.output)

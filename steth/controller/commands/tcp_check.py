@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from steth.controller.options import Invocation, gathering_command, run_async
+from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import emit_gathered
-from steth.controller.params import collect, params_options, wire_args
+from steth.controller.params import collect, params_options
 from steth.schemas.probes.tcp_check import TcpCheckParams
 
 
@@ -32,10 +32,6 @@ def command(inv: Invocation, targets: tuple[str, ...], **options) -> None:
     spec = get("tcp-check")
     params = collect(TcpCheckParams, options, targets=list(targets))
 
-    async def go():
-        async with inv.session() as s:
-            return await s.run("tcp-check", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
-
-    gathered = run_async(go())
+    gathered = inv.gather("tcp-check", params)
     emit_gathered(gathered, spec, inv.output)
     click.get_current_context().exit(gathered.exit_code())
