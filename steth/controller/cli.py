@@ -67,6 +67,11 @@ class LazyGroup(click.Group):
 @click.option("--tls-key", envvar="STETH_NATS_TLS_KEY", metavar="FILE", help="Client key (mutual TLS).")
 @click.option("--signing-key", envvar="STETH_SIGNING_KEY", metavar="FILE",
               help="Sign requests with this ed25519 key (`steth keys create`); default: [security] signing_key.")
+@click.option("--expect-from", type=click.Choice(["presence", "openstack"]), envvar="STETH_EXPECT_FROM",
+              default="presence", show_default=True,
+              help="Who must answer a --role/--all broadcast: the agents in presence, or also every host OpenStack "
+                   "lists (hypervisors: compute; DHCP/L3/metadata agents: network), so a host without an agent is named.")
+@click.option("--os-cloud", envvar="OS_CLOUD", metavar="NAME", help="Cloud in clouds.yaml for --expect-from openstack.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default=None,
               help="Output format (also accepted after the command).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=None, metavar="S",

@@ -39,7 +39,25 @@ class Invocation:
         from steth.controller.session import Session
         from steth.controller.signing import configured
 
-        return Session(self.nats_options(), signer=configured(self.group.get("signing_key"), self.group.get("config_path")))
+        session = Session(self.nats_options(), signer=configured(self.group.get("signing_key"), self.group.get("config_path")))
+        if self.group.get("expect_from") == "openstack":
+            session.also_expected = self.openstack_hosts()
+        return session
+
+    def openstack_hosts(self) -> dict[str, str]:
+        """The hosts OpenStack says should run an agent for the selected roles, each with a no-reply reason."""
+        from steth.controller.inventory import Inventory
+
+        sel = self.selection
+        roles = [r for r in sel.roles if r in ("compute", "network")]
+        if sel.all or sel.empty:
+            roles = ["compute", "network"]
+        inventory = Inventory(cloud=self.group.get("os_cloud"))
+        hosts: dict[str, str] = {}
+        for role in roles:
+            for host in sorted(inventory.hosts_for_role(role)):
+                hosts.setdefault(host, f"OpenStack lists it as a {role} host, but it has no steth agent in presence")
+        return hosts
 
     def timeout_or(self, default: float) -> float:
         return self.timeout if self.timeout is not None else default

@@ -64,6 +64,9 @@ class Session:
     nats_options: Any
     nc: Any = None
     signer: Any = None  # steth.controller.signing.Signer: every request is signed when set
+    # Hosts that must answer a broadcast although presence may not list them (--expect-from openstack),
+    # with the reason shown when they stay silent.
+    also_expected: dict[str, str] = field(default_factory=dict)
     _present: dict[str, Present] | None = field(default=None, init=False)
     _present_read: bool = field(default=False, init=False)
 
@@ -127,6 +130,11 @@ class Session:
         else:
             messages = [(s, make(args or {})) for s in selection.subjects_for(probe)]
             expected, reasons = selection.expected(present)
+            if self.also_expected:
+                expected = (expected or set()) | set(self.also_expected)
+                for host, why in self.also_expected.items():
+                    if host not in (present or {}):
+                        reasons[host] = why
         if self.signer is not None:
             for subject, request in messages:  # the signature covers the subject: see docs/security.md
                 self.signer.sign(request, subject)

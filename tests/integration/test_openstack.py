@@ -283,3 +283,25 @@ def test_agents_inventory_names_each_mismatch(stack):
     assert rows["network-1"] == ["Neutron agent down: DHCP agent"]
     assert rows["stray-1"] == ["steth agent unknown to OpenStack (no hypervisor, no Neutron agent)"]
     assert rows["compute-1"] == [] and rows["compute-2"] == []
+
+
+def test_expect_from_openstack_names_a_hypervisor_without_agent(stack):
+    """--expect-from openstack: OpenStack's hosts for the role must answer; one without an agent is named."""
+    path = Path(stack.state["openstack"]["cloud_json"])
+    original = path.read_text()
+    cloud = json.loads(original)
+    ghost = dict(cloud["hypervisors"][0], id="hypervisor-compute-9", hypervisor_hostname="compute-9")
+    cloud["hypervisors"].append(dict(ghost, service=dict(ghost["service"], host="compute-9")))
+    path.write_text(json.dumps(cloud))
+    try:
+        code, doc = stack.cli_json("--expect-from", "openstack", "hello", "--role", "compute", "--timeout", "2")
+        _, plain = stack.cli_json("hello", "--role", "compute", "--timeout", "2")
+    finally:
+        path.write_text(original)
+    rows = {n["node"]: n for n in doc["nodes"]}
+    assert code == 3 and rows["compute-9"]["status"] == "no_reply", doc
+    assert "OpenStack lists it as a compute host" in rows["compute-9"]["message"]
+    assert rows["compute-1"]["status"] == rows["compute-2"]["status"] == "ok"
+    # presence alone does not know compute-9 (an agent another test just stopped may still be leaving)
+    plain_rows = {n["node"]: n for n in plain["nodes"]}
+    assert "compute-9" not in plain_rows and plain_rows["compute-1"]["status"] == "ok", plain
