@@ -224,6 +224,10 @@ class AgentRuntime:
 
     async def _on_request(self, msg: Any) -> None:
         """nats-py calls this in order per subscription: hand off at once, never block."""
+        spec = registry().get(msg.subject.rsplit(".", 1)[-1])
+        if spec is not None and spec.inline:  # cannot block: answering now is cheaper than a task
+            await self._handle(msg)
+            return
         task = asyncio.create_task(self._handle(msg))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -334,6 +338,9 @@ class AgentRuntime:
         refusal = self.policy.check(params)
         if refusal:
             return Outcome(Status.ABORTED, f"refused by policy: {refusal}"), None
+        started = time.time()
+        if registry()[probe].inline:  # never waits: no slot, no timer
+            return await self._run_probe(probe, params, self._context(deadline, run_id)), started
         slots = self._slots.get(probe)
         if slots is None:
             slots = self._slots[probe] = asyncio.Semaphore(self.config.concurrency_for(probe))
@@ -343,16 +350,18 @@ class AgentRuntime:
             async with asyncio.timeout(max(0.0, budget)):
                 async with slots:
                     started = time.time()
-                    ctx = ProbeContext(
-                        node=self.config.node, roles=self.config.roles, version=__version__,
-                        data_plane=self.info.data_plane, allow_mutating=self.config.policy.allow_mutating,
-                        deadline=deadline, extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy},
-                    )  # fmt: skip
-                    return await self._run_probe(probe, params, ctx), started
+                    return await self._run_probe(probe, params, self._context(deadline, run_id)), started
         except TimeoutError:
             if started is None:
                 return Outcome(Status.ABORTED, f"busy: no free {probe} slot before the deadline"), None
             return Outcome(Status.TIMEOUT, f"did not finish within the deadline ({budget:.1f} s)"), started
+
+    def _context(self, deadline: float, run_id: str) -> ProbeContext:
+        return ProbeContext(
+            node=self.config.node, roles=self.config.roles, version=__version__,
+            data_plane=self.info.data_plane, allow_mutating=self.config.policy.allow_mutating,
+            deadline=deadline, extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy},
+        )  # fmt: skip
 
     async def _run_probe(self, probe: str, params: Any, ctx: ProbeContext) -> Outcome:
         try:

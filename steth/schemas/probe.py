@@ -22,6 +22,9 @@ class ProbeSpec:
     result: type[Result]
     max_timeout_s: float = 60.0
     mutating: bool = False
+    # Answers from memory, never waits on I/O: the agent runs it inline in the subscription callback,
+    # with no task and no deadline timer (a `hello` to 5,000 agents is then mostly NATS itself).
+    inline: bool = False
     # The result field that holds a list of table rows; None: the result itself is one row.
     rows_key: str | None = None
     columns: tuple[Column, ...] = ()

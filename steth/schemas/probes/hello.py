@@ -23,5 +23,6 @@ SPEC = ProbeSpec(
     params=HelloParams,
     result=HelloResult,
     max_timeout_s=10,
+    inline=True,
     columns=(Column("VERSION", "version"), Column("ROLES", "roles"), Column("DATA PLANE", "data_plane")),
 )
