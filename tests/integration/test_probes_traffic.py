@@ -202,19 +202,22 @@ def test_agent_stop_ends_its_jobs(lab):
 # --- capture --------------------------------------------------------------------------------------
 
 
-def capture_in_background(lab, *args: str) -> subprocess.Popen:
+def capture_in_background(lab, *args: str, listening_in: tuple[str, ...]) -> subprocess.Popen:
+    """Start `steth capture`; return once tcpdump runs in every namespace named, so no packet is missed."""
     argv = [sys.executable, "-m", "steth.controller.cli", "capture", *args, "-o", "json"]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lab.env())
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lab.env())
+    for ns in listening_in:
+        wait_tool(ns, "tcpdump")
+    time.sleep(0.3)  # the process is up; give it a moment to open its capture socket
+    return proc
 
 
 def test_capture_counts_exactly_the_packets_sent(lab):
     c1, c2 = lab.node("compute-1"), lab.node("compute-2")
     proc = capture_in_background(lab, "--node", "compute-1", "--node", "network-1", "--interface", "data0",
                                  "--filter", f"icmp and src host {c2['data_address']}", "--count", "1000",
-                                 "--duration", "5")  # fmt: skip
-    wait_tool(c1["namespace"], "tcpdump")
-    wait_tool(lab.node("network-1")["namespace"], "tcpdump")
-    time.sleep(0.3)
+                                 "--duration", "5",
+                                 listening_in=(c1["namespace"], lab.node("network-1")["namespace"]))  # fmt: skip
     lab.in_ns("compute-2", "ping", "-c", "20", "-i", "0.05", "-q", c1["data_address"])
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -231,9 +234,8 @@ def test_capture_counts_exactly_the_packets_sent(lab):
 def test_capture_stops_at_count(lab):
     c2 = lab.node("compute-2")
     proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
-                                 "--count", "6", "--duration", "20")  # fmt: skip
-    wait_tool(c2["namespace"], "tcpdump")
-    time.sleep(0.3)
+                                 "--count", "6", "--duration", "20",
+                                 listening_in=(c2["namespace"],))  # fmt: skip
     lab.in_ns("compute-1", "ping", "-c", "10", "-i", "0.05", "-q", c2["data_address"])
     out, err = proc.communicate(timeout=30)
     r = json.loads(out)["nodes"][0]["result"]
@@ -244,9 +246,8 @@ def test_capture_stops_at_count(lab):
 def test_capture_stops_at_max_pcap_bytes_with_whole_packets(lab):
     c2 = lab.node("compute-2")
     proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
-                                 "--max-pcap", "4096", "--duration", "20")  # fmt: skip
-    wait_tool(c2["namespace"], "tcpdump")
-    time.sleep(0.3)
+                                 "--max-pcap", "4096", "--duration", "20",
+                                 listening_in=(c2["namespace"],))  # fmt: skip
     lab.in_ns("compute-1", "ping", "-c", "100", "-i", "0.01", "-s", "500", "-q", c2["data_address"])
     out, err = proc.communicate(timeout=30)
     r = json.loads(out)["nodes"][0]["result"]
@@ -259,9 +260,8 @@ def test_capture_inside_a_namespace_of_the_node(lab):
     # the compute-1 agent captures inside another namespace (as an operator would in qdhcp-...)
     other = lab.node("compute-2")
     proc = capture_in_background(lab, "--node", "compute-1", "--interface", "data0", "--netns", other["namespace"],
-                                 "--filter", "icmp", "--count", "4", "--duration", "10")  # fmt: skip
-    wait_tool(other["namespace"], "tcpdump")
-    time.sleep(0.3)
+                                 "--filter", "icmp", "--count", "4", "--duration", "10",
+                                 listening_in=(other["namespace"],))  # fmt: skip
     lab.in_ns("network-1", "ping", "-c", "2", "-i", "0.05", "-q", other["data_address"])
     out, err = proc.communicate(timeout=30)
     r = json.loads(out)["nodes"][0]["result"]
@@ -274,9 +274,8 @@ def test_capture_write_moves_a_multi_chunk_pcap(lab, tmp_path):
     c1 = lab.node("compute-1")
     proc = capture_in_background(lab, "--node", "compute-1", "--interface", "data0", "--filter", "icmp",
                                  "--count", "600", "--duration", "15", "--lines", "5",
-                                 "-w", str(tmp_path / "big.pcap"))  # fmt: skip
-    wait_tool(c1["namespace"], "tcpdump")
-    time.sleep(0.3)
+                                 "-w", str(tmp_path / "big.pcap"),
+                                 listening_in=(c1["namespace"],))  # fmt: skip
     lab.in_ns("compute-2", "ping", "-c", "300", "-i", "0.005", "-s", "1400", "-q", c1["data_address"])
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -305,9 +304,8 @@ def test_capture_fetch_small_chunks_and_unfetched_pcaps_expire(lab, tmp_path):
     c2 = lab.node("compute-2")
     proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
                                  "--count", "40", "--duration", "10", "--chunk-size", "1024",
-                                 "-w", str(tmp_path / "{node}.pcap"))  # fmt: skip
-    wait_tool(c2["namespace"], "tcpdump")
-    time.sleep(0.3)
+                                 "-w", str(tmp_path / "{node}.pcap"),
+                                 listening_in=(c2["namespace"],))  # fmt: skip
     lab.in_ns("compute-1", "ping", "-c", "20", "-i", "0.02", "-q", c2["data_address"])
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
