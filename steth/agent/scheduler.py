@@ -176,9 +176,11 @@ class Scheduler:
         if self.metrics is not None:
             m = self.metrics
             m.observe_run(job.name, job.probe, status is Status.OK, finished - started, finished)
+            # A peer that left while this run was in flight already lost its series: do not bring them back.
             if job.probe == "ping" and result:
-                m.observe_ping(result.get("targets") or [], names, job.plane_label)
-            elif result:
+                rows = [r for r in result.get("targets") or [] if names.get(r.get("target"), r.get("target")) in job.targets]
+                m.observe_ping(rows, names, job.plane_label)
+            elif result and (not target or target in job.targets):
                 m.observe_values(job.name, target or "", job.plane_label, result)
         if status is not Status.OK:
             log.info("schedule %s: %s%s", job.name, status.value, f": {message}" if message else "")
