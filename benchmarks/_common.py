@@ -33,15 +33,26 @@ class NatsServer:
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         ports = self.directory / "ports"
         ports.mkdir(parents=True, exist_ok=True)
         log = open(self.directory / "nats-server.log", "ab")
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports),
-             "-js", "-sd", str(self.directory / "jetstream")],
-            stdout=log, stderr=subprocess.STDOUT,  # same process group: Ctrl-C or a group kill stops it too
-        )  # fmt: skip
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "--ports_file_dir",
+                str(ports),
+                "-js",
+                "-sd",
+                str(self.directory / "jetstream"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,  # same process group: Ctrl-C or a group kill stops it too
+        )
         ports_file = ports / f"nats-server_{self.proc.pid}.ports"
         for _ in range(200):
             if ports_file.exists():

@@ -78,8 +78,12 @@ async def exercise(url: str, node: str, hellos: int = 5) -> dict:
         statuses = []
         for probe, args in [("hello", {})] * hellos + [("ping", {"targets": ["127.0.0.1"], "count": 2})]:
             deadline = time.time() + 5
-            g = await gather(nc, [(subjects.req_node(node, probe), Request(probe=probe, args=args, deadline=deadline))],
-                             deadline, {node})  # fmt: skip
+            g = await gather(
+                nc,
+                [(subjects.req_node(node, probe), Request(probe=probe, args=args, deadline=deadline))],
+                deadline,
+                {node},
+            )
             statuses.append(f"{probe}:{g.nodes[0].status.value}")
         return {"present_after_s": round(present_after, 2), "replies": statuses}
     finally:
@@ -94,8 +98,13 @@ def measure_agent(url: str, directory: Path, name: str, metrics: bool, idle_s: f
     config.write_text(text)
     log = open(directory / f"{name}.log", "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}  # only our file configures it
-    proc = subprocess.Popen([sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+    )
     try:
         started = time.monotonic()
         info = asyncio.run(exercise(url, name))
@@ -131,22 +140,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="steth-bench-mem-") as tmp, NatsServer(Path(tmp)) as server:
         for metrics in (False, True):
             label = "agent (metrics endpoint on)" if metrics else "agent (default config)"
-            runs = [measure_agent(server.url, Path(tmp), f"mem-{int(metrics)}-{i}", metrics, args.idle)
-                    for i in range(args.repeat)]  # fmt: skip
+            runs = [
+                measure_agent(server.url, Path(tmp), f"mem-{int(metrics)}-{i}", metrics, args.idle)
+                for i in range(args.repeat)
+            ]
             doc["agents"][label] = {
                 "runs": runs,
-                **{f"median_{k}": statistics.median(r[k] for r in runs) for k in ("VmRSS_mb", "VmHWM_mb", "RssAnon_mb")},
+                **{
+                    f"median_{k}": statistics.median(r[k] for r in runs) for k in ("VmRSS_mb", "VmHWM_mb", "RssAnon_mb")
+                },
                 "max_VmHWM_mb": max(r["VmHWM_mb"] for r in runs),
-            }  # fmt: skip
+            }
     worst = max(a["max_VmHWM_mb"] for a in doc["agents"].values())
-    doc["target"] = {"max_mb": TARGET_MB, "measure": "VmHWM (peak RSS), worst run", "worst_mb": worst, "met": worst <= TARGET_MB}
+    doc["target"] = {
+        "max_mb": TARGET_MB,
+        "measure": "VmHWM (peak RSS), worst run",
+        "worst_mb": worst,
+        "met": worst <= TARGET_MB,
+    }
 
     print(f"{'process':<38} {'VmRSS':>8} {'VmHWM':>8} {'RssAnon':>8}")
     for label, m in doc["baselines"].items():
         print(f"{label:<38} {m['VmRSS_mb']:6.1f}MB {m['VmHWM_mb']:6.1f}MB {m['RssAnon_mb']:6.1f}MB")
     for label, a in doc["agents"].items():
-        print(f"{label:<38} {a['median_VmRSS_mb']:6.1f}MB {a['median_VmHWM_mb']:6.1f}MB {a['median_RssAnon_mb']:6.1f}MB"
-              f"   (median of {len(a['runs'])}; replies {a['runs'][0]['replies'][-1]}, ...)")  # fmt: skip
+        print(
+            f"{label:<38} {a['median_VmRSS_mb']:6.1f}MB {a['median_VmHWM_mb']:6.1f}MB {a['median_RssAnon_mb']:6.1f}MB"
+            f"   (median of {len(a['runs'])}; replies {a['runs'][0]['replies'][-1]}, ...)"
+        )
     print(f"target: idle agent <= {TARGET_MB:g} MB (peak): {'MET' if doc['target']['met'] else 'MISSED'} ({worst} MB)")
     if args.output != "-":
         print(f"wrote {write_result(args.output, doc)}", file=sys.stderr)

@@ -114,36 +114,57 @@ def main() -> None:
     spec = registry()["hello"]
     decoded = codec.decode(wire)
     result = HelloResult(node="bench-1", version="0", roles=["compute"], data_plane="").model_dump()
-    reply = Reply(id=request.id, node="bench-1", probe="hello", status=Status.OK, result=result, started=1.0, finished=2.0)
+    reply = Reply(
+        id=request.id, node="bench-1", probe="hello", status=Status.OK, result=result, started=1.0, finished=2.0
+    )
     reply_wire = codec.encode(reply.model_dump(mode="json"))
     parts = {
         "codec.decode(request)": lambda: codec.decode(wire),
         "Request.model_validate": lambda: Request.model_validate(decoded),
         "params model_validate ({})": lambda: spec.params.model_validate({}),
         "hello probe result (HelloResult + model_dump)": lambda: HelloResult(
-            node="bench-1", version="0", roles=["compute"], data_plane="").model_dump(),  # fmt: skip
+            node="bench-1", version="0", roles=["compute"], data_plane=""
+        ).model_dump(),
         "Reply(...) construct": lambda: Reply(
-            id=request.id, node="bench-1", probe="hello", status=Status.OK, result=result, started=1.0, finished=2.0),  # fmt: skip
+            id=request.id, node="bench-1", probe="hello", status=Status.OK, result=result, started=1.0, finished=2.0
+        ),
         "reply model_dump(mode=json) + codec.encode": lambda: codec.encode(reply.model_dump(mode="json")),
         "controller: codec.decode(reply)": lambda: codec.decode(reply_wire),
     }
     for label, fn in parts.items():
         rows[label] = min(timeit.repeat(fn, number=n, repeat=REPEATS)) / n * 1e6
-    agent_parts = [k for k in parts if not k.startswith("controller")] + ["asyncio.timeout() enter+exit (one per request)"]
-    rows["runtime glue: the rest of _handle (slots, context, policy, frames)"] = (
-        rows[WHOLE] - sum(rows[k] for k in agent_parts)
+    agent_parts = [k for k in parts if not k.startswith("controller")] + [
+        "asyncio.timeout() enter+exit (one per request)"
+    ]
+    rows["runtime glue: the rest of _handle (slots, context, policy, frames)"] = rows[WHOLE] - sum(
+        rows[k] for k in agent_parts
     )
     raw = {f"node-{i}": dict(codec.decode(reply_wire), node=f"node-{i}") for i in range(1000)}
     rounds = max(1, n // 1000)
     rows["controller: _classify per reply (validate, sort)"] = (
-        min(timeit.repeat(lambda: _classify(raw, set(raw), {}, request.id), number=rounds, repeat=REPEATS)) / rounds / 1000 * 1e6
+        min(timeit.repeat(lambda: _classify(raw, set(raw), {}, request.id), number=rounds, repeat=REPEATS))
+        / rounds
+        / 1000
+        * 1e6
     )
 
-    order = [WHOLE, *agent_parts, "runtime glue: the rest of _handle (slots, context, policy, frames)", HANDOFF, AUDIT,
-             "bare responder callback (fanout.py baseline)",
-             *[k for k in rows if k.startswith("controller")]]  # fmt: skip
+    order = [
+        WHOLE,
+        *agent_parts,
+        "runtime glue: the rest of _handle (slots, context, policy, frames)",
+        HANDOFF,
+        AUDIT,
+        "bare responder callback (fanout.py baseline)",
+        *[k for k in rows if k.startswith("controller")],
+    ]
     rows = {k: rows[k] for k in order}
-    doc = {"benchmark": "agent_path", "machine": machine(), "calls": n, "repeats_best_of": REPEATS, "us_per_call": {k: round(v, 2) for k, v in rows.items()}}
+    doc = {
+        "benchmark": "agent_path",
+        "machine": machine(),
+        "calls": n,
+        "repeats_best_of": REPEATS,
+        "us_per_call": {k: round(v, 2) for k, v in rows.items()},
+    }
     for label, us in rows.items():
         indent = "    " if label in agent_parts or label.startswith("runtime glue") else ""
         print(f"{us:7.2f} us  {indent}{label}")

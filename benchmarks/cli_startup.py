@@ -67,14 +67,24 @@ def main() -> None:
         results[name] = s
     help_median = results["steth --help"]["median_s"]
     doc = {
-        "benchmark": "cli_startup", "machine": machine(), "runs": args.runs, "warmup_runs": args.warmup,
+        "benchmark": "cli_startup",
+        "machine": machine(),
+        "runs": args.runs,
+        "warmup_runs": args.warmup,
         "commands": results,
-        "target": {"command": "steth --help", "max_s": TARGET_S, "median_s": help_median, "met": help_median <= TARGET_S},
-    }  # fmt: skip
+        "target": {
+            "command": "steth --help",
+            "max_s": TARGET_S,
+            "median_s": help_median,
+            "met": help_median <= TARGET_S,
+        },
+    }
     print(f"{'command':<20} {'median':>9} {'p90':>9} {'min':>9} {'max':>9} {'over python':>12}")
     for name, s in results.items():
-        print(f"{name:<20} {s['median_s'] * 1000:7.1f}ms {s['p90_s'] * 1000:7.1f}ms {s['min_s'] * 1000:7.1f}ms "
-              f"{s['max_s'] * 1000:7.1f}ms {s['over_python_s'] * 1000:+10.1f}ms")  # fmt: skip
+        print(
+            f"{name:<20} {s['median_s'] * 1000:7.1f}ms {s['p90_s'] * 1000:7.1f}ms {s['min_s'] * 1000:7.1f}ms "
+            f"{s['max_s'] * 1000:7.1f}ms {s['over_python_s'] * 1000:+10.1f}ms"
+        )
     print(f"target: steth --help <= {TARGET_S} s: {'MET' if doc['target']['met'] else 'MISSED'} ({help_median:.3f} s)")
     if args.output != "-":
         print(f"wrote {write_result(args.output, doc)}", file=sys.stderr)

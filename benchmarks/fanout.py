@@ -74,7 +74,11 @@ async def _worker(url: str, names: list[str], index: int, profile_dir: str | Non
 
     for name in names:
         cb = responder(name)
-        for pattern in (f"{BARE_PREFIX}.req.all.*", f"{BARE_PREFIX}.req.node.{name}.*", f"{BARE_PREFIX}.req.role.{ROLE}.*"):
+        for pattern in (
+            f"{BARE_PREFIX}.req.all.*",
+            f"{BARE_PREFIX}.req.node.{name}.*",
+            f"{BARE_PREFIX}.req.role.{ROLE}.*",
+        ):
             await bare.subscribe(pattern, cb=cb)
     await bare.flush()
 
@@ -130,7 +134,7 @@ async def bare_round(nc, n: int) -> tuple[float, dict]:
         await nc.flush()
         try:
             await asyncio.wait_for(everyone.wait(), timeout=DEADLINE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         await sub.unsubscribe()
@@ -141,8 +145,9 @@ def _cpu(pids: list[int]) -> float:
     return sum(cpu_seconds(p) for p in pids)
 
 
-async def measure(url: str, names: list[str], worker_pids: list[int], nats_pid: int, rounds: int, warmup: int,
-                  only: str | None) -> dict:  # fmt: skip
+async def measure(
+    url: str, names: list[str], worker_pids: list[int], nats_pid: int, rounds: int, warmup: int, only: str | None
+) -> dict:
     from steth.controller.presence import read_presence
     from steth.natsconn import NatsOptions, connect
 
@@ -159,14 +164,20 @@ async def measure(url: str, names: list[str], worker_pids: list[int], nats_pid: 
             missing = expected - set(present or {})
             if not missing:
                 break
-            print(f"  presence read {attempt}: {'no bucket' if present is None else len(present)} entries, "
-                  f"{len(missing)} agents missing; retrying", file=sys.stderr)  # fmt: skip
+            print(
+                f"  presence read {attempt}: {'no bucket' if present is None else len(present)} entries, "
+                f"{len(missing)} agents missing; retrying",
+                file=sys.stderr,
+            )
             await asyncio.sleep(1)
         else:
             raise RuntimeError(f"{len(missing)} agents not in presence, e.g. {sorted(missing)[:3]}")
 
         sides = {"steth": [], "bare": []}
-        cpu = {"steth": {"workers": [], "nats_server": [], "controller": []}, "bare": {"workers": [], "nats_server": [], "controller": []}}
+        cpu = {
+            "steth": {"workers": [], "nats_server": [], "controller": []},
+            "bare": {"workers": [], "nats_server": [], "controller": []},
+        }
         incomplete = {"steth": 0, "bare": 0}
         for r in range(warmup + rounds):
             order = ["steth", "bare"] if r % 2 == 0 else ["bare", "steth"]
@@ -195,8 +206,14 @@ async def measure(url: str, names: list[str], worker_pids: list[int], nats_pid: 
     finally:
         await nc.close()
 
-    out: dict = {"agents": n, "workers": len(worker_pids), "rounds": rounds, "warmup_rounds": warmup,
-                 "presence_read_s": round(presence_s, 4), "presence_entries": len(present or {})}  # fmt: skip
+    out: dict = {
+        "agents": n,
+        "workers": len(worker_pids),
+        "rounds": rounds,
+        "warmup_rounds": warmup,
+        "presence_read_s": round(presence_s, 4),
+        "presence_entries": len(present or {}),
+    }
     for side in ("steth", "bare"):
         if not sides[side]:
             continue
@@ -233,7 +250,9 @@ def run_size(n: int, workers: int, rounds: int, warmup: int, only: str | None, p
                     raise RuntimeError(f"worker {proc.pid} exited before it was ready")
                 starts.append(json.loads(line)["start_s"])
             print(f"N={n}: {n} agents + {n} bare responders ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-            result = asyncio.run(measure(server.url, names, [p.pid for p in procs], server.proc.pid, rounds, warmup, only))
+            result = asyncio.run(
+                measure(server.url, names, [p.pid for p in procs], server.proc.pid, rounds, warmup, only)
+            )
             result["agents_start_s"] = round(max(starts), 2)
             result["loadavg_1m_after"] = float(Path("/proc/loadavg").read_text().split()[0])
             return result
@@ -287,29 +306,47 @@ def main() -> None:
         st = at_target["steth"]
         doc["target"] = {
             "agents": TARGET_N,
-            "time": {"max_s": TARGET_S, "median_s": st["median_s"], "p90_s": st["p90_s"], "met": st["p90_s"] <= TARGET_S},
-            "ratio": {"max": TARGET_RATIO, "median": at_target["ratio_median"],
-                      "paired_median": at_target["ratio_paired_median"], "met": at_target["ratio_median"] <= TARGET_RATIO},
-        }  # fmt: skip
+            "time": {
+                "max_s": TARGET_S,
+                "median_s": st["median_s"],
+                "p90_s": st["p90_s"],
+                "met": st["p90_s"] <= TARGET_S,
+            },
+            "ratio": {
+                "max": TARGET_RATIO,
+                "median": at_target["ratio_median"],
+                "paired_median": at_target["ratio_paired_median"],
+                "met": at_target["ratio_median"] <= TARGET_RATIO,
+            },
+        }
     print_table(doc)
     if args.output != "-":
         print(f"wrote {write_result(args.output, doc)}", file=sys.stderr)
 
 
 def print_table(doc: dict) -> None:
-    print(f"{'agents':>7} {'steth med':>10} {'steth p90':>10} {'bare med':>9} {'bare p90':>9} {'ratio':>6} {'paired':>6}  CPU us/reply workers+controller: steth / bare")
+    print(
+        f"{'agents':>7} {'steth med':>10} {'steth p90':>10} {'bare med':>9} {'bare p90':>9} {'ratio':>6} {'paired':>6}  CPU us/reply workers+controller: steth / bare"
+    )
     for s in doc["sizes"]:
         st, ba = s.get("steth"), s.get("bare")
         f = lambda d, k: f"{d[k] * 1000:8.1f}ms" if d else "         -"  # noqa: E731
         ratio = f"{s['ratio_median']:6.2f} {s['ratio_paired_median']:6.2f}" if "ratio_median" in s else "     -      -"
-        cpu = " / ".join(f"{d['cpu_per_reply_us']['workers']:.1f}+{d['cpu_per_reply_us']['controller']:.1f}" if d else "-" for d in (st, ba))
-        print(f"{s['agents']:>7} {f(st, 'median_s'):>10} {f(st, 'p90_s'):>10} {f(ba, 'median_s'):>9} {f(ba, 'p90_s'):>9} {ratio}  {cpu}")
+        cpu = " / ".join(
+            f"{d['cpu_per_reply_us']['workers']:.1f}+{d['cpu_per_reply_us']['controller']:.1f}" if d else "-"
+            for d in (st, ba)
+        )
+        print(
+            f"{s['agents']:>7} {f(st, 'median_s'):>10} {f(st, 'p90_s'):>10} {f(ba, 'median_s'):>9} {f(ba, 'p90_s'):>9} {ratio}  {cpu}"
+        )
     if "target" in doc:
         t = doc["target"]
         verdict = lambda ok: "MET" if ok else "MISSED"  # noqa: E731
-        print(f"target: {t['agents']} agents gathered <= {t['time']['max_s']} s (p90): {verdict(t['time']['met'])} "
-              f"({t['time']['p90_s']:.3f} s); <= {t['ratio']['max']}x bare: {verdict(t['ratio']['met'])} "
-              f"({t['ratio']['median']}x, paired {t['ratio']['paired_median']}x)")  # fmt: skip
+        print(
+            f"target: {t['agents']} agents gathered <= {t['time']['max_s']} s (p90): {verdict(t['time']['met'])} "
+            f"({t['time']['p90_s']:.3f} s); <= {t['ratio']['max']}x bare: {verdict(t['ratio']['met'])} "
+            f"({t['ratio']['median']}x, paired {t['ratio']['paired_median']}x)"
+        )
 
 
 if __name__ == "__main__":

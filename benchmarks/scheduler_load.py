@@ -53,8 +53,12 @@ def scrape(address: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            if s.name in ("steth_schedule_runs_total", "steth_schedule_successes_total", "steth_ping_sent_total",
-                          "steth_ping_received_total"):  # fmt: skip
+            if s.name in (
+                "steth_schedule_runs_total",
+                "steth_schedule_successes_total",
+                "steth_ping_sent_total",
+                "steth_ping_received_total",
+            ):
                 out[s.name] = out.get(s.name, 0.0) + s.value
     return out
 
@@ -74,8 +78,33 @@ class Setup:
         for ns in (self.agent_ns, self.peer_ns):
             sh("ip", "netns", "add", ns)
             sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        sh("ip", "link", "add", "benchv0", "netns", self.agent_ns, "type", "veth", "peer", "name", "benchv1", "netns", self.peer_ns)
-        sh("ip", "netns", "exec", self.agent_ns, "ip", "addr", "add", f"{self.net[1]}/{self.net.prefixlen}", "dev", "benchv0")
+        sh(
+            "ip",
+            "link",
+            "add",
+            "benchv0",
+            "netns",
+            self.agent_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "benchv1",
+            "netns",
+            self.peer_ns,
+        )
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            self.agent_ns,
+            "ip",
+            "addr",
+            "add",
+            f"{self.net[1]}/{self.net.prefixlen}",
+            "dev",
+            "benchv0",
+        )
         sh("ip", "netns", "exec", self.agent_ns, "ip", "link", "set", "benchv0", "up")
         batch = "".join(f"address add {a}/{self.net.prefixlen} dev benchv1\n" for a in self.peers)
         subprocess.run(["ip", "netns", "exec", self.peer_ns, "ip", "-batch", "-"], input=batch, text=True, check=True)
@@ -91,17 +120,28 @@ class Setup:
             sh("ip", "netns", "del", ns, check=False)
 
     def spawn(self, argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen(["ip", "netns", "exec", self.agent_ns, *argv], stdout=open(log, "ab"),
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)  # fmt: skip
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.agent_ns, *argv],
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
 
 
-def agent_config(directory: Path, name: str, nats_url: str, metrics: str, targets: list[str] | None, interval_s: float) -> Path:
+def agent_config(
+    directory: Path, name: str, nats_url: str, metrics: str, targets: list[str] | None, interval_s: float
+) -> Path:
     path = directory / f"{name}.toml"
-    text = (f'node = "{name}"\nroles = ["compute"]\nheartbeat_s = 5\npresence_ttl_s = 15\nlog_level = "warning"\n'
-            f'[nats]\nservers = ["{nats_url}"]\n[metrics]\nlisten = "{metrics}"\n')  # fmt: skip
+    text = (
+        f'node = "{name}"\nroles = ["compute"]\nheartbeat_s = 5\npresence_ttl_s = 15\nlog_level = "warning"\n'
+        f'[nats]\nservers = ["{nats_url}"]\n[metrics]\nlisten = "{metrics}"\n'
+    )
     if targets:
-        text += (f'[[schedule]]\nname = "peers"\nprobe = "ping"\ninterval_s = {interval_s}\n'
-                 f"targets = {json.dumps(targets)}\nparams = {{ count = 5, interval_s = 0.2 }}\n")  # fmt: skip
+        text += (
+            f'[[schedule]]\nname = "peers"\nprobe = "ping"\ninterval_s = {interval_s}\n'
+            f"targets = {json.dumps(targets)}\nparams = {{ count = 5, interval_s = 0.2 }}\n"
+        )
     path.write_text(text)
     return path
 
@@ -124,7 +164,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="steth-bench-") as tmp:
         d = Path(tmp)
         try:
-            nats = setup.spawn([nats_server_binary(), "-a", "127.0.0.1", "-p", "14222", "-js", "-sd", str(d / "js")], d / "nats.log")
+            nats = setup.spawn(
+                [nats_server_binary(), "-a", "127.0.0.1", "-p", "14222", "-js", "-sd", str(d / "js")], d / "nats.log"
+            )
             procs.append(nats)
             time.sleep(1.0)
             url = "nats://127.0.0.1:14222"
@@ -132,14 +174,19 @@ def main() -> None:
             agents = {}
             for name, port, targets in (("idle", 19301, None), ("busy", 19302, setup.peers)):
                 cfg = agent_config(d, name, url, f"127.0.0.1:{port}", targets, args.interval)
-                proc = setup.spawn([sys.executable, "-m", "steth.agent.main", "run", "--config", str(cfg)], d / f"{name}.log", env)
+                proc = setup.spawn(
+                    [sys.executable, "-m", "steth.agent.main", "run", "--config", str(cfg)], d / f"{name}.log", env
+                )
                 procs.append(proc)
                 agents[name] = {"proc": proc, "metrics": f"127.0.0.1:{port}"}
 
             def scrape_in_ns(address: str) -> dict[str, float]:
                 # /metrics lives in the agents' namespace: read it from there.
-                code = ("import sys, json; sys.path.insert(0, %r); from scheduler_load import scrape; "
-                        "print(json.dumps(scrape(%r)))") % (str(Path(__file__).resolve().parent), address)  # fmt: skip
+                here = str(Path(__file__).resolve().parent)
+                code = (
+                    f"import sys, json; sys.path.insert(0, {here!r}); from scheduler_load import scrape; "
+                    f"print(json.dumps(scrape({address!r})))"
+                )
                 done = sh("ip", "netns", "exec", setup.agent_ns, sys.executable, "-c", code)
                 return json.loads(done.stdout)
 
@@ -148,7 +195,9 @@ def main() -> None:
             for a in agents.values():
                 if a["proc"].poll() is not None:
                     raise SystemExit(f"an agent exited: see {d}")
-            start = {n: (time.monotonic(), cpu_times(a["proc"].pid), scrape_in_ns(a["metrics"])) for n, a in agents.items()}
+            start = {
+                n: (time.monotonic(), cpu_times(a["proc"].pid), scrape_in_ns(a["metrics"])) for n, a in agents.items()
+            }
             end_at = time.monotonic() + args.window
             while time.monotonic() < end_at:  # scrape every 15 s, as Prometheus would
                 time.sleep(min(15.0, max(0.0, end_at - time.monotonic())))
@@ -167,9 +216,13 @@ def main() -> None:
                     "rss_mb": round(proc_status_kb(a["proc"].pid, "VmRSS") / 1024, 1),
                     "peak_rss_mb": round(proc_status_kb(a["proc"].pid, "VmHWM") / 1024, 1),
                     "runs": int(m1.get("steth_schedule_runs_total", 0) - m0.get("steth_schedule_runs_total", 0)),
-                    "successful_runs": int(m1.get("steth_schedule_successes_total", 0) - m0.get("steth_schedule_successes_total", 0)),
+                    "successful_runs": int(
+                        m1.get("steth_schedule_successes_total", 0) - m0.get("steth_schedule_successes_total", 0)
+                    ),
                     "echo_sent": int(m1.get("steth_ping_sent_total", 0) - m0.get("steth_ping_sent_total", 0)),
-                    "echo_received": int(m1.get("steth_ping_received_total", 0) - m0.get("steth_ping_received_total", 0)),
+                    "echo_received": int(
+                        m1.get("steth_ping_received_total", 0) - m0.get("steth_ping_received_total", 0)
+                    ),
                 }
         finally:
             for proc in reversed(procs):
@@ -185,21 +238,33 @@ def main() -> None:
     busy = results["busy"]
     doc = {
         "benchmark": "scheduler_load",
-        "params": {"peers": args.peers, "interval_s": args.interval, "count": 5, "packet_interval_s": 0.2,
-                   "warmup_s": args.warmup, "window_s": args.window},  # fmt: skip
+        "params": {
+            "peers": args.peers,
+            "interval_s": args.interval,
+            "count": 5,
+            "packet_interval_s": 0.2,
+            "warmup_s": args.warmup,
+            "window_s": args.window,
+        },
         "targets": {"cpu_pct_one_core": TARGET_CPU_PCT, "rss_mb": TARGET_RSS_MB},
         "results": results,
         "meets_targets": busy["cpu_pct_one_core"] < TARGET_CPU_PCT and busy["rss_mb"] < TARGET_RSS_MB,
         "machine": machine(),
     }
     path = write_result("scheduler_load", doc)
-    print(f"{'agent':6} {'CPU % (agent)':>14} {'CPU % (+ping)':>14} {'RSS MB':>7} {'peak MB':>8} {'runs':>5} {'ok':>4} {'echo sent/recv':>15}")
+    print(
+        f"{'agent':6} {'CPU % (agent)':>14} {'CPU % (+ping)':>14} {'RSS MB':>7} {'peak MB':>8} {'runs':>5} {'ok':>4} {'echo sent/recv':>15}"
+    )
     for name in ("idle", "busy"):
         r = results[name]
-        print(f"{name:6} {r['cpu_pct_one_core']:>14.2f} {r['cpu_pct_with_ping_children']:>14.2f} {r['rss_mb']:>7.1f} "
-              f"{r['peak_rss_mb']:>8.1f} {r['runs']:>5} {r['successful_runs']:>4} {r['echo_sent']:>7}/{r['echo_received']}")  # fmt: skip
-    print(f"targets: busy agent < {TARGET_CPU_PCT} % of one core and < {TARGET_RSS_MB:g} MB: "
-          f"{'met' if doc['meets_targets'] else 'NOT met'}; wrote {path}")  # fmt: skip
+        print(
+            f"{name:6} {r['cpu_pct_one_core']:>14.2f} {r['cpu_pct_with_ping_children']:>14.2f} {r['rss_mb']:>7.1f} "
+            f"{r['peak_rss_mb']:>8.1f} {r['runs']:>5} {r['successful_runs']:>4} {r['echo_sent']:>7}/{r['echo_received']}"
+        )
+    print(
+        f"targets: busy agent < {TARGET_CPU_PCT} % of one core and < {TARGET_RSS_MB:g} MB: "
+        f"{'met' if doc['meets_targets'] else 'NOT met'}; wrote {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ lab down again, also on failure.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["STETH_LAB_NAME"] = "doc"
-MESH = '[mesh]\nenabled = true\nk = 2\ninterval_s = 2\njitter_s = 0.2\ncount = 3\n'
+MESH = "[mesh]\nenabled = true\nk = 2\ninterval_s = 2\njitter_s = 0.2\ncount = 3\n"
 
 
 def run(cmd: str, env: dict) -> tuple[str, int]:
@@ -44,8 +43,14 @@ def main() -> None:
     from steth.lab import fleet
 
     fleet.down()
-    state = fleet.up(compute=2, network=1, mgmt_cidr="10.79.0.0/24", data_cidr="10.78.0.0/24",
-                     heartbeat_s=1.0, extra_config=lambda name: MESH)  # fmt: skip
+    state = fleet.up(
+        compute=2,
+        network=1,
+        mgmt_cidr="10.79.0.0/24",
+        data_cidr="10.78.0.0/24",
+        heartbeat_s=1.0,
+        extra_config=lambda name: MESH,
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
     env.update(STETH_LAB_NAME="doc", PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
     network1 = next(n for n in state["nodes"] if n["name"] == "network-1")
@@ -104,33 +109,51 @@ steth: error: no NATS server answered at nats://127.0.0.1:1 (check --nats-url or
 S = f"{sys.executable} -m steth.controller.cli"
 COMMANDS = [
     ("steth --help", "The command list; every command has `--help` with examples.", [f"{S} --help"]),
-    ("steth lab", "A real local fleet for demos, tests and benchmarks. `lab up` returns once every agent is "
-     "present; `lab down` removes everything it made (namespaces, links, processes, files), also after a "
-     "crash of `lab up`, and is idempotent. `--ovs` adds an Open vSwitch fabric with VLAN trunks, "
-     "`--openstack` a miniature ML2/OVS deployment with an OpenStack API stand-in.",
-     [f"{S} lab status", f"{S} lab status -o json", f"{S} lab env"]),
-    ("steth agents", "The agents in presence (their heartbeat entries in JetStream; no request is sent): "
-     "roles, version, heartbeat age, alive or stale, data-plane address, probes offered, addresses per "
-     "interface. Exit 3 when one is stale or a `--node` named is missing.",
-     [f"{S} agents", f"{S} agents --node compute-1 --node compute-9",
-      f"{S} agents --role network -o yaml"]),
-    ("steth hello", "A request every selected agent answers at once: who is reachable over NATS right now. "
-     "Here network-1's agent is frozen (SIGSTOP) first: it is named, not waited for.",
-     [f"{S} hello", "!kill -STOP {network1_pid}", f"{S} hello --timeout 2", "!kill -CONT {network1_pid}"]),
-    ("steth ping", "Ping targets from the selected nodes, all targets of a node at once. A target is an "
-     "address or `node:NAME` (that agent's address on `--plane`, default its data plane). Loss above "
-     "`--max-loss` (default 0) is a finding (exit 1).",
-     [f"{S} ping node:compute-2 node:network-1 --role compute",
-      f"{S} ping 10.78.0.250 node:network-1 --node compute-1 --count 2",
-      f"{S} ping node:network-1 --node compute-2 --count 2 -o json"]),
-    ("steth mesh", "Every selected node pings every other: rows are the sender, columns the target, cells "
-     "loss and average RTT. JSON lists the pairs.",
-     [f"{S} mesh", f"{S} mesh --role compute --count 2 -o json"]),
-    ("steth probes", "The probe types and their parameters, from their declarations.",
-     [f"{S} probes show ping"]),
-    ("steth watch and steth history", "Scheduled results, live or read back from the JetStream results "
-     "stream (here the agents' built-in mesh: each pings up to K=2 peers every 2 s).",
-     [f"{S} watch --duration 3 --node compute-1", f"{S} history --since 1m --limit 4 --node compute-2"]),
+    (
+        "steth lab",
+        "A real local fleet for demos, tests and benchmarks. `lab up` returns once every agent is "
+        "present; `lab down` removes everything it made (namespaces, links, processes, files), also after a "
+        "crash of `lab up`, and is idempotent. `--ovs` adds an Open vSwitch fabric with VLAN trunks, "
+        "`--openstack` a miniature ML2/OVS deployment with an OpenStack API stand-in.",
+        [f"{S} lab status", f"{S} lab status -o json", f"{S} lab env"],
+    ),
+    (
+        "steth agents",
+        "The agents in presence (their heartbeat entries in JetStream; no request is sent): "
+        "roles, version, heartbeat age, alive or stale, data-plane address, probes offered, addresses per "
+        "interface. Exit 3 when one is stale or a `--node` named is missing.",
+        [f"{S} agents", f"{S} agents --node compute-1 --node compute-9", f"{S} agents --role network -o yaml"],
+    ),
+    (
+        "steth hello",
+        "A request every selected agent answers at once: who is reachable over NATS right now. "
+        "Here network-1's agent is frozen (SIGSTOP) first: it is named, not waited for.",
+        [f"{S} hello", "!kill -STOP {network1_pid}", f"{S} hello --timeout 2", "!kill -CONT {network1_pid}"],
+    ),
+    (
+        "steth ping",
+        "Ping targets from the selected nodes, all targets of a node at once. A target is an "
+        "address or `node:NAME` (that agent's address on `--plane`, default its data plane). Loss above "
+        "`--max-loss` (default 0) is a finding (exit 1).",
+        [
+            f"{S} ping node:compute-2 node:network-1 --role compute",
+            f"{S} ping 10.78.0.250 node:network-1 --node compute-1 --count 2",
+            f"{S} ping node:network-1 --node compute-2 --count 2 -o json",
+        ],
+    ),
+    (
+        "steth mesh",
+        "Every selected node pings every other: rows are the sender, columns the target, cells "
+        "loss and average RTT. JSON lists the pairs.",
+        [f"{S} mesh", f"{S} mesh --role compute --count 2 -o json"],
+    ),
+    ("steth probes", "The probe types and their parameters, from their declarations.", [f"{S} probes show ping"]),
+    (
+        "steth watch and steth history",
+        "Scheduled results, live or read back from the JetStream results "
+        "stream (here the agents' built-in mesh: each pings up to K=2 peers every 2 s).",
+        [f"{S} watch --duration 3 --node compute-1", f"{S} history --since 1m --limit 4 --node compute-2"],
+    ),
 ]
 
 if __name__ == "__main__":

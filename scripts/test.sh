@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+.venv/bin/ruff check --quiet . && .venv/bin/ruff format --check --quiet . || { echo "test: ruff found problems (ruff check --fix . && ruff format .)" >&2; exit 1; }
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -21,8 +21,7 @@ def encode(obj: Any, limit: int = NATS_DEFAULT_MAX_PAYLOAD) -> bytes:
     data = msgpack.packb(obj, use_bin_type=True)
     if len(data) > limit:
         raise PayloadTooLarge(
-            f"payload of {len(data)} bytes exceeds the NATS limit of {limit} bytes; "
-            "large results must be chunked"
+            f"payload of {len(data)} bytes exceeds the NATS limit of {limit} bytes; large results must be chunked"
         )
     return data
 

@@ -7,7 +7,6 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-
 # The CLI fails fast when no server answers at first, but once connected it keeps trying to reconnect
 # (0.5 s apart, per server) so that a restart or failover during a gather loses nothing.
 CLI_RECONNECT_ATTEMPTS = 40
@@ -87,13 +86,17 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
         if not persistent:  # connected: now ride out a server restart or a cluster failover for a while
             nc.options["max_reconnect_attempts"] = CLI_RECONNECT_ATTEMPTS
         return nc
-    except (asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError) as exc:
         if refused:
-            raise NatsUnavailable(f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey") from exc
+            raise NatsUnavailable(
+                f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey"
+            ) from exc
         raise NatsUnavailable(f"no NATS server answered at {where}") from exc
     except Exception as exc:  # nats-py's own errors: auth, TLS, protocol
         if refused:
-            raise NatsUnavailable(f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey") from exc
+            raise NatsUnavailable(
+                f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey"
+            ) from exc
         raise NatsUnavailable(f"cannot connect to NATS at {where}: {exc}") from exc
 
 

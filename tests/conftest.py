@@ -64,8 +64,13 @@ class Lab:
 
     def cli(self, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
         """Run the real `steth` CLI in a separate process against this lab."""
-        return subprocess.run([sys.executable, "-m", "steth.controller.cli", *args], capture_output=True,
-                              text=True, timeout=timeout, env=env or self.env())  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "steth.controller.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or self.env(),
+        )
 
     def cli_json(self, *args: str, **kw) -> tuple[int, dict]:
         done = self.cli(*args, "-o", "json", **kw)
@@ -79,13 +84,14 @@ class Lab:
         cmd = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
         return subprocess.run(cmd, capture_output=True, text=True, check=check)
 
-    def spawn_agent(self, name: str, roles: list[str], netns: str | None = None, heartbeat_s: float = 1.0,
-                    **settings: str) -> subprocess.Popen:  # fmt: skip
+    def spawn_agent(
+        self, name: str, roles: list[str], netns: str | None = None, heartbeat_s: float = 1.0, **settings: str
+    ) -> subprocess.Popen:
         """An extra agent for tests that stop or kill it (the lab's own agents stay untouched)."""
         config = self.dir / f"extra-{name}.toml"
         config.write_text(
             f'node = "{name}"\nroles = {json.dumps(roles)}\nheartbeat_s = {heartbeat_s}\n'
-            f"presence_ttl_s = {heartbeat_s * 3}\n[nats]\nservers = [\"{self.nats_url}\"]\n"
+            f'presence_ttl_s = {heartbeat_s * 3}\n[nats]\nservers = ["{self.nats_url}"]\n'
         )
         argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
         if netns:

@@ -38,8 +38,16 @@ def host_of(url: str) -> str:
 
 
 class NatsServer:
-    def __init__(self, directory: Path, host: str = "127.0.0.1", *, name: str = "n1", auth_conf: Path | None = None,
-                 cluster_port: int | None = None, routes: list[str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        *,
+        name: str = "n1",
+        auth_conf: Path | None = None,
+        cluster_port: int | None = None,
+        routes: list[str] | None = None,
+    ):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host, self.name = host, name
@@ -54,24 +62,30 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def _conf(self) -> Path:
-        lines = [f"server_name: {self.name}", f"listen: \"{self.host}:{self.port}\"",
-                 f"jetstream {{ store_dir: \"{self.dir / ('js-' + self.name)}\" }}"]  # fmt: skip
+        lines = [
+            f"server_name: {self.name}",
+            f'listen: "{self.host}:{self.port}"',
+            f'jetstream {{ store_dir: "{self.dir / ("js-" + self.name)}" }}',
+        ]
         if self.cluster_port:
             routes = ", ".join(f'"{r}"' for r in self.routes)
-            lines.append(f"cluster {{ name: \"stethtest\", listen: \"{self.host}:{self.cluster_port}\", routes: [{routes}] }}")
+            lines.append(
+                f'cluster {{ name: "stethtest", listen: "{self.host}:{self.cluster_port}", routes: [{routes}] }}'
+            )
         if self.auth_conf:
             local = self.dir / "auth.conf"
             if Path(self.auth_conf).resolve() != local.resolve():
                 shutil.copy(self.auth_conf, local)
-            lines.append("include \"auth.conf\"")
+            lines.append('include "auth.conf"')
         path = self.dir / f"{self.name}.conf"
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def start(self, wait: bool = True) -> "NatsServer":
+    def start(self, wait: bool = True) -> NatsServer:
         log = open(self.dir / f"{self.name}.log", "ab")
-        self.proc = subprocess.Popen([binary(), "-c", str(self._conf())], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [binary(), "-c", str(self._conf())], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.starts += 1
         if wait:
             self.wait_listening()
@@ -117,8 +131,14 @@ class Cluster:
         cports = [free_port(host) for _ in range(n)]
         routes = [f"nats-route://{host}:{p}" for p in cports]
         self.servers = [
-            NatsServer(Path(directory) / f"s{i + 1}", host, name=f"s{i + 1}", auth_conf=auth_conf, cluster_port=cports[i],
-                       routes=[r for j, r in enumerate(routes) if j != i])  # fmt: skip
+            NatsServer(
+                Path(directory) / f"s{i + 1}",
+                host,
+                name=f"s{i + 1}",
+                auth_conf=auth_conf,
+                cluster_port=cports[i],
+                routes=[r for j, r in enumerate(routes) if j != i],
+            )
             for i in range(n)
         ]
 
@@ -126,7 +146,7 @@ class Cluster:
     def urls(self) -> list[str]:
         return [s.url for s in self.servers]
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         for s in self.servers:
             s.start(wait=False)
         for s in self.servers:
@@ -189,7 +209,9 @@ def wait_present(urls: list[str], names: set[str], timeout: float = 60, alive: b
 
 
 def read_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return dict(
+        line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
 
 
 def ns_pids(namespace: str) -> set[int]:

@@ -88,7 +88,10 @@ class Verifier:
         self.window_s = security.replay_window_s
         self.skew_s = security.clock_skew_s
         self.cache_size = security.replay_cache_size
-        self.keys = {kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in load_trusted_keys(security.trusted_keys).items()}
+        self.keys = {
+            kid: Ed25519PublicKey.from_public_bytes(raw)
+            for kid, raw in load_trusted_keys(security.trusted_keys).items()
+        }
         self._seen: set[tuple[str, str, str]] = set()
         self._expiry: list[tuple[float, tuple[str, str, str]]] = []  # heap of (deadline, key)
 
@@ -119,7 +122,9 @@ class Verifier:
         if request.deadline < now - self.skew_s:
             raise Refused(f"expired: the deadline passed {now - request.deadline:.1f} s ago")
         if request.deadline > now + self.window_s + self.skew_s:
-            raise Refused(f"deadline {request.deadline - now:.0f} s ahead is beyond the replay window ({self.window_s:g} s)")
+            raise Refused(
+                f"deadline {request.deadline - now:.0f} s ahead is beyond the replay window ({self.window_s:g} s)"
+            )
         self._forget_expired(now)
         seen = (request.kid, request.id, subject)
         if seen in self._seen:

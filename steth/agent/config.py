@@ -134,15 +134,16 @@ class AgentConfig(_Section):
         return {"default": 4, **v}
 
     @model_validator(mode="after")
-    def _ttl_spans_heartbeats(self) -> "AgentConfig":
+    def _ttl_spans_heartbeats(self) -> AgentConfig:
         # An entry that expires before the next heartbeat rewrites it makes the agent flap in presence.
         if self.presence_ttl_s < 2 * self.heartbeat_s:
-            raise ValueError(f"presence_ttl_s ({self.presence_ttl_s:g}) must be at least twice heartbeat_s "
-                             f"({self.heartbeat_s:g})")  # fmt: skip
+            raise ValueError(
+                f"presence_ttl_s ({self.presence_ttl_s:g}) must be at least twice heartbeat_s ({self.heartbeat_s:g})"
+            )
         return self
 
     @model_validator(mode="after")
-    def _schedule_names(self) -> "AgentConfig":
+    def _schedule_names(self) -> AgentConfig:
         unique_names(self.schedule, self.mesh)
         return self
 

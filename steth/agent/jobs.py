@@ -17,9 +17,10 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from steth.agent.procs import ToolMissing, die_with_agent, in_netns, kill_group
 
@@ -88,7 +89,9 @@ class JobTable:
         if len(self._jobs) >= self.max_jobs:
             raise TooManyJobs(f"this agent already runs {len(self._jobs)} background jobs (limit {self.max_jobs})")
         job_id = secrets.token_hex(8)
-        job = Job(job_id, kind, time.time() + lifetime_s, cleanup=cleanup, info=dict(info or {}), end_on_exit=end_on_exit)
+        job = Job(
+            job_id, kind, time.time() + lifetime_s, cleanup=cleanup, info=dict(info or {}), end_on_exit=end_on_exit
+        )
         if directory:
             job.directory = Path(tempfile.mkdtemp(prefix=f"steth-{kind}-{job_id}-", dir=self.base_dir))
             (job.directory / OWNER_FILE).write_text(str(os.getpid()))
@@ -113,7 +116,11 @@ class JobTable:
             sink = open(job.directory / output, "wb")
         try:
             job.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True,
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                start_new_session=True,
                 preexec_fn=die_with_agent(signal.SIGTERM),  # SIGTERM: `timeout` passes it on to the tool
             )
         except FileNotFoundError:
@@ -181,7 +188,7 @@ class JobTable:
                     try:
                         await asyncio.wait_for(job.proc.wait(), timeout=remaining)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
                 if job.proc is not None and job.end_on_exit and job.proc.returncode is not None:
                     break

@@ -32,8 +32,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="STETH_CONFIG",
-              help="TOML config file (STETH_* variables override it).")  # fmt: skip
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="STETH_CONFIG",
+    help="TOML config file (STETH_* variables override it).",
+)
 def run(config_path: str | None) -> None:
     """Run the agent until SIGTERM or SIGINT, then drain in-flight requests and leave presence."""
     config = _load_or_exit(config_path)
@@ -87,7 +92,7 @@ async def _serve(config) -> None:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=2)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
     from steth.agent.sdnotify import notify
 
@@ -98,8 +103,13 @@ async def _serve(config) -> None:
 
 
 @main.command("check-config")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="STETH_CONFIG",
-              help="TOML config file to check (with STETH_* overrides applied).")  # fmt: skip
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="STETH_CONFIG",
+    help="TOML config file to check (with STETH_* overrides applied).",
+)
 def check_config(config_path: str | None) -> None:
     """Validate the config and print the effective settings as JSON (secrets hidden)."""
     config = _load_or_exit(config_path)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -48,7 +49,9 @@ class _NatsCollector:
     def collect(self) -> Iterable:
         nc = self._connection()
         connected = bool(nc is not None and nc.is_connected)
-        yield GaugeMetricFamily("steth_nats_connected", "1 while the agent's NATS connection is up.", value=int(connected))
+        yield GaugeMetricFamily(
+            "steth_nats_connected", "1 while the agent's NATS connection is up.", value=int(connected)
+        )
         reconnects = nc.stats.get("reconnects", 0) if nc is not None else 0
         yield CounterMetricFamily("steth_nats_reconnects", "Times the agent reconnected to NATS.", value=reconnects)
 
@@ -62,25 +65,46 @@ class AgentMetrics:
         )
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         r.register(_NatsCollector(connection))
-        self.requests = Counter("steth_agent_requests", "Requests answered, by probe and status.", ["probe", "status"], registry=r)
+        self.requests = Counter(
+            "steth_agent_requests", "Requests answered, by probe and status.", ["probe", "status"], registry=r
+        )
         self.presence_peers = Gauge("steth_presence_peers", "Other agents alive in presence.", registry=r)
-        self.mesh_peer = Gauge("steth_mesh_peer", "1 for each peer the mesh currently pings.", ["peer", "plane"], registry=r)
+        self.mesh_peer = Gauge(
+            "steth_mesh_peer", "1 for each peer the mesh currently pings.", ["peer", "plane"], registry=r
+        )
         labels = ["schedule", "probe"]
         self.runs = Counter("steth_schedule_runs", "Scheduled probe runs.", labels, registry=r)
         self.successes = Counter("steth_schedule_successes", "Scheduled runs that ended ok.", labels, registry=r)
-        self.duration = Histogram("steth_schedule_duration_seconds", "Duration of scheduled runs.", labels,
-                                  buckets=RUN_BUCKETS, registry=r)  # fmt: skip
-        self.last_run = Gauge("steth_schedule_last_run_timestamp_seconds", "When a schedule last finished a run.",
-                              labels, registry=r)  # fmt: skip
+        self.duration = Histogram(
+            "steth_schedule_duration_seconds", "Duration of scheduled runs.", labels, buckets=RUN_BUCKETS, registry=r
+        )
+        self.last_run = Gauge(
+            "steth_schedule_last_run_timestamp_seconds", "When a schedule last finished a run.", labels, registry=r
+        )
         target = ["target", "plane"]
         self.ping_sent = Counter("steth_ping_sent", "Echo requests sent by scheduled pings.", target, registry=r)
-        self.ping_received = Counter("steth_ping_received", "Echo replies received by scheduled pings.", target, registry=r)
-        self.ping_rtt = Histogram("steth_ping_rtt_seconds", "Echo round-trip time (each reply at its run's average).",
-                                  target, buckets=RTT_BUCKETS, registry=r)  # fmt: skip
-        self.bandwidth = Gauge("steth_bandwidth_bits_per_second", "Throughput measured by a scheduled probe.",
-                               ["schedule", "target", "plane", "direction"], registry=r)  # fmt: skip
-        self.mtu = Gauge("steth_path_mtu_bytes", "Path MTU measured by a scheduled probe.",
-                         ["schedule", "target", "plane"], registry=r)  # fmt: skip
+        self.ping_received = Counter(
+            "steth_ping_received", "Echo replies received by scheduled pings.", target, registry=r
+        )
+        self.ping_rtt = Histogram(
+            "steth_ping_rtt_seconds",
+            "Echo round-trip time (each reply at its run's average).",
+            target,
+            buckets=RTT_BUCKETS,
+            registry=r,
+        )
+        self.bandwidth = Gauge(
+            "steth_bandwidth_bits_per_second",
+            "Throughput measured by a scheduled probe.",
+            ["schedule", "target", "plane", "direction"],
+            registry=r,
+        )
+        self.mtu = Gauge(
+            "steth_path_mtu_bytes",
+            "Path MTU measured by a scheduled probe.",
+            ["schedule", "target", "plane"],
+            registry=r,
+        )
         self._targets_by_owner: dict[str, set[str]] = {}
         self._live_targets: set[str] = set()
         self._lock = threading.Lock()

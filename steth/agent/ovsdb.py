@@ -5,9 +5,8 @@ version; the OVSDB value encoding ("uuid", "set", "map") is decoded into plain P
 from __future__ import annotations
 
 import json
-from typing import Any
-
 import os
+from typing import Any
 
 from steth.agent import procs
 
@@ -15,6 +14,7 @@ from steth.agent import procs
 def default_db() -> str:
     """Where ovs-vsctl itself would look: $OVS_RUNDIR/db.sock, else the packaged default."""
     return f"unix:{os.environ.get('OVS_RUNDIR') or '/var/run/openvswitch'}/db.sock"
+
 
 BRIDGE_COLUMNS = "_uuid,name,datapath_type,fail_mode,ports,controller,external_ids"
 PORT_COLUMNS = "_uuid,name,interfaces,tag,trunks,vlan_mode,other_config,external_ids"
@@ -28,12 +28,27 @@ class OvsdbUnavailable(RuntimeError):
 def vsctl_argv(db: str) -> list[str]:
     # db is validated by the params model (unix:/path or tcp:IP:PORT) and travels inside one argument.
     return [
-        "ovs-vsctl", f"--db={db}", "--timeout=5", "--format=json",
-        "--", f"--columns={BRIDGE_COLUMNS}", "list", "Bridge",
-        "--", f"--columns={PORT_COLUMNS}", "list", "Port",
-        "--", f"--columns={IFACE_COLUMNS}", "list", "Interface",
-        "--", "--columns=ovs_version", "list", "Open_vSwitch",
-    ]  # fmt: skip
+        "ovs-vsctl",
+        f"--db={db}",
+        "--timeout=5",
+        "--format=json",
+        "--",
+        f"--columns={BRIDGE_COLUMNS}",
+        "list",
+        "Bridge",
+        "--",
+        f"--columns={PORT_COLUMNS}",
+        "list",
+        "Port",
+        "--",
+        f"--columns={IFACE_COLUMNS}",
+        "list",
+        "Interface",
+        "--",
+        "--columns=ovs_version",
+        "list",
+        "Open_vSwitch",
+    ]
 
 
 def decode(value: Any) -> Any:
@@ -86,28 +101,51 @@ def build(bridges: list[dict], ports: list[dict], ifaces: list[dict]) -> tuple[l
     out_bridges, out_ports = [], []
     for br in sorted(bridges, key=lambda b: b["name"]):
         members = [port_by_uuid[u] for u in as_list(br.get("ports", [])) if u in port_by_uuid]
-        out_bridges.append({
-            "name": br["name"], "datapath_type": br.get("datapath_type") or "", "fail_mode": scalar(br.get("fail_mode")) or "",
-            "ports": len(members), "controllers": as_list(br.get("controller") or []), "external_ids": br.get("external_ids") or {},
-        })  # fmt: skip
+        out_bridges.append(
+            {
+                "name": br["name"],
+                "datapath_type": br.get("datapath_type") or "",
+                "fail_mode": scalar(br.get("fail_mode")) or "",
+                "ports": len(members),
+                "controllers": as_list(br.get("controller") or []),
+                "external_ids": br.get("external_ids") or {},
+            }
+        )
         for port in sorted(members, key=lambda p: p["name"]):
             members_if = [iface_by_uuid[u] for u in as_list(port.get("interfaces", [])) if u in iface_by_uuid]
             iface = next((i for i in members_if if i["name"] == port["name"]), members_if[0] if members_if else {})
-            ext, other, options = iface.get("external_ids") or {}, port.get("other_config") or {}, iface.get("options") or {}
+            ext, other, options = (
+                iface.get("external_ids") or {},
+                port.get("other_config") or {},
+                iface.get("options") or {},
+            )
             row = {
-                "bridge": br["name"], "name": port["name"], "type": iface.get("type") or "",
-                "ofport": scalar(iface.get("ofport")), "tag": scalar(port.get("tag")),
-                "trunks": sorted(as_list(port.get("trunks", []))), "vlan_mode": scalar(port.get("vlan_mode")) or "",
-                "interfaces": sorted(i["name"] for i in members_if), "mac_in_use": scalar(iface.get("mac_in_use")),
-                "link_state": scalar(iface.get("link_state")), "admin_state": scalar(iface.get("admin_state")),
+                "bridge": br["name"],
+                "name": port["name"],
+                "type": iface.get("type") or "",
+                "ofport": scalar(iface.get("ofport")),
+                "tag": scalar(port.get("tag")),
+                "trunks": sorted(as_list(port.get("trunks", []))),
+                "vlan_mode": scalar(port.get("vlan_mode")) or "",
+                "interfaces": sorted(i["name"] for i in members_if),
+                "mac_in_use": scalar(iface.get("mac_in_use")),
+                "link_state": scalar(iface.get("link_state")),
+                "admin_state": scalar(iface.get("admin_state")),
                 "error": scalar(iface.get("error")),
-                "iface_id": ext.get("iface-id"), "attached_mac": ext.get("attached-mac"), "vm_uuid": ext.get("vm-uuid"),
+                "iface_id": ext.get("iface-id"),
+                "attached_mac": ext.get("attached-mac"),
+                "vm_uuid": ext.get("vm-uuid"),
                 "iface_status": ext.get("iface-status"),
-                "net_uuid": other.get("net_uuid"), "segmentation_id": other.get("segmentation_id"),
-                "network_type": other.get("network_type"), "physical_network": other.get("physical_network"),
-                "external_ids": ext, "other_config": other, "options": options,
-                "peer": options.get("peer") if iface.get("type") == "patch" else None, "peer_ok": None,
-            }  # fmt: skip
+                "net_uuid": other.get("net_uuid"),
+                "segmentation_id": other.get("segmentation_id"),
+                "network_type": other.get("network_type"),
+                "physical_network": other.get("physical_network"),
+                "external_ids": ext,
+                "other_config": other,
+                "options": options,
+                "peer": options.get("peer") if iface.get("type") == "patch" else None,
+                "peer_ok": None,
+            }
             if row["peer"] is not None:
                 peer = patches.get(row["peer"])
                 row["peer_ok"] = bool(peer) and (peer.get("options") or {}).get("peer") == port["name"]
@@ -123,7 +161,11 @@ def port_findings(port: dict, peer_exists: bool | None = None) -> list[str]:
     if port.get("ofport") == -1:
         found.append("ofport -1" + (f": {port['error']}" if port.get("error") else ""))
     if port.get("peer") is not None and not port.get("peer_ok"):
-        found.append(f"patch peer {port['peer']} missing" if not peer_exists else f"patch peer {port['peer']} does not point back")
+        found.append(
+            f"patch peer {port['peer']} missing"
+            if not peer_exists
+            else f"patch peer {port['peer']} does not point back"
+        )
     return found
 
 

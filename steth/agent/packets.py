@@ -97,8 +97,21 @@ def _scapy():
     # scapy's default socket buffer (64 KiB) holds about 80 small frames, too few for a burst of tagged
     # frames from several peers; 4 MiB is the usual rmem_max (the sniffers force more, see below).
     conf.bufsize = 1 << 22
-    return dict(conf=conf, BOOTP=BOOTP, DHCP=DHCP, ICMP=ICMP, IP=IP, TCP=TCP, UDP=UDP, ARP=ARP, Dot1Q=Dot1Q,
-                Ether=Ether, Raw=Raw, AsyncSniffer=AsyncSniffer, sendp=sendp)  # fmt: skip
+    return dict(
+        conf=conf,
+        BOOTP=BOOTP,
+        DHCP=DHCP,
+        ICMP=ICMP,
+        IP=IP,
+        TCP=TCP,
+        UDP=UDP,
+        ARP=ARP,
+        Dot1Q=Dot1Q,
+        Ether=Ether,
+        Raw=Raw,
+        AsyncSniffer=AsyncSniffer,
+        sendp=sendp,
+    )
 
 
 SOL_PACKET, PACKET_STATISTICS, SO_RCVBUFFORCE = 263, 6, 33
@@ -117,7 +130,9 @@ def _start_sniffer(s: dict, interface: str, prn, stop_filter=None):
     except OSError:
         pass
     ready = threading.Event()
-    sniffer = s["AsyncSniffer"](opened_socket=sock, store=False, prn=prn, stop_filter=stop_filter, started_callback=ready.set)
+    sniffer = s["AsyncSniffer"](
+        opened_socket=sock, store=False, prn=prn, stop_filter=stop_filter, started_callback=ready.set
+    )
     sniffer.start()
     if not ready.wait(5):
         raise RuntimeError(f"could not start sniffing on {interface}")
@@ -185,7 +200,7 @@ def vlan_job(job: dict[str, Any]) -> dict[str, Any]:
         if not raw.startswith(prefix):
             return
         try:
-            meant, sender = raw[len(prefix):].decode().split(" ", 1)
+            meant, sender = raw[len(prefix) :].decode().split(" ", 1)
         except ValueError:
             return
         if sender == node:  # our own frames, seen leaving
@@ -196,8 +211,14 @@ def vlan_job(job: dict[str, Any]) -> dict[str, Any]:
     mac = interface_mac(interface)
     # Built once as bytes and written to one packet socket: scapy's sendp() per frame costs far more,
     # and holds the GIL the sniffer thread needs meanwhile.
-    frames = [bytes(s["Ether"](src=mac, dst=BROADCAST) / s["Dot1Q"](vlan=vlan, type=VLAN_ETHERTYPE)
-                    / s["Raw"](prefix + f"{vlan} {node}".encode())) for vlan in job["vlans"]]  # fmt: skip
+    frames = [
+        bytes(
+            s["Ether"](src=mac, dst=BROADCAST)
+            / s["Dot1Q"](vlan=vlan, type=VLAN_ETHERTYPE)
+            / s["Raw"](prefix + f"{vlan} {node}".encode())
+        )
+        for vlan in job["vlans"]
+    ]
     sniffer = _start_sniffer(s, interface, on_packet)
     listening_since = time.time()
     _sleep_until(job["send_at"])
@@ -217,11 +238,16 @@ def vlan_job(job: dict[str, Any]) -> dict[str, Any]:
     drops = _socket_drops(sniffer)
     _stop_sniffer(sniffer)
     return {
-        "mac": mac, "listening_since": listening_since, "sent_at": sent_at, "socket_drops": drops,
+        "mac": mac,
+        "listening_since": listening_since,
+        "sent_at": sent_at,
+        "socket_drops": drops,
         "sent": [{"vlan": v, "frames": job["frames"]} for v in job["vlans"]],
-        "seen": [{"vlan": tag, "meant_vlan": meant, "sender": sender, "frames": n}
-                 for (tag, meant, sender), n in sorted(seen.items())],
-    }  # fmt: skip
+        "seen": [
+            {"vlan": tag, "meant_vlan": meant, "sender": sender, "frames": n}
+            for (tag, meant, sender), n in sorted(seen.items())
+        ],
+    }
 
 
 def _if_ipv4(interface: str) -> str | None:
@@ -250,7 +276,9 @@ def _next_hop(s: dict, interface: str, dst: str) -> str:
     return gateway if iface == interface and gateway not in ("0.0.0.0", "", None) else dst
 
 
-def _arp_resolve(s: dict, interface: str, src_mac: str, src_ip: str, target: str, vlan: int | None, wait_s: float) -> str | None:
+def _arp_resolve(
+    s: dict, interface: str, src_mac: str, src_ip: str, target: str, vlan: int | None, wait_s: float
+) -> str | None:
     answer: list[str] = []
 
     def match(pkt) -> bool:
@@ -323,26 +351,47 @@ def send_job(job: dict[str, Any]) -> dict[str, Any]:
     payload = MAGIC + b" " + job["token"].encode()
     if kind == "dhcp-discover":
         chaddr = bytes.fromhex(src_mac.replace(":", ""))
-        packet = (_l2(s, src_mac, BROADCAST, vlan) / s["IP"](src="0.0.0.0", dst="255.255.255.255")
-                  / s["UDP"](sport=68, dport=67) / s["BOOTP"](chaddr=chaddr, xid=xid, flags=0x8000)
-                  / s["DHCP"](options=[("message-type", "discover"), ("param_req_list", [1, 3, 6, 15, 51, 54]), "end"]))  # fmt: skip
+        packet = (
+            _l2(s, src_mac, BROADCAST, vlan)
+            / s["IP"](src="0.0.0.0", dst="255.255.255.255")
+            / s["UDP"](sport=68, dport=67)
+            / s["BOOTP"](chaddr=chaddr, xid=xid, flags=0x8000)
+            / s["DHCP"](options=[("message-type", "discover"), ("param_req_list", [1, 3, 6, 15, 51, 54]), "end"])
+        )
     elif kind == "arp-request":
         packet = _l2(s, src_mac, BROADCAST, vlan) / s["ARP"](op=1, hwsrc=src_mac, psrc=src_ip, pdst=dst)
     elif kind == "icmp-echo":
-        packet = _l2(s, src_mac, dst_mac, vlan) / s["IP"](src=src_ip, dst=dst) / s["ICMP"](id=ident, seq=1) / s["Raw"](payload)
+        packet = (
+            _l2(s, src_mac, dst_mac, vlan)
+            / s["IP"](src=src_ip, dst=dst)
+            / s["ICMP"](id=ident, seq=1)
+            / s["Raw"](payload)
+        )
     elif kind == "tcp-syn":
-        packet = (_l2(s, src_mac, dst_mac, vlan) / s["IP"](src=src_ip, dst=dst)
-                  / s["TCP"](sport=sport, dport=job["port"], flags="S", seq=rng.randint(0, 2**32 - 1)))  # fmt: skip
+        packet = (
+            _l2(s, src_mac, dst_mac, vlan)
+            / s["IP"](src=src_ip, dst=dst)
+            / s["TCP"](sport=sport, dport=job["port"], flags="S", seq=rng.randint(0, 2**32 - 1))
+        )
     else:
-        packet = _l2(s, src_mac, dst_mac, vlan) / s["IP"](src=src_ip, dst=dst) / s["UDP"](sport=sport, dport=job["port"]) / s["Raw"](payload)
+        packet = (
+            _l2(s, src_mac, dst_mac, vlan)
+            / s["IP"](src=src_ip, dst=dst)
+            / s["UDP"](sport=sport, dport=job["port"])
+            / s["Raw"](payload)
+        )
 
     def classify(pkt) -> dict[str, Any] | None:
         """The reply this packet is to our probe, or None."""
         if kind == "dhcp-discover":
             if pkt.haslayer(s["BOOTP"]) and pkt[s["BOOTP"]].op == 2 and pkt[s["BOOTP"]].xid == xid:
                 opts = _dhcp_options(s, pkt) if pkt.haslayer(s["DHCP"]) else {}
-                return {"kind": opts.pop("message_type", "bootp-reply"), "from_ip": pkt[s["IP"]].src,
-                        "offered_ip": pkt[s["BOOTP"]].yiaddr, **opts}  # fmt: skip
+                return {
+                    "kind": opts.pop("message_type", "bootp-reply"),
+                    "from_ip": pkt[s["IP"]].src,
+                    "offered_ip": pkt[s["BOOTP"]].yiaddr,
+                    **opts,
+                }
             return None
         if kind == "arp-request":
             arp = pkt.getlayer(s["ARP"])
@@ -366,8 +415,12 @@ def send_job(job: dict[str, Any]) -> dict[str, Any]:
         tcp = pkt.getlayer(s["TCP"])
         if kind == "tcp-syn" and tcp is not None and tcp.dport == sport and tcp.sport == job["port"]:
             flags = str(tcp.flags)
-            return {"kind": "syn-ack (open)" if "S" in flags and "A" in flags else ("rst (closed)" if "R" in flags else f"tcp {flags}"),
-                    "from_ip": ip.src}  # fmt: skip
+            return {
+                "kind": "syn-ack (open)"
+                if "S" in flags and "A" in flags
+                else ("rst (closed)" if "R" in flags else f"tcp {flags}"),
+                "from_ip": ip.src,
+            }
         udp = pkt.getlayer(s["UDP"])
         if kind == "udp" and udp is not None and udp.dport == sport:
             return {"kind": "udp", "from_ip": ip.src}
@@ -379,8 +432,12 @@ def send_job(job: dict[str, Any]) -> dict[str, Any]:
         found = classify(pkt)
         if found is None:
             return
-        found.update(from_mac=pkt.src, vlan=_vlan_of(s, pkt) if pkt.haslayer(s["Dot1Q"]) else None,
-                     delay_ms=round((float(pkt.time) - sent_time[0]) * 1000, 3), summary=pkt.summary())  # fmt: skip
+        found.update(
+            from_mac=pkt.src,
+            vlan=_vlan_of(s, pkt) if pkt.haslayer(s["Dot1Q"]) else None,
+            delay_ms=round((float(pkt.time) - sent_time[0]) * 1000, 3),
+            summary=pkt.summary(),
+        )
         replies.append(found)
 
     first_only = kind != "dhcp-discover"  # several DHCP servers may answer: listen for all of them
@@ -392,10 +449,16 @@ def send_job(job: dict[str, Any]) -> dict[str, Any]:
         time.sleep(0.01)
     _stop_sniffer(sniffer)
     return {
-        "src_mac": src_mac, "interface_mac": own_mac, "src_ip": src_ip, "dst_mac": dst_mac if kind != "dhcp-discover" else BROADCAST,
-        "sent_summary": packet.summary(), "sent_bytes": len(bytes(packet)), "replies": replies, "notes": notes,
+        "src_mac": src_mac,
+        "interface_mac": own_mac,
+        "src_ip": src_ip,
+        "dst_mac": dst_mac if kind != "dhcp-discover" else BROADCAST,
+        "sent_summary": packet.summary(),
+        "sent_bytes": len(bytes(packet)),
+        "replies": replies,
+        "notes": notes,
         "xid": xid if kind == "dhcp-discover" else None,
-    }  # fmt: skip
+    }
 
 
 JOBS = {"vlan": vlan_job, "send": send_job}

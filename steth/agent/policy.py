@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import typing
-from functools import lru_cache
+from functools import cache
 
 from pydantic import AfterValidator, BaseModel, StringConstraints
 
@@ -50,7 +50,7 @@ def _walk(annotation: object) -> tuple[str | None, list[type[BaseModel]]]:
     return kind, models
 
 
-@lru_cache(maxsize=None)
+@cache
 def plan(model: type[BaseModel]) -> tuple[tuple[str, str | None, tuple[type[BaseModel], ...]], ...]:
     """For each field worth a look: (name, kind or None, nested models). Cached per params class."""
     out = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from steth import codec
 from steth.schemas import subjects
@@ -23,8 +24,9 @@ SWEEP_S = 1.0
 
 
 class PresenceWatch:
-    def __init__(self, nc_of: Callable[[], Any], node: str, heartbeat_s: float,
-                 on_change: Callable[[set[str], set[str]], None]):  # fmt: skip
+    def __init__(
+        self, nc_of: Callable[[], Any], node: str, heartbeat_s: float, on_change: Callable[[set[str], set[str]], None]
+    ):
         self._nc_of = nc_of
         self.node = node
         self._on_change = on_change  # (joined, departed), called from the watch loop

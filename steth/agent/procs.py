@@ -76,7 +76,7 @@ async def run(argv: list[str], timeout: float, *, netns: str | None = None) -> C
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=max(0.05, timeout))
         return Completed(argv, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await kill_group(proc)
         return Completed(argv, None, "", f"{argv[0]} killed at the deadline ({timeout:.1f} s)")
     except BaseException:
@@ -91,5 +91,5 @@ async def kill_group(proc: asyncio.subprocess.Process) -> None:
         pass
     try:
         await asyncio.wait_for(proc.wait(), timeout=5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

@@ -9,7 +9,7 @@ had it pick one replacement. Everyone else's mesh stays as it was.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def score(chooser: str, peer: str) -> int:

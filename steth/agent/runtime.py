@@ -140,11 +140,19 @@ class AgentRuntime:
 
         n = self.config.nats
         return NatsOptions(
-            servers=n.servers, user=n.user, password=n.password, token=n.token, creds=n.creds,
-            nkey_seed=n.nkey_seed, tls_ca=n.tls_ca, tls_cert=n.tls_cert, tls_key=n.tls_key,
-            name=f"steth-agent {self.config.node}", connect_timeout_s=n.connect_timeout_s,
+            servers=n.servers,
+            user=n.user,
+            password=n.password,
+            token=n.token,
+            creds=n.creds,
+            nkey_seed=n.nkey_seed,
+            tls_ca=n.tls_ca,
+            tls_cert=n.tls_cert,
+            tls_key=n.tls_key,
+            name=f"steth-agent {self.config.node}",
+            connect_timeout_s=n.connect_timeout_s,
             inbox_prefix=agent_inbox_prefix(self.config.node),
-        )  # fmt: skip
+        )
 
     def _callbacks(self) -> dict[str, Any]:
         async def disconnected() -> None:
@@ -166,10 +174,12 @@ class AgentRuntime:
             self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
         except BucketNotFoundError:
             cfg = KeyValueConfig(
-                bucket=subjects.PRESENCE_BUCKET, history=1, ttl=self.config.presence_ttl_s,
+                bucket=subjects.PRESENCE_BUCKET,
+                history=1,
+                ttl=self.config.presence_ttl_s,
                 replicas=self.config.presence_replicas,
                 description="steth agents: one entry per node, rewritten every heartbeat",
-            )  # fmt: skip
+            )
             try:
                 self._kv = await js.create_key_value(cfg)
             except Exception:  # another agent created it first
@@ -183,8 +193,9 @@ class AgentRuntime:
         except Exception:  # an old server or a permission: keep the configured interval
             return
         if ttl and self.info.heartbeat_s * 2 > ttl:
-            log.warning("presence bucket TTL is %.1f s: heartbeat every %.2f s, not %.1f s",
-                        ttl, ttl / 3, self.info.heartbeat_s)  # fmt: skip
+            log.warning(
+                "presence bucket TTL is %.1f s: heartbeat every %.2f s, not %.1f s", ttl, ttl / 3, self.info.heartbeat_s
+            )
             self.info.heartbeat_s = ttl / 3
 
     async def _refresh_info(self) -> None:
@@ -242,9 +253,14 @@ class AgentRuntime:
         except Exception as exc:  # nothing a request carries may crash the agent
             log.exception("request on %s failed unexpectedly", msg.subject)
             reply = Reply(
-                node=self.config.node, probe=probe, status=Status.ERROR, message=f"agent error: {exc}",
-                started=received, finished=time.time(), agent_version=__version__,
-            )  # fmt: skip
+                node=self.config.node,
+                probe=probe,
+                status=Status.ERROR,
+                message=f"agent error: {exc}",
+                started=received,
+                finished=time.time(),
+                agent_version=__version__,
+            )
         if reply is None:
             return
         self.requests_handled += 1
@@ -278,10 +294,15 @@ class AgentRuntime:
             key = f"{json.dumps(audit['claimed_kid'])}(not-verified)" if audit.get("claimed_kid") else "unsigned"
         log.info(
             "request id=%s probe=%s status=%s duration=%.3fs sender=%s key=%s args=%s%s",
-            json.dumps(reply.id or "-"), json.dumps(probe), reply.status.value, reply.duration_s,
-            json.dumps(audit.get("sender", "")), key, args,
+            json.dumps(reply.id or "-"),
+            json.dumps(probe),
+            reply.status.value,
+            reply.duration_s,
+            json.dumps(audit.get("sender", "")),
+            key,
+            args,
             f" message={json.dumps(reply.message)}" if reply.message else "",
-        )  # fmt: skip
+        )
 
     async def _dispatch(
         self, probe: str, data: bytes, received: float, subject: str | None = None, audit: dict | None = None
@@ -289,11 +310,20 @@ class AgentRuntime:
         node = self.config.node
         audit = {} if audit is None else audit
 
-        def answer(status: Status, message: str, req_id: str = "", result: dict | None = None, started: float = 0.0) -> Reply:
+        def answer(
+            status: Status, message: str, req_id: str = "", result: dict | None = None, started: float = 0.0
+        ) -> Reply:
             return Reply(
-                id=req_id, node=node, probe=probe, status=status, message=message, result=result,
-                started=started or received, finished=time.time(), agent_version=__version__,
-            )  # fmt: skip
+                id=req_id,
+                node=node,
+                probe=probe,
+                status=status,
+                message=message,
+                result=result,
+                started=started or received,
+                finished=time.time(),
+                agent_version=__version__,
+            )
 
         try:
             req = Request.model_validate(codec.decode(data))
@@ -310,10 +340,17 @@ class AgentRuntime:
             except Busy as exc:
                 return answer(Status.ABORTED, str(exc), req.id)
             except Refused as exc:
-                log.warning("refused request id=%s probe=%s from %s: %s", json.dumps(req.id), probe, json.dumps(req.sender), exc)
+                log.warning(
+                    "refused request id=%s probe=%s from %s: %s", json.dumps(req.id), probe, json.dumps(req.sender), exc
+                )
                 return answer(Status.INVALID, f"refused: {exc}", req.id)
         if req.deadline < received:
-            log.info("request id=%s probe=%s dropped: %.1f s past its deadline", json.dumps(req.id), probe, received - req.deadline)
+            log.info(
+                "request id=%s probe=%s dropped: %.1f s past its deadline",
+                json.dumps(req.id),
+                probe,
+                received - req.deadline,
+            )
             return None
         spec = registry().get(probe)
         if spec is None:
@@ -358,10 +395,14 @@ class AgentRuntime:
 
     def _context(self, deadline: float, run_id: str) -> ProbeContext:
         return ProbeContext(
-            node=self.config.node, roles=self.config.roles, version=__version__,
-            data_plane=self.info.data_plane, allow_mutating=self.config.policy.allow_mutating,
-            deadline=deadline, extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy},
-        )  # fmt: skip
+            node=self.config.node,
+            roles=self.config.roles,
+            version=__version__,
+            data_plane=self.info.data_plane,
+            allow_mutating=self.config.policy.allow_mutating,
+            deadline=deadline,
+            extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy},
+        )
 
     async def _run_probe(self, probe: str, params: Any, ctx: ProbeContext) -> Outcome:
         try:

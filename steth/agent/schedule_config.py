@@ -71,7 +71,7 @@ class ScheduleConfig(_Section):
         return [check_target(t) for t in v]
 
     @model_validator(mode="after")
-    def _probe_and_params(self) -> "ScheduleConfig":
+    def _probe_and_params(self) -> ScheduleConfig:
         from steth.schemas.probes import registry
         from steth.schemas.types import describe_validation_error
 

@@ -57,7 +57,9 @@ class Scheduler:
         self.metrics = runtime.metrics
         self.node = self.config.node
         self.presence = PresenceWatch(lambda: self.rt.nc, self.node, self.config.heartbeat_s, self._presence_changed)
-        self.jobs = [Job(e.name, e.probe, e.interval_s, e.jitter_s, e.plane, e, e.publish) for e in self.config.schedule]
+        self.jobs = [
+            Job(e.name, e.probe, e.interval_s, e.jitter_s, e.plane, e, e.publish) for e in self.config.schedule
+        ]
         m = self.config.mesh
         if m.enabled:
             self.jobs.append(Job(MESH, "ping", m.interval_s, m.jitter_s, m.plane))
@@ -88,7 +90,7 @@ class Scheduler:
             await asyncio.sleep(random.uniform(0, min(job.jitter_s, job.interval_s)))
         try:  # node:NAME targets and the mesh need the current presence first
             await asyncio.wait_for(self.presence.ready.wait(), timeout=10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         while True:
             began = time.monotonic()
@@ -129,13 +131,19 @@ class Scheduler:
         runs = entry.param_sets(resolve)
         labels = {names.get(a, a) for args in runs for a in _targets_of(args, entry.target_param)}
         self._set_targets(job, labels)
-        problem = f"not in presence or no address on {entry.plane or 'the data plane'}: {', '.join(unresolved)}" if unresolved else ""
+        problem = (
+            f"not in presence or no address on {entry.plane or 'the data plane'}: {', '.join(unresolved)}"
+            if unresolved
+            else ""
+        )
         if not runs:
             self._record(job, Status.ABORTED, problem, None, names, None, time.time(), None)
             return
         if unresolved and entry.per_target:  # each target is its own run: the missing ones are runs too
             for target in unresolved:
-                self._record(job, Status.ABORTED, f"{target}: not in presence or no address", None, {}, target, time.time(), None)
+                self._record(
+                    job, Status.ABORTED, f"{target}: not in presence or no address", None, {}, target, time.time(), None
+                )
             problem = ""
         for args in runs:
             target = names.get(args.get(entry.target_param), args.get(entry.target_param)) if entry.per_target else None
@@ -146,7 +154,12 @@ class Scheduler:
         if not peers:
             return  # nobody to ping (a one-node fleet): not a failure of this node
         m = self.config.mesh
-        args = {"targets": sorted(set(peers.values())), "count": m.count, "interval_s": m.packet_interval_s, "max_loss": m.max_loss}
+        args = {
+            "targets": sorted(set(peers.values())),
+            "count": m.count,
+            "interval_s": m.packet_interval_s,
+            "max_loss": m.max_loss,
+        }
         names = {}
         for node, address in peers.items():
             names.setdefault(address, node)
@@ -158,7 +171,16 @@ class Scheduler:
         try:
             params = spec.params.model_validate(args)
         except ValidationError as exc:  # e.g. node:NAME resolved to an address the params refuse
-            self._record(job, Status.ABORTED, f"bad params: {describe_validation_error(exc)}", None, names, target, submitted, None)
+            self._record(
+                job,
+                Status.ABORTED,
+                f"bad params: {describe_validation_error(exc)}",
+                None,
+                names,
+                target,
+                submitted,
+                None,
+            )
             return
         timeout = job.entry.timeout_s if job.entry and job.entry.timeout_s else spec.timeout_for(params)
         run_id = new_request_id()
@@ -170,15 +192,26 @@ class Scheduler:
             message = f"{message}; {problem}"
         self._record(job, status, message, outcome.result, names, target, started or submitted, run_id)
 
-    def _record(self, job: Job, status: Status, message: str, result: dict | None, names: dict[str, str],
-                target: str | None, started: float, run_id: str | None) -> None:  # fmt: skip
+    def _record(
+        self,
+        job: Job,
+        status: Status,
+        message: str,
+        result: dict | None,
+        names: dict[str, str],
+        target: str | None,
+        started: float,
+        run_id: str | None,
+    ) -> None:
         finished = time.time()
         if self.metrics is not None:
             m = self.metrics
             m.observe_run(job.name, job.probe, status is Status.OK, finished - started, finished)
             # A peer that left while this run was in flight already lost its series: do not bring them back.
             if job.probe == "ping" and result:
-                rows = [r for r in result.get("targets") or [] if names.get(r.get("target"), r.get("target")) in job.targets]
+                rows = [
+                    r for r in result.get("targets") or [] if names.get(r.get("target"), r.get("target")) in job.targets
+                ]
                 m.observe_ping(rows, names, job.plane_label)
             elif result and (not target or target in job.targets):
                 m.observe_values(job.name, target or "", job.plane_label, result)
@@ -186,10 +219,20 @@ class Scheduler:
             log.info("schedule %s: %s%s", job.name, status.value, f": {message}" if message else "")
         if self.config.results.publish and job.publish:
             record = ScheduledResult(
-                id=run_id or new_request_id(), node=self.node, probe=job.probe, status=status, message=message,
-                result=result, started=started, finished=finished, agent_version=__version__, schedule=job.name,
-                roles=self.config.roles, peers=names, plane=job.plane or "",
-            )  # fmt: skip
+                id=run_id or new_request_id(),
+                node=self.node,
+                probe=job.probe,
+                status=status,
+                message=message,
+                result=result,
+                started=started,
+                finished=finished,
+                agent_version=__version__,
+                schedule=job.name,
+                roles=self.config.roles,
+                peers=names,
+                plane=job.plane or "",
+            )
             task = asyncio.get_running_loop().create_task(self._publish(record))
             self._tasks.append(task)
             task.add_done_callback(self._forget_task)
@@ -276,10 +319,16 @@ async def ensure_results_stream(nc: Any, cfg: Any) -> bool:
     except NotFoundError:
         pass
     config = StreamConfig(
-        name=cfg.stream, subjects=[f"{subjects.RESULTS}.>"], description="steth: results of scheduled probes",
-        max_age=cfg.max_age_s, max_msgs=cfg.max_msgs, max_bytes=cfg.max_bytes, discard=DiscardPolicy.OLD,
-        storage=StorageType.FILE, num_replicas=cfg.replicas,
-    )  # fmt: skip
+        name=cfg.stream,
+        subjects=[f"{subjects.RESULTS}.>"],
+        description="steth: results of scheduled probes",
+        max_age=cfg.max_age_s,
+        max_msgs=cfg.max_msgs,
+        max_bytes=cfg.max_bytes,
+        discard=DiscardPolicy.OLD,
+        storage=StorageType.FILE,
+        num_replicas=cfg.replicas,
+    )
     try:
         await js.add_stream(config)
         log.info("created the results stream %s", cfg.stream)

@@ -40,7 +40,9 @@ async def kernel_vlan_support(interface: str, timeout: float) -> str | None:
     name = f"stq{os.getpid() % 100000}"
     if _exists(name):
         return f"cannot test 802.1Q support: {name} exists"
-    done = await procs.run(["ip", "link", "add", "link", interface, "name", name, "type", "vlan", "id", "4094"], timeout=timeout)
+    done = await procs.run(
+        ["ip", "link", "add", "link", interface, "name", name, "type", "vlan", "id", "4094"], timeout=timeout
+    )
     if done.returncode == 0:
         await procs.run(["ip", "link", "del", name], timeout=timeout)
         return None
@@ -52,8 +54,13 @@ def _remove(names: list[str], marker: str) -> None:
     """Synchronous on purpose: it must finish even while the request's task is being cancelled."""
     ours = [n for n in names if _exists(n) and _alias(n) == marker]
     if ours:
-        subprocess.run(["ip", "-batch", "-"], input="".join(f"link del {n}\n" for n in ours), text=True,
-                       capture_output=True, timeout=10)  # fmt: skip
+        subprocess.run(
+            ["ip", "-batch", "-"],
+            input="".join(f"link del {n}\n" for n in ours),
+            text=True,
+            capture_output=True,
+            timeout=10,
+        )
 
 
 async def _ping(name: str, address: str, count: int, timeout: float):
@@ -66,7 +73,9 @@ async def _ping(name: str, address: str, count: int, timeout: float):
 
 async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     if not ctx.allow_mutating:
-        raise ProbeAborted("refused: --mode subinterface creates VLAN interfaces; mutating probes are off in this agent's policy")
+        raise ProbeAborted(
+            "refused: --mode subinterface creates VLAN interfaces; mutating probes are off in this agent's policy"
+        )
     if packets.interface_mac(params.interface) is None:
         raise ProbeAborted(f"no interface {params.interface} on this node")
     reason = await kernel_vlan_support(params.interface, timeout=min(5.0, ctx.remaining(0.1)))
@@ -83,22 +92,31 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
         for vlan, name in names.items():
             if _exists(name):
                 raise ProbeAborted(f"{name} exists already and is not steth's to change")
-            for argv in (["ip", "link", "add", "link", params.interface, "name", name, "type", "vlan", "id", str(vlan)],
-                         ["ip", "link", "set", "dev", name, "alias", marker],
-                         ["ip", "addr", "add", f"{address[ctx.node]}/{net.prefixlen}", "dev", name],
-                         ["ip", "link", "set", "dev", name, "up"]):  # fmt: skip
+            for argv in (
+                ["ip", "link", "add", "link", params.interface, "name", name, "type", "vlan", "id", str(vlan)],
+                ["ip", "link", "set", "dev", name, "alias", marker],
+                ["ip", "addr", "add", f"{address[ctx.node]}/{net.prefixlen}", "dev", name],
+                ["ip", "link", "set", "dev", name, "up"],
+            ):
                 done = await procs.run(argv, timeout=ctx.remaining(0.5))
                 if done.returncode != 0:
                     raise ProbeAborted(f"{' '.join(argv[:4])} {name}: {done.stderr.strip() or done.returncode}")
         await asyncio.sleep(max(0.0, send_at - time.time()))
         peers = [p for p in params.nodes if p != ctx.node]
-        pings = await asyncio.gather(*(_ping(names[v], address[p], params.frames, ctx.remaining(0.5))
-                                       for v in params.vlans for p in peers))  # fmt: skip
+        pings = await asyncio.gather(
+            *(_ping(names[v], address[p], params.frames, ctx.remaining(0.5)) for v in params.vlans for p in peers)
+        )
     finally:
         _remove(list(names.values()), marker)
-    rows = [VlanPeerRow(vlan=v, peer=p, frames=r.received, expected=r.sent or params.frames, passed=r.received > 0, detail=r.error)
-            for (v, p), r in zip(((v, p) for v in params.vlans for p in peers), pings)]  # fmt: skip
-    result = VlanCheckResult(interface=params.interface, mode=params.mode, vlans=params.vlans, sent_at=send_at, rows=rows)
+    rows = [
+        VlanPeerRow(
+            vlan=v, peer=p, frames=r.received, expected=r.sent or params.frames, passed=r.received > 0, detail=r.error
+        )
+        for (v, p), r in zip(((v, p) for v in params.vlans for p in peers), pings)
+    ]
+    result = VlanCheckResult(
+        interface=params.interface, mode=params.mode, vlans=params.vlans, sent_at=send_at, rows=rows
+    )
     from steth.agent.probes.vlan_check import verdict
 
     return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, verdict(rows), result.model_dump())

@@ -18,7 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("lab", "A real local fleet in network namespaces: up, status, env, down."),
     "port-check": ("port_check", "One Neutron port end to end (wiring, DHCP path, dnsmasq, reach): the failing hop."),
     "vm-check": ("vm_check", "A server's ports end to end (port-check for each): the failing hop."),
-    "network-check": ("network_check", "A Neutron network: its DHCP agents' dnsmasq and the segment between its hosts."),
+    "network-check": (
+        "network_check",
+        "A Neutron network: its DHCP agents' dnsmasq and the segment between its hosts.",
+    ),
     "watch": ("watch", "Show the agents' scheduled results live (mesh, [[schedule]] entries)."),
     "history": ("history", "Read scheduled results back from the results stream: --probe, --since 1h."),
     "ovs": ("ovs", "Open vSwitch bridges and ports from OVSDB; dead ports, ofport -1, broken patches are findings."),
@@ -32,7 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "netns": ("netns", "Network namespaces (qdhcp-, qrouter-, snat-, fip-, ...) with interfaces and addresses."),
     "arping": ("arping", "ARP-ping an address on an interface: replies and the answering MACs."),
     "mtu": ("mtu", "Path MTU to an address or node: largest don't-fragment packet that passes."),
-    "bandwidth": ("bandwidth", "iperf3 between node pairs, one pair at a time: bits/s, retransmits, UDP jitter and loss."),
+    "bandwidth": (
+        "bandwidth",
+        "iperf3 between node pairs, one pair at a time: bits/s, retransmits, UDP jitter and loss.",
+    ),
     "capture": ("capture", "tcpdump on the selected nodes, bounded: packet summaries, and a pcap per node with -w."),
     "link": ("link", "Create and remove steth-marked links (veth, macvlan, bridge, VLAN); mutating, policy-gated."),
 }
@@ -54,10 +60,19 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--nats-url", envvar="STETH_NATS_URL", metavar="URL[,URL]",
-              help="NATS server(s). Default: STETH_NATS_URL, the config file, a running lab, nats://127.0.0.1:4222.")
-@click.option("--config", "config_path", envvar="STETH_CONFIG", metavar="FILE",
-              help="Controller config (TOML, [nats] table). Default: ~/.config/steth/steth.toml, /etc/steth/steth.toml.")
+@click.option(
+    "--nats-url",
+    envvar="STETH_NATS_URL",
+    metavar="URL[,URL]",
+    help="NATS server(s). Default: STETH_NATS_URL, the config file, a running lab, nats://127.0.0.1:4222.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="STETH_CONFIG",
+    metavar="FILE",
+    help="Controller config (TOML, [nats] table). Default: ~/.config/steth/steth.toml, /etc/steth/steth.toml.",
+)
 @click.option("--user", envvar="STETH_NATS_USER", help="NATS user name.")
 @click.option("--password", envvar="STETH_NATS_PASSWORD", help="NATS password (prefer the variable).")
 @click.option("--creds", envvar="STETH_NATS_CREDS", metavar="FILE", help="NATS credentials file (JWT and nkey).")
@@ -65,17 +80,36 @@ class LazyGroup(click.Group):
 @click.option("--tls-ca", envvar="STETH_NATS_TLS_CA", metavar="FILE", help="CA bundle to verify the server.")
 @click.option("--tls-cert", envvar="STETH_NATS_TLS_CERT", metavar="FILE", help="Client certificate (mutual TLS).")
 @click.option("--tls-key", envvar="STETH_NATS_TLS_KEY", metavar="FILE", help="Client key (mutual TLS).")
-@click.option("--signing-key", envvar="STETH_SIGNING_KEY", metavar="FILE",
-              help="Sign requests with this ed25519 key (`steth keys create`); default: [security] signing_key.")
-@click.option("--expect-from", type=click.Choice(["presence", "openstack"]), envvar="STETH_EXPECT_FROM",
-              default="presence", show_default=True,
-              help="Who must answer a --role/--all broadcast: the agents in presence, or also every host OpenStack "
-                   "lists (hypervisors: compute; DHCP/L3/metadata agents: network), so a host without an agent is named.")
+@click.option(
+    "--signing-key",
+    envvar="STETH_SIGNING_KEY",
+    metavar="FILE",
+    help="Sign requests with this ed25519 key (`steth keys create`); default: [security] signing_key.",
+)
+@click.option(
+    "--expect-from",
+    type=click.Choice(["presence", "openstack"]),
+    envvar="STETH_EXPECT_FROM",
+    default="presence",
+    show_default=True,
+    help="Who must answer a --role/--all broadcast: the agents in presence, or also every host OpenStack "
+    "lists (hypervisors: compute; DHCP/L3/metadata agents: network), so a host without an agent is named.",
+)
 @click.option("--os-cloud", envvar="OS_CLOUD", metavar="NAME", help="Cloud in clouds.yaml for --expect-from openstack.")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default=None,
-              help="Output format (also accepted after the command).")
-@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=None, metavar="S",
-              help="Seconds to wait for replies (default: from the probe and its params).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default=None,
+    help="Output format (also accepted after the command).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=None,
+    metavar="S",
+    help="Seconds to wait for replies (default: from the probe and its params).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, **options) -> None:
@@ -130,7 +164,9 @@ def main() -> None:
         if isinstance(exc, NatsUnavailable):
             click.echo(f"steth: error: {exc} (check --nats-url or STETH_NATS_URL)", err=True)
         else:
-            click.echo(f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True)
+            click.echo(
+                f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True
+            )
         sys.exit(EXIT_UNAVAILABLE)
 
 

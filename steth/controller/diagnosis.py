@@ -50,14 +50,25 @@ class Diagnosis:
         if failed:
             where = f"{failed.node} {failed.check}".strip()
             message = f"{where}: {failed.detail}" if failed.detail else where
-            return {"status": "finding", "stage": failed.stage, "node": failed.node, "check": failed.check,
-                    "message": message, "cause": failed.cause}  # fmt: skip
+            return {
+                "status": "finding",
+                "stage": failed.stage,
+                "node": failed.node,
+                "check": failed.check,
+                "message": message,
+                "cause": failed.cause,
+            }
         silent = [h for h in self.hops if h.status in (NO_REPLY, NOT_RUN)]
         if silent:
             nodes = sorted({h.node for h in silent})
-            return {"status": "incomplete", "stage": silent[0].stage, "node": silent[0].node, "check": silent[0].check,
-                    "message": f"{silent[0].node}: {silent[0].detail}",
-                    "cause": f"nothing could be checked on {', '.join(nodes)}: is steth-agent running there?"}  # fmt: skip
+            return {
+                "status": "incomplete",
+                "stage": silent[0].stage,
+                "node": silent[0].node,
+                "check": silent[0].check,
+                "message": f"{silent[0].node}: {silent[0].detail}",
+                "cause": f"nothing could be checked on {', '.join(nodes)}: is steth-agent running there?",
+            }
         return {"status": "ok", "stage": "", "node": "", "check": "", "message": "every hop passed", "cause": ""}
 
     def exit_code(self) -> int:
@@ -72,9 +83,16 @@ class Diagnosis:
         return f"VERDICT: {head} {v['message']}" + (f"; likely cause: {v['cause']}" if v["cause"] else "")
 
     def document(self) -> dict[str, Any]:
-        return {"command": self.command, "subject": self.subject, "elapsed_s": round(time.monotonic() - self.started, 3),
-                "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "verdict": self.verdict(),
-                "hops": [asdict(h) for h in self.hops], "notes": self.notes, "probes": self.raw}  # fmt: skip
+        return {
+            "command": self.command,
+            "subject": self.subject,
+            "elapsed_s": round(time.monotonic() - self.started, 3),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "verdict": self.verdict(),
+            "hops": [asdict(h) for h in self.hops],
+            "notes": self.notes,
+            "probes": self.raw,
+        }
 
     def emit(self, output: str) -> int:
         if output != "table":
@@ -98,7 +116,9 @@ class Diagnosis:
         return self.exit_code()
 
     def header_lines(self) -> list[str]:
-        return [f"{k}: {v}" for k, v in self.subject.items() if isinstance(v, (str, int, float)) and v not in ("", None)]
+        return [
+            f"{k}: {v}" for k, v in self.subject.items() if isinstance(v, (str, int, float)) and v not in ("", None)
+        ]
 
 
 def invocation(output: str | None, timeout: float | None):
@@ -107,8 +127,13 @@ def invocation(output: str | None, timeout: float | None):
     from steth.controller.session import Selection
 
     group = click.get_current_context().find_root().obj or {}
-    return Invocation(group, Selection(), output or group.get("output") or "table",
-                      timeout if timeout is not None else group.get("timeout"), False)  # fmt: skip
+    return Invocation(
+        group,
+        Selection(),
+        output or group.get("output") or "table",
+        timeout if timeout is not None else group.get("timeout"),
+        False,
+    )
 
 
 def options(f):
@@ -116,9 +141,18 @@ def options(f):
     from steth.controller.inventory import os_options
     from steth.controller.options import output_options
 
-    f = click.option("--no-inject", is_flag=True, help="Do not inject a DHCP DISCOVER: only listen (what the VM sends itself).")(f)
-    f = click.option("--listen", "listen_s", type=click.FloatRange(3.0, 30.0), default=5.0, show_default=True, metavar="S",
-                     help="How long every node listens for the port's DHCP exchange.")(f)  # fmt: skip
+    f = click.option(
+        "--no-inject", is_flag=True, help="Do not inject a DHCP DISCOVER: only listen (what the VM sends itself)."
+    )(f)
+    f = click.option(
+        "--listen",
+        "listen_s",
+        type=click.FloatRange(3.0, 30.0),
+        default=5.0,
+        show_default=True,
+        metavar="S",
+        help="How long every node listens for the port's DHCP exchange.",
+    )(f)
     return os_options(output_options(f))
 
 

@@ -43,18 +43,31 @@ def resolve(inv: Inventory, name_or_id: str) -> dict[str, Any]:
     dhcp = inv.dhcp_agents(net.id)
     agents = [a for a in inv.neutron_agents() if a.agent_type == OVS_AGENT_TYPE]
     computes = sorted({p.host for p in ports if p.host and p.device_owner.startswith("compute:")})
-    return {"network": net, "subnets": inv.subnets(net.id), "ports": ports, "dhcp_hosts": [(a.host, a.alive) for a in dhcp],
-            "computes": computes, "ovs_agents": {a.host: a for a in agents}}  # fmt: skip
+    return {
+        "network": net,
+        "subnets": inv.subnets(net.id),
+        "ports": ports,
+        "dhcp_hosts": [(a.host, a.alive) for a in dhcp],
+        "computes": computes,
+        "ovs_agents": {a.host: a for a in agents},
+    }
 
 
 def subject(r: dict[str, Any]) -> dict[str, Any]:
     n = r["network"]
-    seg = f"{n.network_type or '?'}" + (f" {n.segmentation_id}" if n.segmentation_id is not None else "") + (
-        f" on {n.physical_network}" if n.physical_network else "")  # fmt: skip
-    return {"network": f"{n.name or n.id} ({n.id})", "segment": f"{seg}, MTU {n.mtu}",
-            "subnets": ", ".join(s.cidr for s in r["subnets"]) or "-", "ports": len(r["ports"]),
-            "compute hosts": ", ".join(r["computes"]) or "none",
-            "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in r["dhcp_hosts"]) or "none"}  # fmt: skip
+    seg = (
+        f"{n.network_type or '?'}"
+        + (f" {n.segmentation_id}" if n.segmentation_id is not None else "")
+        + (f" on {n.physical_network}" if n.physical_network else "")
+    )
+    return {
+        "network": f"{n.name or n.id} ({n.id})",
+        "segment": f"{seg}, MTU {n.mtu}",
+        "subnets": ", ".join(s.cidr for s in r["subnets"]) or "-",
+        "ports": len(r["ports"]),
+        "compute hosts": ", ".join(r["computes"]) or "none",
+        "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in r["dhcp_hosts"]) or "none",
+    }
 
 
 async def check(invocation, r: dict[str, Any], timeout: float | None) -> Diagnosis:
@@ -72,23 +85,40 @@ async def check(invocation, r: dict[str, Any], timeout: float | None) -> Diagnos
             per = {}
             for host, _ in r["dhcp_hosts"]:
                 dport = [p for p in r["ports"] if p.device_owner == "network:dhcp" and p.host == host]
-                args = {"netns": f"qdhcp-{net.id}", "dnsmasq": True, "host_entries": entries, "arping": v4,
-                        "expect_addresses": dport[0].addresses if dport else []}  # fmt: skip
+                args = {
+                    "netns": f"qdhcp-{net.id}",
+                    "dnsmasq": True,
+                    "host_entries": entries,
+                    "arping": v4,
+                    "expect_addresses": dport[0].addresses if dport else [],
+                }
                 if net.mtu and v4:
                     args["ping_size_bytes"] = net.mtu
                 per[host] = args
             jobs["neutron-ns"] = _run(s, "neutron-ns", per, timeout)
         segment = None
         if net.network_type in ("vlan", "flat") and len(hosts) > 1:
-            bridges = {h: (r["ovs_agents"][h].configurations.get("bridge_mappings") or {}).get(net.physical_network)
-                       for h in hosts if h in r["ovs_agents"]}  # fmt: skip
+            bridges = {
+                h: (r["ovs_agents"][h].configurations.get("bridge_mappings") or {}).get(net.physical_network)
+                for h in hosts
+                if h in r["ovs_agents"]
+            }
             segment = ("vlan", bridges)
         elif net.network_type in TUNNEL_OVERHEAD and len(hosts) > 1:
             ips = {h: r["ovs_agents"][h].configurations.get("tunneling_ip") for h in hosts if h in r["ovs_agents"]}
             ips = {h: ip for h, ip in ips.items() if ip}
             size = (net.mtu or 1450) + TUNNEL_OVERHEAD[net.network_type]
-            per = {h: {"targets": [ip for o, ip in ips.items() if o != h], "count": 3, "interval_s": 0.2,
-                       "size_bytes": size - 28, "dont_fragment": True} for h in ips if len(ips) > 1}  # fmt: skip
+            per = {
+                h: {
+                    "targets": [ip for o, ip in ips.items() if o != h],
+                    "count": 3,
+                    "interval_s": 0.2,
+                    "size_bytes": size - 28,
+                    "dont_fragment": True,
+                }
+                for h in ips
+                if len(ips) > 1
+            }
             if per:
                 jobs["ping"] = _run(s, "ping", per, timeout)
             segment = ("tunnel", ips)
@@ -106,8 +136,10 @@ async def check(invocation, r: dict[str, Any], timeout: float | None) -> Diagnos
                     uplinks[n.node] = ups[0]
             if len(uplinks) > 1 and net.segmentation_id:
                 token = secrets.token_hex(6)
-                per = {h: {"interface": i, "vlans": [net.segmentation_id], "nodes": sorted(uplinks), "token": token}
-                       for h, i in uplinks.items()}  # fmt: skip
+                per = {
+                    h: {"interface": i, "vlans": [net.segmentation_id], "nodes": sorted(uplinks), "token": token}
+                    for h, i in uplinks.items()
+                }
                 done["vlan-check"] = await _run(s, "vlan-check", per, timeout)
             done["_uplinks"] = uplinks
     diag.timings["probes"] = time.monotonic() - started
@@ -118,16 +150,28 @@ async def check(invocation, r: dict[str, Any], timeout: float | None) -> Diagnos
     segment_hops(diag, r, hosts, done, uplinks, present)
     reach_hops(diag, r, done.get("neutron-ns"))
     if not r["dhcp_hosts"] and any(s.enable_dhcp for s in r["subnets"]):
-        diag.add("dhcp-server", "-", "DHCP agents", FAIL, "DHCP is enabled but no DHCP agent hosts the network",
-                 "no alive DHCP agent was scheduled for the network (neutron-dhcp-agent, dhcp_agents_per_network)")  # fmt: skip
+        diag.add(
+            "dhcp-server",
+            "-",
+            "DHCP agents",
+            FAIL,
+            "DHCP is enabled but no DHCP agent hosts the network",
+            "no alive DHCP agent was scheduled for the network (neutron-dhcp-agent, dhcp_agents_per_network)",
+        )
     return diag
 
 
 def server_hops(diag: Diagnosis, r: dict, gathered, present) -> None:
     for host, alive in r["dhcp_hosts"]:
         if not alive:
-            diag.add("dhcp-server", host, "DHCP agent", FAIL, "Neutron reports the DHCP agent down",
-                     f"neutron-dhcp-agent on {host} is not reporting")  # fmt: skip
+            diag.add(
+                "dhcp-server",
+                host,
+                "DHCP agent",
+                FAIL,
+                "Neutron reports the DHCP agent down",
+                f"neutron-dhcp-agent on {host} is not reporting",
+            )
         res = gathered.by_node().get(host) if gathered is not None else None
         if unanswered(diag, "dhcp-server", host, "neutron-ns qdhcp", res, present):
             continue
@@ -135,17 +179,24 @@ def server_hops(diag: Diagnosis, r: dict, gathered, present) -> None:
         missing = [c for c in checks if c["check"] == "host-entry" and not c["ok"]]
         for c in checks:
             if c["check"] in ("netns", "address", "dnsmasq"):
-                cause = {"netns": f"the DHCP agent on {host} has not set up the network", "address": "the DHCP port's "
-                         "address is not configured (neutron-dhcp-agent)", "dnsmasq": f"dnsmasq is not running on {host}: "
-                         "neutron-dhcp-agent should respawn it"}[c["check"]]  # fmt: skip
+                cause = {
+                    "netns": f"the DHCP agent on {host} has not set up the network",
+                    "address": "the DHCP port's address is not configured (neutron-dhcp-agent)",
+                    "dnsmasq": f"dnsmasq is not running on {host}: neutron-dhcp-agent should respawn it",
+                }[c["check"]]
                 label = {"netns": "netns qdhcp", "dnsmasq": "dnsmasq"}.get(c["check"], f"address {c['target']}")
                 diag.add("dhcp-server", host, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else cause)
         entries = [c for c in checks if c["check"] == "host-entry"]
         if entries:
-            diag.add("dhcp-server", host, "host entries", FAIL if missing else OK,
-                     f"{len(entries) - len(missing)}/{len(entries)} ports in the host file"
-                     + (f"; missing {', '.join(c['target'] for c in missing[:3])}" if missing else ""),
-                     "the DHCP agent has not synced these ports into dnsmasq's host file" if missing else "")  # fmt: skip
+            diag.add(
+                "dhcp-server",
+                host,
+                "host entries",
+                FAIL if missing else OK,
+                f"{len(entries) - len(missing)}/{len(entries)} ports in the host file"
+                + (f"; missing {', '.join(c['target'] for c in missing[:3])}" if missing else ""),
+                "the DHCP agent has not synced these ports into dnsmasq's host file" if missing else "",
+            )
 
 
 def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks: dict, present) -> None:
@@ -157,17 +208,32 @@ def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks
         ups = done.get("ovs-uplinks")
         for h in hosts:
             if h not in r["ovs_agents"]:
-                diag.add("segment", h, "OVS agent", FAIL, "no Neutron OVS agent on this host", "neutron-openvswitch-agent missing")
+                diag.add(
+                    "segment",
+                    h,
+                    "OVS agent",
+                    FAIL,
+                    "no Neutron OVS agent on this host",
+                    "neutron-openvswitch-agent missing",
+                )
                 continue
             res = ups.by_node().get(h) if ups is not None else None
             if unanswered(diag, "segment", h, "ovs-uplinks", res, present):
                 continue
-            diag.add("segment", h, "uplink", OK if res.status is Status.OK else FAIL,
-                     uplinks.get(h) or res.message, "" if res.status is Status.OK else "the provider bridge or its uplink is missing")  # fmt: skip
+            diag.add(
+                "segment",
+                h,
+                "uplink",
+                OK if res.status is Status.OK else FAIL,
+                uplinks.get(h) or res.message,
+                "" if res.status is Status.OK else "the provider bridge or its uplink is missing",
+            )
         vc = done.get("vlan-check")
         if vc is None:
             if net.network_type == "vlan":
-                diag.add("segment", "-", f"VLAN {net.segmentation_id}", SKIPPED, "fewer than two hosts with a known uplink")
+                diag.add(
+                    "segment", "-", f"VLAN {net.segmentation_id}", SKIPPED, "fewer than two hosts with a known uplink"
+                )
             return
         from steth.controller.commands.vlan_check import build_pairs
 
@@ -175,11 +241,20 @@ def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks
         pairs = build_pairs(vc, nodes, [net.segmentation_id])
         for p in pairs:
             status = {"passed": OK, "lost": FAIL}.get(p["result"], SKIPPED)
-            diag.add("segment", f"{p['from']}>{p['to']}", f"VLAN {p['vlan']}", status,
-                     {"passed": "tagged frames arrive", "lost": "tagged frames do not arrive"}.get(p["result"], p["detail"] or "unknown")
-                     + (f" ({p['detail']})" if p["detail"] and p["result"] == "lost" else ""),
-                     "" if status != FAIL else f"VLAN {p['vlan']} is not trunked between {p['from']} and {p['to']} "
-                     f"(switch ports, {net.physical_network} uplinks)")  # fmt: skip
+            diag.add(
+                "segment",
+                f"{p['from']}>{p['to']}",
+                f"VLAN {p['vlan']}",
+                status,
+                {"passed": "tagged frames arrive", "lost": "tagged frames do not arrive"}.get(
+                    p["result"], p["detail"] or "unknown"
+                )
+                + (f" ({p['detail']})" if p["detail"] and p["result"] == "lost" else ""),
+                ""
+                if status != FAIL
+                else f"VLAN {p['vlan']} is not trunked between {p['from']} and {p['to']} "
+                f"(switch ports, {net.physical_network} uplinks)",
+            )
         return
     ping = done.get("ping")
     if ping is None:
@@ -190,10 +265,17 @@ def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks
             continue
         for t in (n.result or {}).get("targets", []):
             ok = t.get("received", 0) > 0
-            diag.add("segment", n.node, f"tunnel -> {t['target']}", OK if ok else FAIL,
-                     f"loss {t.get('loss', 1):.0%}" + (f" ({t['error']})" if t.get("error") else ""),
-                     "" if ok else "the underlay between the tunnel endpoints (routing, firewall, or an MTU below "
-                     f"{(net.mtu or 0) + TUNNEL_OVERHEAD.get(net.network_type, 0)})")  # fmt: skip
+            diag.add(
+                "segment",
+                n.node,
+                f"tunnel -> {t['target']}",
+                OK if ok else FAIL,
+                f"loss {t.get('loss', 1):.0%}" + (f" ({t['error']})" if t.get("error") else ""),
+                ""
+                if ok
+                else "the underlay between the tunnel endpoints (routing, firewall, or an MTU below "
+                f"{(net.mtu or 0) + TUNNEL_OVERHEAD.get(net.network_type, 0)})",
+            )
 
 
 def reach_hops(diag: Diagnosis, r: dict, gathered) -> None:
@@ -208,6 +290,9 @@ def reach_hops(diag: Diagnosis, r: dict, gathered) -> None:
                 continue
             to = where.get(c["target"]) or "?"
             label = f"{'ARP' if c['check'] == 'arping' else 'MTU'} qdhcp -> {c['target']} ({to})"
-            cause = (f"L2 between {n.node} and {to}: the port's wiring on {to} or the segment" if c["check"] == "arping"
-                     else f"an MTU below {r['network'].mtu} between {n.node} and {to}")  # fmt: skip
+            cause = (
+                f"L2 between {n.node} and {to}: the port's wiring on {to} or the segment"
+                if c["check"] == "arping"
+                else f"an MTU below {r['network'].mtu} between {n.node} and {to}"
+            )
             diag.add("reach", n.node, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else cause)

@@ -24,8 +24,8 @@ from typing import Any
 
 from steth.controller.diagnosis import FAIL, OK, SKIPPED, UNREACHED, Diagnosis, unanswered
 from steth.controller.errors import UsageError
-from steth.controller.output import document
 from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Router, Subnet
+from steth.controller.output import document
 from steth.schemas.envelope import Status
 
 DEFAULT_LISTEN_S = 5.0
@@ -60,15 +60,24 @@ class PortContext:
 
     def subject(self) -> dict[str, Any]:
         n = self.network
-        seg = f"{n.network_type or '?'}" + (f" {n.segmentation_id}" if n.segmentation_id is not None else "") + (
-            f" on {n.physical_network}" if n.physical_network else "")  # fmt: skip
+        seg = (
+            f"{n.network_type or '?'}"
+            + (f" {n.segmentation_id}" if n.segmentation_id is not None else "")
+            + (f" on {n.physical_network}" if n.physical_network else "")
+        )
         return {
-            "port": self.port.id, "mac": self.port.mac, "addresses": ", ".join(self.port.addresses) or "-",
-            "host": self.host, "plugging (Neutron)": "hybrid" if self.hybrid else "native",
+            "port": self.port.id,
+            "mac": self.port.mac,
+            "addresses": ", ".join(self.port.addresses) or "-",
+            "host": self.host,
+            "plugging (Neutron)": "hybrid" if self.hybrid else "native",
             "network": f"{n.name or n.id} ({n.id}), {seg}, MTU {n.mtu}",
             "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in self.dhcp_hosts) or "none",
-            "routers": ", ".join(f"{r.name or r.id} on {', '.join(h for h, _ in r.l3_hosts) or 'no L3 agent'}" for r in self.routers) or "none",
-        }  # fmt: skip
+            "routers": ", ".join(
+                f"{r.name or r.id} on {', '.join(h for h, _ in r.l3_hosts) or 'no L3 agent'}" for r in self.routers
+            )
+            or "none",
+        }
 
 
 def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> PortContext:
@@ -76,8 +85,10 @@ def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> Por
     inv.require_admin("port-check (binding:host_id, provider network, agents)")
     port = inv.port(port_id)
     if not port.host:
-        raise UsageError(f"port {port.id} is not bound to any host (binding:host_id is empty; status {port.status or '?'}): "
-                         "nothing to check on a compute node")  # fmt: skip
+        raise UsageError(
+            f"port {port.id} is not bound to any host (binding:host_id is empty; status {port.status or '?'}): "
+            "nothing to check on a compute node"
+        )
     network = inv.network(port.network_id)
     subnets = inv.subnets(network.id)
     dhcp = inv.dhcp_agents(network.id)
@@ -90,7 +101,9 @@ def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> Por
                 mapping = (agent.configurations or {}).get("bridge_mappings") or {}
                 if network.physical_network in mapping:
                     bridges[agent.host] = mapping[network.physical_network]
-    ctx = PortContext(port, network, subnets, [(a.host, a.alive) for a in dhcp], dhcp_ports, routers, bridges, server_host)
+    ctx = PortContext(
+        port, network, subnets, [(a.host, a.alive) for a in dhcp], dhcp_ports, routers, bridges, server_host
+    )
     if not any(s.enable_dhcp for s in subnets):
         ctx.notes.append("no subnet of the network has DHCP enabled: the DHCP checks are skipped")
         ctx.dhcp_hosts = []
@@ -104,7 +117,12 @@ def plan(ctx: PortContext, listen_s: float, inject: bool) -> dict[str, dict[str,
     """probe -> {node: args}; two requests of one probe to one node get distinct probe keys ("neutron-ns#router")."""
     d = devs(ctx.port.id)
     mtu = ctx.network.mtu
-    calls: dict[str, dict[str, dict[str, Any]]] = {"vif": {}, "dhcp-watch": {}, "neutron-ns": {}, "neutron-ns#router": {}}
+    calls: dict[str, dict[str, dict[str, Any]]] = {
+        "vif": {},
+        "dhcp-watch": {},
+        "neutron-ns": {},
+        "neutron-ns#router": {},
+    }
     vif = {"port_id": ctx.port.id, "mac": ctx.port.mac}
     if mtu:
         vif["expect_mtu_bytes"] = mtu
@@ -118,7 +136,9 @@ def plan(ctx: PortContext, listen_s: float, inject: bool) -> dict[str, dict[str,
         if ctx.host in ctx.provider_bridges:
             compute["uplink_bridges"] = [ctx.provider_bridges[ctx.host]]
         if inject:
-            compute.update(inject="send", inject_port=d["qvb"]) if ctx.hybrid else compute.update(inject="ovs", inject_port=d["tap"])
+            compute.update(inject="send", inject_port=d["qvb"]) if ctx.hybrid else compute.update(
+                inject="ovs", inject_port=d["tap"]
+            )
             # Later injection for a longer window: slow nodes get more time to start listening first.
             compute.update(inject_delay_s=max(1.0, min(listen_s * 0.4, listen_s - 2.0)))
         calls["dhcp-watch"][ctx.host] = compute
@@ -129,8 +149,12 @@ def plan(ctx: PortContext, listen_s: float, inject: bool) -> dict[str, dict[str,
                 args["interfaces"] = [*args["interfaces"], devs(dport.id)["tap"]]
             if host in ctx.provider_bridges and ctx.provider_bridges[host] not in args.get("uplink_bridges", []):
                 args["uplink_bridges"] = [*args.get("uplink_bridges", []), ctx.provider_bridges[host]]
-            ns = {"netns": f"qdhcp-{ctx.network.id}", "dnsmasq": True,
-                  "host_entries": [{"mac": ctx.port.mac, "ip": ip} for ip in ctx.port.addresses], "arping": v4}  # fmt: skip
+            ns = {
+                "netns": f"qdhcp-{ctx.network.id}",
+                "dnsmasq": True,
+                "host_entries": [{"mac": ctx.port.mac, "ip": ip} for ip in ctx.port.addresses],
+                "arping": v4,
+            }
             if dport is not None:
                 ns["expect_addresses"] = dport.addresses
             if mtu and v4:
@@ -154,7 +178,9 @@ async def run_plan(session, calls: dict[str, dict[str, dict[str, Any]]], timeout
         if spec is None:
             raise UsageError(f"this steth has no probe {probe!r}")
         longest = max(spec.timeout_for(spec.params.model_validate(a)) for a in per_node.values())
-        wire = {n: spec.params.model_validate(a).model_dump(mode="json", exclude_defaults=True) for n, a in per_node.items()}
+        wire = {
+            n: spec.params.model_validate(a).model_dump(mode="json", exclude_defaults=True) for n, a in per_node.items()
+        }
         return key, await session.run(probe, Selection(), timeout or longest, per_node_args=wire)
 
     done = await asyncio.gather(*(one(k, v) for k, v in calls.items()))
@@ -175,20 +201,32 @@ def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
     res = r.result or {}
     causes = {
         "ovs-port": f"the port is not plugged into br-int on {ctx.host}: Nova/os-vif did not plug it or it was removed "
-                    "(nova-compute and neutron-openvswitch-agent logs)",
+        "(nova-compute and neutron-openvswitch-agent logs)",
         "attached-mac": "the OVS port carries another MAC than Neutron's: a stale or wrongly plugged interface",
         "tag": f"the Neutron OVS agent on {ctx.host} has not wired the port (binding failed, agent down or out of sync)",
         "ofport": "OVS cannot open the device (it vanished or was recreated)",
         "device": "the VM's interface or its plugging devices are missing or down (libvirt, os-vif)",
         "mtu": f"a device of the chain has an MTU below the network's {ctx.network.mtu}",
         "plugging": "the plugging style differs from the firewall driver Neutron reports (firewall_driver mismatch)",
-    }  # fmt: skip
+    }
     for c in res.get("checks", []):
-        diag.add("port", ctx.host, f"{c['check']} {c['target']}".strip(), OK if c["ok"] else FAIL, c["detail"],
-                 "" if c["ok"] else causes.get(c["check"], ""))  # fmt: skip
+        diag.add(
+            "port",
+            ctx.host,
+            f"{c['check']} {c['target']}".strip(),
+            OK if c["ok"] else FAIL,
+            c["detail"],
+            "" if c["ok"] else causes.get(c["check"], ""),
+        )
     if ctx.server_host and ctx.server_host != ctx.host:
-        diag.add("port", ctx.host, "binding:host_id", FAIL, f"port bound to {ctx.host}, server runs on {ctx.server_host}",
-                 "the port binding is stale (a failed migration or evacuation)")  # fmt: skip
+        diag.add(
+            "port",
+            ctx.host,
+            "binding:host_id",
+            FAIL,
+            f"port bound to {ctx.host}, server runs on {ctx.server_host}",
+            "the port binding is stale (a failed migration or evacuation)",
+        )
 
 
 def _hop(watch_result, iface: str) -> dict | None:
@@ -200,7 +238,11 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
     if not ctx.dhcp_hosts:
         return
     d = devs(ctx.port.id)
-    seg = f"VLAN {ctx.network.segmentation_id}" if ctx.network.network_type == "vlan" else (ctx.network.network_type or "the segment")
+    seg = (
+        f"VLAN {ctx.network.segmentation_id}"
+        if ctx.network.network_type == "vlan"
+        else (ctx.network.network_type or "the segment")
+    )
     comp = _result(watch, ctx.host)
     comp_ok = not unanswered(diag, "dhcp-path", ctx.host, "dhcp-watch", comp, present)
     comp_res = (comp.result or {}) if comp_ok else {}
@@ -210,7 +252,9 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
         diag.notes.append(f"DHCP path: {note} on {ctx.host}; the path hops count only traffic seen while listening")
     traffic = injected or any(h["discover"] or h["offer"] for h in comp_res.get("hops", []))
     if injected:
-        where = f"DISCOVER injected at {d['qvb']}" if ctx.hybrid else f"DISCOVER injected into br-int as from {d['tap']}"
+        where = (
+            f"DISCOVER injected at {d['qvb']}" if ctx.hybrid else f"DISCOVER injected into br-int as from {d['tap']}"
+        )
         diag.add("dhcp-path", ctx.host, where, OK, f"{comp_res['injected']} sent, xid {comp_res.get('xid')}")
 
     def seen(result, iface: str, kind: str) -> bool | None:
@@ -218,7 +262,11 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
         return None if h is None or not h["exists"] or h.get("error") else h[kind] > 0
 
     def uplink_names(result) -> list[str]:
-        return [h["interface"] for h in (result.result or {}).get("hops", []) if h.get("role") == "uplink"] if result else []
+        return (
+            [h["interface"] for h in (result.result or {}).get("hops", []) if h.get("role") == "uplink"]
+            if result
+            else []
+        )
 
     last_sent = comp_res.get("last_injected_at")
 
@@ -232,8 +280,14 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
         since = (result.result or {}).get("listening_since") if result is not None else None
         if got is False and injected and last_sent and since and since > last_sent:
             # A loaded node started listening after the last DISCOVER left: silence there proves nothing.
-            diag.add("dhcp-path", node, check, SKIPPED, f"listening began {since - last_sent:.1f} s after the last DISCOVER "
-                     "(a slow node): give a longer --listen")  # fmt: skip
+            diag.add(
+                "dhcp-path",
+                node,
+                check,
+                SKIPPED,
+                f"listening began {since - last_sent:.1f} s after the last DISCOVER "
+                "(a slow node): give a longer --listen",
+            )
             return True
         if got is None:
             h = _hop(result, iface) if result is not None else None
@@ -248,13 +302,20 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
     comp_up = uplink_names(comp) if comp_ok else []
     # DISCOVER: out of the compute host
     if comp_ok:
-        for a in (["qvb", "qvo"] if ctx.hybrid else []):
+        for a in ["qvb", "qvo"] if ctx.hybrid else []:
             add(ctx.host, d[a], "discover", comp, f"{d['qvb']}->{d['qvo']} veth on {ctx.host}")
         for up in comp_up:
-            add(ctx.host, up, "discover", comp, f"br-int -> {ctx.provider_bridges.get(ctx.host, 'provider bridge')} on {ctx.host}: "
-                "the OVS agent's flows (local VLAN to segmentation id) or the patch ports", f"uplink {up}")
+            add(
+                ctx.host,
+                up,
+                "discover",
+                comp,
+                f"br-int -> {ctx.provider_bridges.get(ctx.host, 'provider bridge')} on {ctx.host}: "
+                "the OVS agent's flows (local VLAN to segmentation id) or the patch ports",
+                f"uplink {up}",
+            )
     servers: list[tuple[str, Any]] = []
-    for host, alive in ctx.dhcp_hosts:
+    for host, _alive in ctx.dhcp_hosts:
         net = _result(watch, host)
         if host != ctx.host and unanswered(diag, "dhcp-path", host, "dhcp-watch", net, present):
             servers.append((host, None))
@@ -263,14 +324,27 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
         for up in uplink_names(net):
             if host == ctx.host and up in comp_up:
                 continue
-            add(host, up, "discover", net, f"the fabric between {ctx.host} and {host}: {seg} not trunked or the link down",
-                f"uplink {up}")
+            add(
+                host,
+                up,
+                "discover",
+                net,
+                f"the fabric between {ctx.host} and {host}: {seg} not trunked or the link down",
+                f"uplink {up}",
+            )
         if dport is not None:
-            add(host, devs(dport.id)["tap"], "discover", net, f"{ctx.provider_bridges.get(host, 'provider bridge')} -> br-int on {host}: "
-                "flows or the DHCP port's tag", f"DHCP port {devs(dport.id)['tap']}")
+            add(
+                host,
+                devs(dport.id)["tap"],
+                "discover",
+                net,
+                f"{ctx.provider_bridges.get(host, 'provider bridge')} -> br-int on {host}: "
+                "flows or the DHCP port's tag",
+                f"DHCP port {devs(dport.id)['tap']}",
+            )
         servers.append((host, net))
     # The DHCP server itself, on every DHCP host
-    for host, net in servers:
+    for host, _net in servers:
         server_hops(diag, ctx, host, _result(ns_gathered, host), present)
     # OFFER: back from every DHCP host to the port
     for host, net in servers:
@@ -278,18 +352,37 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
             continue
         dport = ctx.dhcp_ports.get(host)
         if dport is not None:
-            add(host, devs(dport.id)["tap"], "offer", net, f"dnsmasq on {host} did not answer the DISCOVER (see dhcp-server)",
-                f"DHCP port {devs(dport.id)['tap']}")
+            add(
+                host,
+                devs(dport.id)["tap"],
+                "offer",
+                net,
+                f"dnsmasq on {host} did not answer the DISCOVER (see dhcp-server)",
+                f"DHCP port {devs(dport.id)['tap']}",
+            )
         for up in uplink_names(net):
             if host == ctx.host and up in comp_up:
                 continue
             add(host, up, "offer", net, f"br-int -> provider bridge on {host} (the way back)", f"uplink {up}")
     if comp_ok:
         for up in comp_up:
-            add(ctx.host, up, "offer", comp, f"the fabric from the DHCP host(s) back to {ctx.host}: {seg}", f"uplink {up}")
-        for a in (["qvo", "qvb", "qbr", "tap"] if ctx.hybrid else ["tap"]):
-            add(ctx.host, d[a], "offer", comp, f"provider bridge -> br-int -> {d[a]} on {ctx.host}: the VLAN translation back "
-                "to the local tag, the port's tag, or the qbr bridge")  # fmt: skip
+            add(
+                ctx.host,
+                up,
+                "offer",
+                comp,
+                f"the fabric from the DHCP host(s) back to {ctx.host}: {seg}",
+                f"uplink {up}",
+            )
+        for a in ["qvo", "qvb", "qbr", "tap"] if ctx.hybrid else ["tap"]:
+            add(
+                ctx.host,
+                d[a],
+                "offer",
+                comp,
+                f"provider bridge -> br-int -> {d[a]} on {ctx.host}: the VLAN translation back "
+                "to the local tag, the port's tag, or the qbr bridge",
+            )
 
 
 def server_hops(diag: Diagnosis, ctx: PortContext, host: str, r, present) -> None:
@@ -304,40 +397,74 @@ def server_hops(diag: Diagnosis, ctx: PortContext, host: str, r, present) -> Non
     for c in (r.result or {}).get("checks", []):
         if c["check"] in causes:
             label = {"netns": "netns qdhcp", "dnsmasq": "dnsmasq"}.get(c["check"], f"{c['check']} {c['target']}")
-            diag.add("dhcp-server", host, label,
-                     OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else causes[c["check"]])  # fmt: skip
+            diag.add(
+                "dhcp-server", host, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else causes[c["check"]]
+            )
 
 
 def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, present) -> None:
-    seg = f"VLAN {ctx.network.segmentation_id} on {ctx.network.physical_network}" if ctx.network.network_type == "vlan" \
-        else (ctx.network.network_type or "the segment")  # fmt: skip
+    seg = (
+        f"VLAN {ctx.network.segmentation_id} on {ctx.network.physical_network}"
+        if ctx.network.network_type == "vlan"
+        else (ctx.network.network_type or "the segment")
+    )
     for host, _ in ctx.dhcp_hosts:
         r = _result(ns_gathered, host)
         if r is None or r.status not in (Status.OK, Status.FAILED):
             continue  # already reported as no reply / not run
         for c in (r.result or {}).get("checks", []):
             if c["check"] == "arping":
-                diag.add("reach", host, f"ARP qdhcp -> {c['target']}", OK if c["ok"] else FAIL, c["detail"],
-                         "" if c["ok"] else f"the L2 segment between {host} and {ctx.host} ({seg}): a VLAN not trunked, "
-                         "a link down, or the port not wired")  # fmt: skip
+                diag.add(
+                    "reach",
+                    host,
+                    f"ARP qdhcp -> {c['target']}",
+                    OK if c["ok"] else FAIL,
+                    c["detail"],
+                    ""
+                    if c["ok"]
+                    else f"the L2 segment between {host} and {ctx.host} ({seg}): a VLAN not trunked, "
+                    "a link down, or the port not wired",
+                )
             elif c["check"] == "mtu":
-                diag.add("reach", host, f"MTU qdhcp -> {c['target']}", OK if c["ok"] else FAIL, c["detail"],
-                         "" if c["ok"] else f"an MTU below the network's {ctx.network.mtu} between {host} and {ctx.host} "
-                         "(fabric, uplinks or the port's devices)")  # fmt: skip
+                diag.add(
+                    "reach",
+                    host,
+                    f"MTU qdhcp -> {c['target']}",
+                    OK if c["ok"] else FAIL,
+                    c["detail"],
+                    ""
+                    if c["ok"]
+                    else f"an MTU below the network's {ctx.network.mtu} between {host} and {ctx.host} "
+                    "(fabric, uplinks or the port's devices)",
+                )
     for router in ctx.routers:
         for host, _ in router.l3_hosts:
             r = _result(router_gathered, host)
             if unanswered(diag, "router", host, f"qrouter-{router.id[:8]}", r, present):
                 continue
             for c in (r.result or {}).get("checks", []):
-                label = {"netns": "netns qrouter", "address": f"gateway {c['target']}", "arping": f"ARP qrouter -> {c['target']}"}.get(c["check"], c["check"])
-                cause = {"netns": f"the L3 agent on {host} has not set up the router", "address": "the router's interface on this subnet is "
-                         "missing or down (neutron-l3-agent)", "arping": f"L2 between the router on {host} and {ctx.host} ({seg})"}.get(c["check"], "")  # fmt: skip
+                label = {
+                    "netns": "netns qrouter",
+                    "address": f"gateway {c['target']}",
+                    "arping": f"ARP qrouter -> {c['target']}",
+                }.get(c["check"], c["check"])
+                cause = {
+                    "netns": f"the L3 agent on {host} has not set up the router",
+                    "address": "the router's interface on this subnet is missing or down (neutron-l3-agent)",
+                    "arping": f"L2 between the router on {host} and {ctx.host} ({seg})",
+                }.get(c["check"], "")
                 diag.add("router", host, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else cause)
 
 
-async def check_ports(invocation, contexts: list[PortContext], listen_s: float, inject: bool, timeout: float | None,
-                      command: str, subject: dict[str, Any]) -> Diagnosis:  # fmt: skip
+async def check_ports(
+    invocation,
+    contexts: list[PortContext],
+    listen_s: float,
+    inject: bool,
+    timeout: float | None,
+    command: str,
+    subject: dict[str, Any],
+) -> Diagnosis:
     """Run every port's checks at once; one Diagnosis with each port's hops in path order."""
     diag = Diagnosis(command, subject)
     started = time.monotonic()

@@ -24,9 +24,12 @@ class NodeResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "node": self.node, "status": self.status.value, "message": self.message,
-            "duration_s": None if self.duration_s is None else round(self.duration_s, 4), "result": self.result,
-        }  # fmt: skip
+            "node": self.node,
+            "status": self.status.value,
+            "message": self.message,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 4),
+            "result": self.result,
+        }
 
 
 @dataclass
@@ -133,7 +136,9 @@ async def gather(
     return result
 
 
-async def _wait(everyone: asyncio.Event, deadline: float, last_reply: list[float], stall: float | None, nc=None) -> None:
+async def _wait(
+    everyone: asyncio.Event, deadline: float, last_reply: list[float], stall: float | None, nc=None
+) -> None:
     while True:
         remaining = deadline - time.time()
         if remaining <= 0 or everyone.is_set() or (nc is not None and nc.is_closed):
@@ -142,13 +147,15 @@ async def _wait(everyone: asyncio.Event, deadline: float, last_reply: list[float
         try:
             await asyncio.wait_for(everyone.wait(), timeout=step)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if stall is not None and last_reply[0] and time.monotonic() - last_reply[0] >= stall:
             return
 
 
-def _classify(raw: dict[str, dict], expected: set[str] | None, reasons: dict[str, str], request_id: str) -> list[NodeResult]:
+def _classify(
+    raw: dict[str, dict], expected: set[str] | None, reasons: dict[str, str], request_id: str
+) -> list[NodeResult]:
     nodes: list[NodeResult] = []
     answered: set[str] = set()
     for node, data in raw.items():

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -123,10 +124,20 @@ class Router:
 
 
 def os_options(f: Callable) -> Callable:
-    f = click.option("--os-api-timeout", type=click.FloatRange(0.5, 300), default=DEFAULT_API_TIMEOUT_S,
-                     show_default=True, metavar="S", help="Seconds to wait for each OpenStack API call.")(f)  # fmt: skip
-    f = click.option("--os-cloud", envvar="OS_CLOUD", metavar="NAME",
-                     help="Cloud in clouds.yaml (default: OS_CLOUD, else the OS_* variables, else a running lab's).")(f)  # fmt: skip
+    f = click.option(
+        "--os-api-timeout",
+        type=click.FloatRange(0.5, 300),
+        default=DEFAULT_API_TIMEOUT_S,
+        show_default=True,
+        metavar="S",
+        help="Seconds to wait for each OpenStack API call.",
+    )(f)
+    f = click.option(
+        "--os-cloud",
+        envvar="OS_CLOUD",
+        metavar="NAME",
+        help="Cloud in clouds.yaml (default: OS_CLOUD, else the OS_* variables, else a running lab's).",
+    )(f)
     return f
 
 
@@ -172,11 +183,15 @@ class Inventory:
         if not cloud and not os.environ.get("OS_AUTH_URL"):
             lab = _lab_clouds_yaml()
             if lab is None:
-                raise InventoryError("no OpenStack cloud selected: use --os-cloud NAME (or OS_CLOUD) with clouds.yaml, "
-                                     "or set OS_AUTH_URL and the other OS_* variables")  # fmt: skip
+                raise InventoryError(
+                    "no OpenStack cloud selected: use --os-cloud NAME (or OS_CLOUD) with clouds.yaml, "
+                    "or set OS_AUTH_URL and the other OS_* variables"
+                )
             config_files, cloud = [lab], LAB_CLOUD
             self.where = f"{LAB_CLOUD} (the lab's {lab})"
-        elif cloud and cloud.startswith(LAB_CLOUD) and not os.environ.get("OS_CLIENT_CONFIG_FILE") and _lab_clouds_yaml():
+        elif (
+            cloud and cloud.startswith(LAB_CLOUD) and not os.environ.get("OS_CLIENT_CONFIG_FILE") and _lab_clouds_yaml()
+        ):
             config_files = [_lab_clouds_yaml()]  # --os-cloud steth-lab-demo works while a lab is up, like NATS does
         try:
             config = loader.OpenStackConfig(config_files=config_files, app_name="steth")
@@ -197,8 +212,10 @@ class Inventory:
             return fn()
         except sdk_exc.ForbiddenException:
             need = f" ({admin_for} needs the admin role)" if admin_for else ""
-            raise InventoryError(f"OpenStack refused to show {what}: the credentials of {self.where} lack the admin "
-                                 f"role{need}; use an admin cloud (--os-cloud)")  # fmt: skip
+            raise InventoryError(
+                f"OpenStack refused to show {what}: the credentials of {self.where} lack the admin "
+                f"role{need}; use an admin cloud (--os-cloud)"
+            ) from None
         except sdk_exc.NotFoundException:
             raise NotFound(f"OpenStack knows no {what}") from None
         except (ks_exc.Unauthorized, sdk_exc.HttpException) as exc:
@@ -206,12 +223,21 @@ class Inventory:
             if status == 401 or isinstance(exc, ks_exc.Unauthorized):
                 raise InventoryError(f"OpenStack rejected the credentials of {self.where} (401 Unauthorized)") from None
             detail = getattr(exc, "details", None) or str(exc).splitlines()[0]
-            raise InventoryError(f"OpenStack API error reading {what}: {status or ''} {detail}".replace("  ", " ")) from None
-        except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure, ks_exc.RetriableConnectionFailure) as exc:
+            raise InventoryError(
+                f"OpenStack API error reading {what}: {status or ''} {detail}".replace("  ", " ")
+            ) from None
+        except (
+            ks_exc.ConnectFailure,
+            ks_exc.ConnectTimeout,
+            ks_exc.DiscoveryFailure,
+            ks_exc.RetriableConnectionFailure,
+        ) as exc:
             where = getattr(self, "auth_url", "") or self.where
             raise InventoryError(f"OpenStack API at {where} is not answering ({_reason(exc)})") from None
         except ks_exc.ClientException as exc:
-            raise InventoryError(f"OpenStack ({self.where}): {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}") from None
+            raise InventoryError(
+                f"OpenStack ({self.where}): {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+            ) from None
         except sdk_exc.SDKException as exc:
             raise InventoryError(f"OpenStack ({self.where}): {str(exc).splitlines()[0][:200]}") from None
 
@@ -228,8 +254,10 @@ class Inventory:
 
     def require_admin(self, why: str) -> None:
         if not self.is_admin():
-            raise InventoryError(f"{why} needs admin credentials, and {self.where} has no admin role: use an admin cloud "
-                                 f"(--os-cloud or OS_CLOUD)")  # fmt: skip
+            raise InventoryError(
+                f"{why} needs admin credentials, and {self.where} has no admin role: use an admin cloud "
+                f"(--os-cloud or OS_CLOUD)"
+            )
 
     # hosts and agents --------------------------------------------------------------------------
 
@@ -238,8 +266,15 @@ class Inventory:
             out = []
             for h in self.conn.compute.hypervisors(details=True):
                 service = h.service_details or {}
-                out.append(Hypervisor(name=h.name, host=service.get("host") or h.name, state=h.state or "",
-                                      status=h.status or "", host_ip=h.host_ip or ""))  # fmt: skip
+                out.append(
+                    Hypervisor(
+                        name=h.name,
+                        host=service.get("host") or h.name,
+                        state=h.state or "",
+                        status=h.status or "",
+                        host_ip=h.host_ip or "",
+                    )
+                )
             return sorted(out, key=lambda h: h.host)
 
         return self._cached(("hypervisors",), "the hypervisors", fetch, admin_for="listing hypervisors")
@@ -252,9 +287,15 @@ class Inventory:
 
     @staticmethod
     def _agent(a: Any) -> NeutronAgent:
-        return NeutronAgent(id=a.id, agent_type=a.agent_type or "", host=a.host or "", alive=bool(a.is_alive),
-                            admin_state_up=a.is_admin_state_up is not False, binary=a.binary or "",
-                            configurations=dict(a.configuration or {}))  # fmt: skip
+        return NeutronAgent(
+            id=a.id,
+            agent_type=a.agent_type or "",
+            host=a.host or "",
+            alive=bool(a.is_alive),
+            admin_state_up=a.is_admin_state_up is not False,
+            binary=a.binary or "",
+            configurations=dict(a.configuration or {}),
+        )
 
     def hosts_for_role(self, role: str) -> set[str]:
         """The expected set for --role compute (hypervisors) and --role network (DHCP, L3, metadata agents)."""
@@ -280,26 +321,48 @@ class Inventory:
     @staticmethod
     def _port(p: Any) -> Port:
         return Port(
-            id=p.id, mac=(p.mac_address or "").lower(), network_id=p.network_id,
+            id=p.id,
+            mac=(p.mac_address or "").lower(),
+            network_id=p.network_id,
             fixed_ips=[(f.get("subnet_id", ""), f.get("ip_address", "")) for f in (p.fixed_ips or [])],
-            host=p.binding_host_id or None, vif_type=p.binding_vif_type, vif_details=dict(p.binding_vif_details or {}),
-            vnic_type=p.binding_vnic_type, device_owner=p.device_owner or "", device_id=p.device_id or "",
-            status=p.status or "", admin_state_up=p.is_admin_state_up is not False, name=p.name or "",
-        )  # fmt: skip
+            host=p.binding_host_id or None,
+            vif_type=p.binding_vif_type,
+            vif_details=dict(p.binding_vif_details or {}),
+            vnic_type=p.binding_vnic_type,
+            device_owner=p.device_owner or "",
+            device_id=p.device_id or "",
+            status=p.status or "",
+            admin_state_up=p.is_admin_state_up is not False,
+            name=p.name or "",
+        )
 
     def network(self, name_or_id: str) -> Network:
         def fetch() -> Network:
             n = self.conn.network.find_network(name_or_id, ignore_missing=False)
-            return Network(id=n.id, name=n.name or "", network_type=n.provider_network_type,
-                           physical_network=n.provider_physical_network, segmentation_id=n.provider_segmentation_id,
-                           mtu=n.mtu, subnet_ids=list(n.subnet_ids or []))  # fmt: skip
+            return Network(
+                id=n.id,
+                name=n.name or "",
+                network_type=n.provider_network_type,
+                physical_network=n.provider_physical_network,
+                segmentation_id=n.provider_segmentation_id,
+                mtu=n.mtu,
+                subnet_ids=list(n.subnet_ids or []),
+            )
 
         return self._cached(("network", name_or_id), f"network {name_or_id}", fetch)
 
     def subnets(self, network_id: str) -> list[Subnet]:
         def fetch() -> list[Subnet]:
-            return [Subnet(id=s.id, cidr=s.cidr, gateway_ip=s.gateway_ip, enable_dhcp=bool(s.is_dhcp_enabled),
-                           ip_version=s.ip_version or 4) for s in self.conn.network.subnets(network_id=network_id)]  # fmt: skip
+            return [
+                Subnet(
+                    id=s.id,
+                    cidr=s.cidr,
+                    gateway_ip=s.gateway_ip,
+                    enable_dhcp=bool(s.is_dhcp_enabled),
+                    ip_version=s.ip_version or 4,
+                )
+                for s in self.conn.network.subnets(network_id=network_id)
+            ]
 
         return self._cached(("subnets", network_id), f"the subnets of network {network_id}", fetch)
 
@@ -307,24 +370,30 @@ class Inventory:
         def fetch() -> list[NeutronAgent]:
             return [self._agent(a) for a in self.conn.network.network_hosting_dhcp_agents(network_id)]
 
-        return self._cached(("dhcp", network_id), f"the DHCP agents of network {network_id}", fetch,
-                            admin_for="listing DHCP agents")  # fmt: skip
+        return self._cached(
+            ("dhcp", network_id), f"the DHCP agents of network {network_id}", fetch, admin_for="listing DHCP agents"
+        )
 
     def routers(self, network_id: str) -> list[Router]:
         """Routers with an interface on the network, and the L3 agents hosting them."""
 
         def fetch() -> list[Router]:
             out = []
-            interfaces = [p for p in self.ports(network_id=network_id) if p.device_owner.startswith("network:router_interface")]
+            interfaces = [
+                p for p in self.ports(network_id=network_id) if p.device_owner.startswith("network:router_interface")
+            ]
             for router_id in sorted({p.device_id for p in interfaces}):
                 r = self.conn.network.get_router(router_id)
                 agents = [self._agent(a) for a in self.conn.network.routers_hosting_l3_agents(router_id)]
                 ips = {s: ip for p in interfaces if p.device_id == router_id for s, ip in p.fixed_ips}
-                out.append(Router(id=r.id, name=r.name or "", l3_hosts=[(a.host, a.alive) for a in agents], interface_ips=ips))
+                out.append(
+                    Router(id=r.id, name=r.name or "", l3_hosts=[(a.host, a.alive) for a in agents], interface_ips=ips)
+                )
             return out
 
-        return self._cached(("routers", network_id), f"the routers of network {network_id}", fetch,
-                            admin_for="listing L3 agents")  # fmt: skip
+        return self._cached(
+            ("routers", network_id), f"the routers of network {network_id}", fetch, admin_for="listing L3 agents"
+        )
 
     def server(self, name_or_id: str) -> Server:
         def fetch() -> Server:
@@ -360,13 +429,16 @@ def compare(present: dict[str, Any], hypervisors: list[Hypervisor], agents: list
     hosts: dict[str, dict[str, Any]] = {}
 
     def row(host: str) -> dict[str, Any]:
-        return hosts.setdefault(host, {"host": host, "hypervisor": None, "neutron_agents": [], "steth": "missing",
-                                       "findings": []})  # fmt: skip
+        return hosts.setdefault(
+            host, {"host": host, "hypervisor": None, "neutron_agents": [], "steth": "missing", "findings": []}
+        )
 
     for h in hypervisors:
         row(h.host)["hypervisor"] = h.state
     for a in agents:
-        row(a.host)["neutron_agents"].append({"type": a.agent_type, "alive": a.alive, "admin_state_up": a.admin_state_up})
+        row(a.host)["neutron_agents"].append(
+            {"type": a.agent_type, "alive": a.alive, "admin_state_up": a.admin_state_up}
+        )
     known = set(hosts)
     for node, p in present.items():
         row(node)["steth"] = "alive" if getattr(p, "alive", True) else "stale"
@@ -395,12 +467,16 @@ def inventory_report(present: dict[str, Any], cloud: str | None, api_timeout_s: 
     if output == "table":
         lines = []
         for r in rows:
-            agents = ",".join(f"{_short(a['type'])}{'' if a['alive'] else '(DOWN)'}" for a in r["neutron_agents"]) or "-"
+            agents = (
+                ",".join(f"{_short(a['type'])}{'' if a['alive'] else '(DOWN)'}" for a in r["neutron_agents"]) or "-"
+            )
             lines.append([r["host"], r["hypervisor"] or "-", agents, r["steth"], "; ".join(r["findings"]) or "ok"])
         click.echo(table(["HOST", "HYPERVISOR", "NEUTRON AGENTS", "STETH", "FINDING"], lines))
         click.echo(f"{len(rows)} hosts, {findings} finding(s) (OpenStack: {inv.where})")
     else:
-        emit_document({"cloud": inv.where, "summary": {"hosts": len(rows), "findings": findings}, "hosts": rows}, output)
+        emit_document(
+            {"cloud": inv.where, "summary": {"hosts": len(rows), "findings": findings}, "hosts": rows}, output
+        )
     return 1 if findings else 0
 
 

@@ -100,18 +100,22 @@ def write(identities: list[Identity], out_dir: Path, *, bcrypt: bool = False, ro
         ident.env_file = out_dir / f"{ident.user}.env"
         old = _read_env(ident.env_file) if ident.env_file.exists() and not rotate else {}
         ident.password = old.get("STETH_NATS_PASSWORD") or secrets.token_urlsafe(24)
-        _write_private(ident.env_file, (
-            f"# steth {ident.kind} identity {ident.name}: NATS credentials (keep mode 0600)\n"
-            f"STETH_NATS_USER={ident.user}\nSTETH_NATS_PASSWORD={ident.password}\n"
-        ))  # fmt: skip
-        entries.append({
-            "user": ident.user,
-            "password": _bcrypt(ident.password) if bcrypt else ident.password,
-            "permissions": ident.permissions(),
-        })  # fmt: skip
+        _write_private(
+            ident.env_file,
+            (
+                f"# steth {ident.kind} identity {ident.name}: NATS credentials (keep mode 0600)\n"
+                f"STETH_NATS_USER={ident.user}\nSTETH_NATS_PASSWORD={ident.password}\n"
+            ),
+        )
+        entries.append(
+            {
+                "user": ident.user,
+                "password": _bcrypt(ident.password) if bcrypt else ident.password,
+                "permissions": ident.permissions(),
+            }
+        )
     # nats-server's config syntax is a superset of JSON; json.dumps quotes every string correctly.
     body = json.dumps({"users": entries}, indent=2)
     conf = out_dir / "auth.conf"
-    _write_private(conf, "# Written by `steth nats-config`: include it in nats-server.conf.\n"
-                         f"authorization: {body}\n")  # fmt: skip
+    _write_private(conf, f"# Written by `steth nats-config`: include it in nats-server.conf.\nauthorization: {body}\n")
     return conf

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -30,16 +31,25 @@ class Invocation:
         servers, file_nats = resolve_servers(g.get("nats_url"), g.get("config_path"))
         pick = lambda key: g.get(key) or file_nats.get(key)  # noqa: E731
         return NatsOptions(
-            servers=servers, user=pick("user"), password=pick("password"), creds=pick("creds"),
-            nkey_seed=pick("nkey_seed"), tls_ca=pick("tls_ca"), tls_cert=pick("tls_cert"), tls_key=pick("tls_key"),
-            name="steth-cli", connect_timeout_s=1.0,
-        )  # fmt: skip
+            servers=servers,
+            user=pick("user"),
+            password=pick("password"),
+            creds=pick("creds"),
+            nkey_seed=pick("nkey_seed"),
+            tls_ca=pick("tls_ca"),
+            tls_cert=pick("tls_cert"),
+            tls_key=pick("tls_key"),
+            name="steth-cli",
+            connect_timeout_s=1.0,
+        )
 
     def session(self):
         from steth.controller.session import Session
         from steth.controller.signing import configured
 
-        session = Session(self.nats_options(), signer=configured(self.group.get("signing_key"), self.group.get("config_path")))
+        session = Session(
+            self.nats_options(), signer=configured(self.group.get("signing_key"), self.group.get("config_path"))
+        )
         if self.group.get("expect_from") == "openstack":
             session.also_expected = self.openstack_hosts()
         return session
@@ -78,10 +88,20 @@ class Invocation:
 
 def output_options(f: Callable) -> Callable:
     f = click.option("--debug", "_debug", is_flag=True, hidden=True)(f)
-    f = click.option("--timeout", type=click.FloatRange(0.1, 3600), default=None, metavar="S",
-                     help="Seconds to wait for replies (default: from the probe and its params).")(f)  # fmt: skip
-    f = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default=None,
-                     help="Output format: a table for people, one JSON/YAML document for scripts.")(f)  # fmt: skip
+    f = click.option(
+        "--timeout",
+        type=click.FloatRange(0.1, 3600),
+        default=None,
+        metavar="S",
+        help="Seconds to wait for replies (default: from the probe and its params).",
+    )(f)
+    f = click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["table", "json", "yaml"]),
+        default=None,
+        help="Output format: a table for people, one JSON/YAML document for scripts.",
+    )(f)
     return f
 
 
@@ -96,12 +116,27 @@ def gathering_command(f: Callable) -> Callable:
     """Selectors plus output options; the command gets an `inv: Invocation` first argument."""
 
     @functools.wraps(f)
-    def wrapper(*args: Any, nodes=(), roles=(), select_all=False, output=None, timeout=None, _debug=False, yes=False, **kwargs: Any):
+    def wrapper(
+        *args: Any,
+        nodes=(),
+        roles=(),
+        select_all=False,
+        output=None,
+        timeout=None,
+        _debug=False,
+        yes=False,
+        **kwargs: Any,
+    ):
         group = click.get_current_context().find_root().obj or {}
         selection = Selection(tuple(nodes), tuple(roles), select_all)
         selection.validate()
-        inv = Invocation(group, selection, output or group.get("output") or "table",
-                         timeout if timeout is not None else group.get("timeout"), yes)  # fmt: skip
+        inv = Invocation(
+            group,
+            selection,
+            output or group.get("output") or "table",
+            timeout if timeout is not None else group.get("timeout"),
+            yes,
+        )
         return f(inv, *args, **kwargs)
 
     return selector_options(output_options(wrapper))

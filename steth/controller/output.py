@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import click
 
@@ -112,8 +113,9 @@ def gathered_table(gathered: Gathered, spec) -> str:
         for i, row in enumerate(rows):
             cells = [fmt(row.get(c.key), c.unit) if row else "" for c in spec.columns]
             first = i == 0
-            lines.append([node.node if first else "", node.status.value if first else "", *cells,
-                          node.message if first else ""])  # fmt: skip
+            lines.append(
+                [node.node if first else "", node.status.value if first else "", *cells, node.message if first else ""]
+            )
     return table(headers, lines)
 
 

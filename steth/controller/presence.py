@@ -67,7 +67,7 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
                 prefix = f"$KV.{subjects.PRESENCE_BUCKET}."
                 info = await js.stream_info(f"KV_{subjects.PRESENCE_BUCKET}", subjects_filter=f"{prefix}>")
                 for subject in info.state.subjects or {}:
-                    key = subject[len(prefix):]
+                    key = subject[len(prefix) :]
                     if key not in keys:
                         try:
                             add((await kv.get(key)).value)

@@ -18,8 +18,9 @@ from typing import Any
 LAST_SEEN = "__meta_steth_last_seen"  # dropped by Prometheus after relabelling; kept in the file
 
 
-def target_groups(present: dict[str, Any], selection, previous: list[dict], keep_s: float,
-                  now: float | None = None) -> tuple[list[dict], int]:  # fmt: skip
+def target_groups(
+    present: dict[str, Any], selection, previous: list[dict], keep_s: float, now: float | None = None
+) -> tuple[list[dict], int]:
     """(groups, how many of them are kept from `previous` though absent from presence)."""
     now = time.time() if now is None else now
     groups: dict[str, dict] = {}

@@ -6,7 +6,8 @@ import datetime as dt
 import functools
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -35,8 +36,13 @@ def results_command(f: Callable) -> Callable:
         inv = Invocation(group, selection, output or group.get("output") or "table", None, False)
         return f(inv, *args, **kwargs)
 
-    wrapper = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default=None,
-                           help="table for people; json/yaml for scripts.")(wrapper)  # fmt: skip
+    wrapper = click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["table", "json", "yaml"]),
+        default=None,
+        help="table for people; json/yaml for scripts.",
+    )(wrapper)
     return selector_options(wrapper)
 
 
@@ -105,7 +111,9 @@ def summary(res: ScheduledResult) -> str:
                 parts.append(f"{name} error")
             else:
                 rtt = row.get("rtt_avg_ms")
-                parts.append(f"{name} {fmt(row.get('loss'), 'ratio')}" + (f" {fmt(rtt, 'ms')}ms" if rtt is not None else ""))
+                parts.append(
+                    f"{name} {fmt(row.get('loss'), 'ratio')}" + (f" {fmt(rtt, 'ms')}ms" if rtt is not None else "")
+                )
     elif res.result and res.result.get("path_mtu_bytes") is not None:
         target = res.result.get("target", "")
         parts.append(f"{res.peers.get(target, target)} mtu {res.result['path_mtu_bytes']}")
@@ -119,8 +127,15 @@ def summary(res: ScheduledResult) -> str:
 
 
 def line_cells(res: ScheduledResult, date: bool = True) -> list[str]:
-    return [when(res.finished, date), res.node, res.schedule, res.probe, res.status.value,
-            f"{res.duration_s:.2f}s", summary(res)]  # fmt: skip
+    return [
+        when(res.finished, date),
+        res.node,
+        res.schedule,
+        res.probe,
+        res.status.value,
+        f"{res.duration_s:.2f}s",
+        summary(res),
+    ]
 
 
 LINE_HEADERS = ["TIME", "NODE", "SCHEDULE", "PROBE", "STATUS", "DURATION", "SUMMARY"]
@@ -139,8 +154,16 @@ def probe_rows(results: list[ScheduledResult], spec) -> tuple[list[str], list[li
                     row[key] = res.peers.get(row[key], row[key])
             first = i == 0
             cells = [fmt(row.get(c.key), c.unit) if row else "" for c in spec.columns]
-            lines.append([when(res.finished) if first else "", res.node if first else "", res.schedule if first else "",
-                          res.status.value if first else "", *cells, res.message if first else ""])  # fmt: skip
+            lines.append(
+                [
+                    when(res.finished) if first else "",
+                    res.node if first else "",
+                    res.schedule if first else "",
+                    res.status.value if first else "",
+                    *cells,
+                    res.message if first else "",
+                ]
+            )
     return headers, lines
 
 

@@ -47,7 +47,9 @@ class Selection:
 
     def expected(self, present: dict[str, Present] | None) -> tuple[set[str] | None, dict[str, str]]:
         """Nodes that should answer, and why a silent one was expected when it is not in presence."""
-        reasons = {n: "not in presence (no heartbeat) and no reply" for n in self.nodes if not present or n not in present}
+        reasons = {
+            n: "not in presence (no heartbeat) and no reply" for n in self.nodes if not present or n not in present
+        }
         if not present:  # no bucket, or an empty read (a cluster electing the bucket's leader): stall window
             return (set(self.nodes) or None), reasons
         names = {n for n, p in present.items() if self.matches(p.info)} | set(self.nodes)
@@ -70,7 +72,7 @@ class Session:
     _present: dict[str, Present] | None = field(default=None, init=False)
     _present_read: bool = field(default=False, init=False)
 
-    async def __aenter__(self) -> "Session":
+    async def __aenter__(self) -> Session:
         from steth.natsconn import connect
 
         self.nc = await connect(self.nats_options)

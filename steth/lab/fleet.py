@@ -65,7 +65,9 @@ def _check_free(cidr: ipaddress.IPv4Network) -> None:
     for route in routes:
         dst = route.get("dst", "")
         if dst and dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(cidr):
-            raise LabError(f"{cidr} overlaps the host route {dst} on {route.get('dev')}: pick other --mgmt-cidr/--data-cidr")
+            raise LabError(
+                f"{cidr} overlaps the host route {dst} on {route.get('dev')}: pick other --mgmt-cidr/--data-cidr"
+            )
 
 
 def up(
@@ -99,8 +101,17 @@ def up(
     directory = lab_dir()
     directory.mkdir(parents=True, exist_ok=True)
     mgmt, data = ipaddress.ip_network(mgmt_cidr), ipaddress.ip_network(data_cidr)
-    state: dict[str, Any] = {"up": False, "root": root, "dir": str(directory), "netns": [], "links": [],
-                             "pids": {}, "nodes": [], "nats_url": None, "created": time.time()}  # fmt: skip
+    state: dict[str, Any] = {
+        "up": False,
+        "root": root,
+        "dir": str(directory),
+        "netns": [],
+        "links": [],
+        "pids": {},
+        "nodes": [],
+        "nats_url": None,
+        "created": time.time(),
+    }
     save_state(state)
     try:
         nats_host = "127.0.0.1"
@@ -125,7 +136,9 @@ def up(
                 progress(f"creating namespace {name}")
                 node["mgmt_address"] = str(mgmt[10 + k])
                 node["data_address"] = str(data[10 + k])
-                _namespace(state, ns, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}")
+                _namespace(
+                    state, ns, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}"
+                )
                 if state.get("ovs"):
                     from steth.lab import ovs as lab_ovs
 
@@ -140,11 +153,20 @@ def up(
                 extra += f'\n[metrics]\nlisten = "{node["metrics_address"]}"\n'
             if extra_config:
                 extra += "\n" + (extra_config(name) if callable(extra_config) else str(extra_config))
-            config = _write_config(directory, name, roles, state["nats_url"], data_cidr if root else "lo",
-                                   heartbeat_s, allow_mutating, extra)  # fmt: skip
+            config = _write_config(
+                directory,
+                name,
+                roles,
+                state["nats_url"],
+                data_cidr if root else "lo",
+                heartbeat_s,
+                allow_mutating,
+                extra,
+            )
             node["config"] = str(config)
-            node["pid"] = _start_agent(state, directory, name, config, ns if root else None,
-                                       agent_env(name) if agent_env else None)  # fmt: skip
+            node["pid"] = _start_agent(
+                state, directory, name, config, ns if root else None, agent_env(name) if agent_env else None
+            )
             state["nodes"].append(node)
             save_state(state)
         progress("waiting for every agent's heartbeat")
@@ -172,7 +194,10 @@ def _namespace(state: dict, ns: str, k: int, mgmt_addr: str, data_addr: str) -> 
     sh("ip", "netns", "add", ns)
     in_ns(ns, "ip", "link", "set", "lo", "up")
     tag = lab_name()
-    for host_end, ns_end, bridge, addr in ((f"{tag}m{k}", "mgmt0", mgmt_bridge(), mgmt_addr), (f"{tag}f{k}", "data0", fabric_bridge(), data_addr)):
+    for host_end, ns_end, bridge, addr in (
+        (f"{tag}m{k}", "mgmt0", mgmt_bridge(), mgmt_addr),
+        (f"{tag}f{k}", "data0", fabric_bridge(), data_addr),
+    ):
         state["links"].append(host_end)
         save_state(state)
         sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", ns)
@@ -186,9 +211,22 @@ def _start_nats(state: dict, directory: Path, host: str) -> str:
     ports_dir.mkdir(exist_ok=True)
     log = open(directory / "nats-server.log", "ab")
     proc = subprocess.Popen(
-        [nats_server_binary(), "-a", host, "-p", "-1", "--ports_file_dir", str(ports_dir), "-js", "-sd", str(directory / "jetstream")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            nats_server_binary(),
+            "-a",
+            host,
+            "-p",
+            "-1",
+            "--ports_file_dir",
+            str(ports_dir),
+            "-js",
+            "-sd",
+            str(directory / "jetstream"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     state["pids"]["nats-server"] = proc.pid
     save_state(state)
     ports_file = ports_dir / f"nats-server_{proc.pid}.ports"
@@ -204,21 +242,29 @@ def _start_nats(state: dict, directory: Path, host: str) -> str:
     raise LabError("nats-server did not start within 5 s")
 
 
-def _write_config(directory: Path, name: str, roles: list[str], nats_url: str, plane: str,
-                  heartbeat_s: float, allow_mutating: bool, extra: str = "") -> Path:  # fmt: skip
+def _write_config(
+    directory: Path,
+    name: str,
+    roles: list[str],
+    nats_url: str,
+    plane: str,
+    heartbeat_s: float,
+    allow_mutating: bool,
+    extra: str = "",
+) -> Path:
     path = directory / f"{name}.toml"
     path.write_text(
-        f'# steth-agent config for the lab node {name}, as a real deployment would have it\n'
+        f"# steth-agent config for the lab node {name}, as a real deployment would have it\n"
         f'node = "{name}"\nroles = {json.dumps(roles)}\ndata_plane = "{plane}"\n'
         f"heartbeat_s = {heartbeat_s}\npresence_ttl_s = {heartbeat_s * 3}\n\n"
-        f'[nats]\nservers = ["{nats_url}"]\n\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n'
-        + extra
+        f'[nats]\nservers = ["{nats_url}"]\n\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n' + extra
     )
     return path
 
 
-def _start_agent(state: dict, directory: Path, name: str, config: Path, netns: str | None,
-                 extra_env: dict[str, str] | None = None) -> int:  # fmt: skip
+def _start_agent(
+    state: dict, directory: Path, name: str, config: Path, netns: str | None, extra_env: dict[str, str] | None = None
+) -> int:
     argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
@@ -253,8 +299,10 @@ def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
         first = sorted(missing)[0]
         log = lab_dir() / f"{first}.log"
         last = log.read_text().strip().splitlines()[-1:] if log.exists() else []
-        raise LabError(f"agents not present after {timeout:.0f} s: {', '.join(sorted(missing))}"
-                       + (f"; {first} logged: {last[0]}" if last else ""))
+        raise LabError(
+            f"agents not present after {timeout:.0f} s: {', '.join(sorted(missing))}"
+            + (f"; {first} logged: {last[0]}" if last else "")
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -326,15 +374,24 @@ def status() -> dict[str, Any] | None:
         return None
     nodes = [
         {
-            "name": n["name"], "roles": n["roles"], "namespace": n.get("namespace"), "agent_pid": n.get("pid"),
+            "name": n["name"],
+            "roles": n["roles"],
+            "namespace": n.get("namespace"),
+            "agent_pid": n.get("pid"),
             "agent_running": bool(n.get("pid")) and _alive(n["pid"]),
-            "mgmt_address": n.get("mgmt_address"), "data_address": n.get("data_address"),
+            "mgmt_address": n.get("mgmt_address"),
+            "data_address": n.get("data_address"),
             "metrics_address": n.get("metrics_address"),
         }
         for n in state.get("nodes", [])
-    ]  # fmt: skip
-    found = {"up": state.get("up", False), "dir": state.get("dir"), "nats_url": state.get("nats_url"),
-             "nats_running": _alive(state.get("pids", {}).get("nats-server", 0)), "nodes": nodes}  # fmt: skip
+    ]
+    found = {
+        "up": state.get("up", False),
+        "dir": state.get("dir"),
+        "nats_url": state.get("nats_url"),
+        "nats_running": _alive(state.get("pids", {}).get("nats-server", 0)),
+        "nodes": nodes,
+    }
     if state.get("ovs"):
         from steth.lab import ovs as lab_ovs
 

@@ -57,7 +57,7 @@ def lab_uuid(kind: str, name: str) -> str:
 
 def mac_for(port_id: str) -> str:
     b = uuid.UUID(port_id).bytes
-    return "fa:16:3e:%02x:%02x:%02x" % (b[0], b[1], b[2])
+    return f"fa:16:3e:{b[0]:02x}:{b[1]:02x}:{b[2]:02x}"
 
 
 def dev(prefix: str, port_id: str) -> str:
@@ -103,30 +103,61 @@ def design(nodes: list[dict[str, Any]]) -> dict[str, Any]:
     router_id = lab_uuid("router", "router-1")
     gw_host = networks[0]
     ports = [
-        {"role": "router", "id": lab_uuid("port", "router-1"), "host": gw_host, "ip": str(net[1]),
-         "device_owner": "network:router_interface", "device_id": router_id},
-        {"role": "dhcp", "id": lab_uuid("port", "dhcp"), "host": gw_host, "ip": str(net[2]),
-         "device_owner": "network:dhcp", "device_id": f"dhcp{lab_uuid('dhcp-device', gw_host)}-{network_id}"},
-    ]  # fmt: skip
+        {
+            "role": "router",
+            "id": lab_uuid("port", "router-1"),
+            "host": gw_host,
+            "ip": str(net[1]),
+            "device_owner": "network:router_interface",
+            "device_id": router_id,
+        },
+        {
+            "role": "dhcp",
+            "id": lab_uuid("port", "dhcp"),
+            "host": gw_host,
+            "ip": str(net[2]),
+            "device_owner": "network:dhcp",
+            "device_id": f"dhcp{lab_uuid('dhcp-device', gw_host)}-{network_id}",
+        },
+    ]
     servers = []
     for i in range(1, len(computes) + 1):  # one VM per compute node; the odd ones hybrid, the even ones native
         host = computes[i - 1]
         server_id = lab_uuid("server", f"vm-{i}")
         servers.append({"id": server_id, "name": f"vm-{i}", "host": host})
-        ports.append({"role": "vm", "id": lab_uuid("port", f"vm-{i}"), "host": host, "ip": str(net[10 + i]),
-                      "device_owner": "compute:nova", "device_id": server_id, "server": f"vm-{i}",
-                      "hybrid": i % 2 == 1, "netns": namespace_for(f"vm-{i}")})  # fmt: skip
+        ports.append(
+            {
+                "role": "vm",
+                "id": lab_uuid("port", f"vm-{i}"),
+                "host": host,
+                "ip": str(net[10 + i]),
+                "device_owner": "compute:nova",
+                "device_id": server_id,
+                "server": f"vm-{i}",
+                "hybrid": i % 2 == 1,
+                "netns": namespace_for(f"vm-{i}"),
+            }
+        )
     for p in ports:
         p["mac"] = mac_for(p["id"])
     return {
-        "network": {"id": network_id, "name": "private", "segmentation_id": SEGMENTATION_ID, "mtu": NETWORK_MTU,
-                    "physical_network": PHYSNET},
+        "network": {
+            "id": network_id,
+            "name": "private",
+            "segmentation_id": SEGMENTATION_ID,
+            "mtu": NETWORK_MTU,
+            "physical_network": PHYSNET,
+        },
         "subnet": {"id": subnet_id, "cidr": TENANT_CIDR, "gateway_ip": str(net[1]), "prefixlen": net.prefixlen},
         "router": {"id": router_id, "name": "router-1", "host": gw_host},
-        "dhcp_host": gw_host, "computes": computes, "networks": networks,
-        "ports": ports, "servers": servers,
-        "qdhcp": f"qdhcp-{network_id}", "qrouter": f"qrouter-{router_id}",
-    }  # fmt: skip
+        "dhcp_host": gw_host,
+        "computes": computes,
+        "networks": networks,
+        "ports": ports,
+        "servers": servers,
+        "qdhcp": f"qdhcp-{network_id}",
+        "qrouter": f"qrouter-{router_id}",
+    }
 
 
 def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,83 +165,212 @@ def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[st
     demo, admin = lab_uuid("project", "demo").replace("-", ""), lab_uuid("project", "admin").replace("-", "")
     net, sub = d["network"], d["subnet"]
     agent = lambda kind, host, binary, conf: {  # noqa: E731
-        "id": lab_uuid("agent", f"{kind}@{host}"), "agent_type": kind, "binary": binary, "host": host, "alive": True,
-        "admin_state_up": True, "topic": binary.removeprefix("neutron-"), "availability_zone": "nova",
-        "configurations": conf, "started_at": "2024-01-01 00:00:00", "heartbeat_timestamp": "2024-01-01 00:00:00",
-    }  # fmt: skip
+        "id": lab_uuid("agent", f"{kind}@{host}"),
+        "agent_type": kind,
+        "binary": binary,
+        "host": host,
+        "alive": True,
+        "admin_state_up": True,
+        "topic": binary.removeprefix("neutron-"),
+        "availability_zone": "nova",
+        "configurations": conf,
+        "started_at": "2024-01-01 00:00:00",
+        "heartbeat_timestamp": "2024-01-01 00:00:00",
+    }
     agents = []
     for n in nodes:
-        agents.append(agent("Open vSwitch agent", n["name"], "neutron-openvswitch-agent",
-                            {"bridge_mappings": {PHYSNET: PROVIDER_BRIDGE}, "integration_bridge": "br-int",
-                             "tunnel_types": [], "datapath_type": "netdev", "ovs_hybrid_plug": False}))  # fmt: skip
+        agents.append(
+            agent(
+                "Open vSwitch agent",
+                n["name"],
+                "neutron-openvswitch-agent",
+                {
+                    "bridge_mappings": {PHYSNET: PROVIDER_BRIDGE},
+                    "integration_bridge": "br-int",
+                    "tunnel_types": [],
+                    "datapath_type": "netdev",
+                    "ovs_hybrid_plug": False,
+                },
+            )
+        )
     host = d["dhcp_host"]
-    dhcp = agent("DHCP agent", host, "neutron-dhcp-agent", {"dhcp_driver": "neutron.agent.linux.dhcp.Dnsmasq", "networks": 1})
+    dhcp = agent(
+        "DHCP agent", host, "neutron-dhcp-agent", {"dhcp_driver": "neutron.agent.linux.dhcp.Dnsmasq", "networks": 1}
+    )
     l3 = agent("L3 agent", host, "neutron-l3-agent", {"agent_mode": "legacy", "routers": 1})
     agents += [dhcp, l3, agent("Metadata agent", host, "neutron-metadata-agent", {})]
     ports = []
     for p in d["ports"]:
-        details = {"port_filter": True, "datapath_type": "netdev", "bridge_name": "br-int", "connectivity": "l2",
-                   "ovs_hybrid_plug": bool(p.get("hybrid"))}  # fmt: skip
-        ports.append({
-            "id": p["id"], "name": "", "network_id": net["id"], "mac_address": p["mac"], "project_id": demo, "tenant_id": demo,
-            "fixed_ips": [{"subnet_id": sub["id"], "ip_address": p["ip"]}], "device_id": p["device_id"],
-            "device_owner": p["device_owner"], "status": "ACTIVE", "admin_state_up": True,
-            "binding:host_id": p["host"], "binding:vif_type": "ovs", "binding:vnic_type": "normal",
-            "binding:vif_details": details, "binding:profile": {}, "security_groups": [],
-        })  # fmt: skip
+        details = {
+            "port_filter": True,
+            "datapath_type": "netdev",
+            "bridge_name": "br-int",
+            "connectivity": "l2",
+            "ovs_hybrid_plug": bool(p.get("hybrid")),
+        }
+        ports.append(
+            {
+                "id": p["id"],
+                "name": "",
+                "network_id": net["id"],
+                "mac_address": p["mac"],
+                "project_id": demo,
+                "tenant_id": demo,
+                "fixed_ips": [{"subnet_id": sub["id"], "ip_address": p["ip"]}],
+                "device_id": p["device_id"],
+                "device_owner": p["device_owner"],
+                "status": "ACTIVE",
+                "admin_state_up": True,
+                "binding:host_id": p["host"],
+                "binding:vif_type": "ovs",
+                "binding:vnic_type": "normal",
+                "binding:vif_details": details,
+                "binding:profile": {},
+                "security_groups": [],
+            }
+        )
     servers = []
     for s in d["servers"]:
         port = next(p for p in d["ports"] if p.get("server") == s["name"])
-        servers.append({
-            "id": s["id"], "name": s["name"], "status": "ACTIVE", "tenant_id": demo, "user_id": "demo",
-            "OS-EXT-SRV-ATTR:host": s["host"], "OS-EXT-SRV-ATTR:hypervisor_hostname": s["host"],
-            "OS-EXT-SRV-ATTR:instance_name": f"instance-{s['id'][:8]}", "OS-EXT-STS:vm_state": "active",
-            "addresses": {net["name"]: [{"addr": port["ip"], "version": 4, "OS-EXT-IPS:type": "fixed",
-                                         "OS-EXT-IPS-MAC:mac_addr": port["mac"]}]},
-            "flavor": {"original_name": "m1.tiny"}, "image": "", "created": "2024-01-01T00:00:00Z",
-        })  # fmt: skip
+        servers.append(
+            {
+                "id": s["id"],
+                "name": s["name"],
+                "status": "ACTIVE",
+                "tenant_id": demo,
+                "user_id": "demo",
+                "OS-EXT-SRV-ATTR:host": s["host"],
+                "OS-EXT-SRV-ATTR:hypervisor_hostname": s["host"],
+                "OS-EXT-SRV-ATTR:instance_name": f"instance-{s['id'][:8]}",
+                "OS-EXT-STS:vm_state": "active",
+                "addresses": {
+                    net["name"]: [
+                        {
+                            "addr": port["ip"],
+                            "version": 4,
+                            "OS-EXT-IPS:type": "fixed",
+                            "OS-EXT-IPS-MAC:mac_addr": port["mac"],
+                        }
+                    ]
+                },
+                "flavor": {"original_name": "m1.tiny"},
+                "image": "",
+                "created": "2024-01-01T00:00:00Z",
+            }
+        )
     hypervisors = [
-        {"id": lab_uuid("hypervisor", n["name"]), "hypervisor_hostname": n["name"], "state": "up", "status": "enabled",
-         "host_ip": n.get("data_address", ""), "hypervisor_type": "QEMU", "hypervisor_version": 8002000,
-         "service": {"host": n["name"], "id": lab_uuid("service", n["name"]), "disabled_reason": None}}
-        for n in nodes if "compute" in n["roles"]
-    ]  # fmt: skip
+        {
+            "id": lab_uuid("hypervisor", n["name"]),
+            "hypervisor_hostname": n["name"],
+            "state": "up",
+            "status": "enabled",
+            "host_ip": n.get("data_address", ""),
+            "hypervisor_type": "QEMU",
+            "hypervisor_version": 8002000,
+            "service": {"host": n["name"], "id": lab_uuid("service", n["name"]), "disabled_reason": None},
+        }
+        for n in nodes
+        if "compute" in n["roles"]
+    ]
     return {
         "region": "RegionOne",
         "projects": [{"id": admin, "name": "admin"}, {"id": demo, "name": "demo"}],
-        "users": [{"name": "admin", "password": "steth-lab-admin", "project": "admin", "roles": ["admin", "member", "reader"]},
-                  {"name": "demo", "password": "steth-lab-demo", "project": "demo", "roles": ["member", "reader"]}],
-        "hypervisors": hypervisors, "agents": agents,
-        "networks": [{"id": net["id"], "name": net["name"], "project_id": demo, "tenant_id": demo, "status": "ACTIVE",
-                      "admin_state_up": True, "mtu": net["mtu"], "subnets": [sub["id"]], "shared": False,
-                      "router:external": False, "provider:network_type": "vlan",
-                      "provider:physical_network": PHYSNET, "provider:segmentation_id": net["segmentation_id"]}],
-        "subnets": [{"id": sub["id"], "name": "private-v4", "network_id": net["id"], "project_id": demo, "tenant_id": demo,
-                     "cidr": sub["cidr"], "ip_version": 4, "gateway_ip": sub["gateway_ip"], "enable_dhcp": True,
-                     "allocation_pools": [{"start": str(ipaddress.ip_network(sub["cidr"])[2]),
-                                           "end": str(ipaddress.ip_network(sub["cidr"])[-2])}], "dns_nameservers": []}],
+        "users": [
+            {
+                "name": "admin",
+                "password": "steth-lab-admin",
+                "project": "admin",
+                "roles": ["admin", "member", "reader"],
+            },
+            {"name": "demo", "password": "steth-lab-demo", "project": "demo", "roles": ["member", "reader"]},
+        ],
+        "hypervisors": hypervisors,
+        "agents": agents,
+        "networks": [
+            {
+                "id": net["id"],
+                "name": net["name"],
+                "project_id": demo,
+                "tenant_id": demo,
+                "status": "ACTIVE",
+                "admin_state_up": True,
+                "mtu": net["mtu"],
+                "subnets": [sub["id"]],
+                "shared": False,
+                "router:external": False,
+                "provider:network_type": "vlan",
+                "provider:physical_network": PHYSNET,
+                "provider:segmentation_id": net["segmentation_id"],
+            }
+        ],
+        "subnets": [
+            {
+                "id": sub["id"],
+                "name": "private-v4",
+                "network_id": net["id"],
+                "project_id": demo,
+                "tenant_id": demo,
+                "cidr": sub["cidr"],
+                "ip_version": 4,
+                "gateway_ip": sub["gateway_ip"],
+                "enable_dhcp": True,
+                "allocation_pools": [
+                    {
+                        "start": str(ipaddress.ip_network(sub["cidr"])[2]),
+                        "end": str(ipaddress.ip_network(sub["cidr"])[-2]),
+                    }
+                ],
+                "dns_nameservers": [],
+            }
+        ],
         "ports": ports,
-        "routers": [{"id": d["router"]["id"], "name": d["router"]["name"], "project_id": demo, "tenant_id": demo,
-                     "status": "ACTIVE", "admin_state_up": True, "external_gateway_info": None}],
+        "routers": [
+            {
+                "id": d["router"]["id"],
+                "name": d["router"]["name"],
+                "project_id": demo,
+                "tenant_id": demo,
+                "status": "ACTIVE",
+                "admin_state_up": True,
+                "external_gateway_info": None,
+            }
+        ],
         "servers": servers,
         "network_dhcp_agents": {net["id"]: [dhcp["id"]]},
         "router_l3_agents": {d["router"]["id"]: [l3["id"]]},
-    }  # fmt: skip
+    }
 
 
 # --- building -------------------------------------------------------------------------------------
 
 
-def up(compute: int = 2, network: int = 1, mgmt_cidr: str = "10.99.0.0/24", data_cidr: str = "10.98.0.0/24",
-       heartbeat_s: float = 1.0, allow_mutating: bool = True, progress=lambda msg: None,
-       trunks: list[int] | None = None) -> dict[str, Any]:  # fmt: skip
+def up(
+    compute: int = 2,
+    network: int = 1,
+    mgmt_cidr: str = "10.99.0.0/24",
+    data_cidr: str = "10.98.0.0/24",
+    heartbeat_s: float = 1.0,
+    allow_mutating: bool = True,
+    progress=lambda msg: None,
+    trunks: list[int] | None = None,
+) -> dict[str, Any]:
     """The fleet with its OVS fabric, then the ML2/OVS pieces on it, then the API; returns the state."""
     if os.geteuid() != 0:
         raise LabError("the OpenStack lab needs root (network namespaces, Open vSwitch)")
     if compute < 1 or network < 1:
         raise LabError("the OpenStack lab needs at least one compute and one network node")
-    state = fleet.up(compute, network, mgmt_cidr, data_cidr, heartbeat_s, allow_mutating, progress=progress,
-                     ovs=True, trunks=trunks, agent_env=ovs_env)  # fmt: skip
+    state = fleet.up(
+        compute,
+        network,
+        mgmt_cidr,
+        data_cidr,
+        heartbeat_s,
+        allow_mutating,
+        progress=progress,
+        ovs=True,
+        trunks=trunks,
+        agent_env=ovs_env,
+    )
     try:
         d = design(state["nodes"])
         state["openstack"] = {"design": d, "ovs": {}}
@@ -246,36 +406,90 @@ def _node_ovs(state: dict, node: dict[str, Any]) -> None:
         sh("ovsdb-tool", "create", str(d / "conf.db"), OVS_SCHEMA)
     record = state["openstack"]["ovs"].setdefault(name, {"dir": str(d), "pids": {}})
     for daemon, argv in (
-        ("ovsdb-server", ["ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d / 'db.sock'}", "--pidfile", "--log-file"]),
+        (
+            "ovsdb-server",
+            ["ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d / 'db.sock'}", "--pidfile", "--log-file"],
+        ),
         ("ovs-vswitchd", ["ovs-vswitchd", "--pidfile", "--log-file"]),
     ):
         log = open(d / f"{daemon}.out", "ab")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         log.close()
         record["pids"][daemon] = proc.pid
         state["pids"][f"{daemon}@{name}"] = proc.pid  # fleet.down stops it (the namespace sweep would too)
         save_state(state)
         ready = d / "db.sock" if daemon == "ovsdb-server" else d / "ovs-vswitchd.pid"
-        _wait(lambda: ready.exists(), 10, f"{daemon} on {name} did not start: see {d}/{daemon}.log")
+        _wait(ready.exists, 10, f"{daemon} on {name} did not start: see {d}/{daemon}.log")
         if daemon == "ovsdb-server":
             vsctl(name, "--no-wait", "init")
-    vsctl(name, "add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev",
-          "--", "add-br", PROVIDER_BRIDGE, "--", "set", "bridge", PROVIDER_BRIDGE, "datapath_type=netdev",
-          "--", "add-port", "br-int", "int-br-phys", "--", "set", "interface", "int-br-phys", "type=patch",
-          "options:peer=phy-br-phys",
-          "--", "add-port", PROVIDER_BRIDGE, "phy-br-phys", "--", "set", "interface", "phy-br-phys", "type=patch",
-          "options:peer=int-br-phys",
-          "--", "add-port", PROVIDER_BRIDGE, "trunk0")  # fmt: skip
+    vsctl(
+        name,
+        "add-br",
+        "br-int",
+        "--",
+        "set",
+        "bridge",
+        "br-int",
+        "datapath_type=netdev",
+        "--",
+        "add-br",
+        PROVIDER_BRIDGE,
+        "--",
+        "set",
+        "bridge",
+        PROVIDER_BRIDGE,
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "br-int",
+        "int-br-phys",
+        "--",
+        "set",
+        "interface",
+        "int-br-phys",
+        "type=patch",
+        "options:peer=phy-br-phys",
+        "--",
+        "add-port",
+        PROVIDER_BRIDGE,
+        "phy-br-phys",
+        "--",
+        "set",
+        "interface",
+        "phy-br-phys",
+        "type=patch",
+        "options:peer=int-br-phys",
+        "--",
+        "add-port",
+        PROVIDER_BRIDGE,
+        "trunk0",
+    )
     # The Neutron OVS agent's VLAN translation for the tenant network (local tag <-> segmentation id).
     int_patch, phy_patch = _ofport(name, "int-br-phys"), _ofport(name, "phy-br-phys")
     seg = SEGMENTATION_ID
     for bridge, flows in (
-        ("br-int", [f"priority=3,in_port={int_patch},dl_vlan={seg},actions=mod_vlan_vid:{LOCAL_VLAN},NORMAL",
-                    f"priority=2,in_port={int_patch},actions=drop"]),
-        (PROVIDER_BRIDGE, [f"priority=4,in_port={phy_patch},dl_vlan={LOCAL_VLAN},actions=mod_vlan_vid:{seg},NORMAL",
-                           f"priority=2,in_port={phy_patch},actions=drop"]),
-    ):  # fmt: skip
+        (
+            "br-int",
+            [
+                f"priority=3,in_port={int_patch},dl_vlan={seg},actions=mod_vlan_vid:{LOCAL_VLAN},NORMAL",
+                f"priority=2,in_port={int_patch},actions=drop",
+            ],
+        ),
+        (
+            PROVIDER_BRIDGE,
+            [
+                f"priority=4,in_port={phy_patch},dl_vlan={LOCAL_VLAN},actions=mod_vlan_vid:{seg},NORMAL",
+                f"priority=2,in_port={phy_patch},actions=drop",
+            ],
+        ),
+    ):
         for flow in flows:
             ofctl(name, "add-flow", bridge, flow)
 
@@ -310,12 +524,33 @@ def _veth(ns_a: str, a: str, ns_b: str, b: str, mac_b: str | None = None) -> Non
 
 def _ovs_port(node: str, name: str, d: dict, port: dict, vm_uuid: str | None = None) -> None:
     net = d["network"]
-    ext = [f"external_ids:iface-id={port['id']}", f"external_ids:attached-mac={port['mac']}",
-           "external_ids:iface-status=active"] + ([f"external_ids:vm-uuid={vm_uuid}"] if vm_uuid else [])  # fmt: skip
-    vsctl(node, "--", "--may-exist", "add-port", "br-int", name, "--", "set", "port", name, f"tag={LOCAL_VLAN}",
-          f"other_config:net_uuid={net['id']}", "other_config:network_type=vlan",
-          f"other_config:physical_network={PHYSNET}", f"other_config:segmentation_id={net['segmentation_id']}",
-          "--", "set", "interface", name, *ext)  # fmt: skip
+    ext = [
+        f"external_ids:iface-id={port['id']}",
+        f"external_ids:attached-mac={port['mac']}",
+        "external_ids:iface-status=active",
+    ] + ([f"external_ids:vm-uuid={vm_uuid}"] if vm_uuid else [])
+    vsctl(
+        node,
+        "--",
+        "--may-exist",
+        "add-port",
+        "br-int",
+        name,
+        "--",
+        "set",
+        "port",
+        name,
+        f"tag={LOCAL_VLAN}",
+        f"other_config:net_uuid={net['id']}",
+        "other_config:network_type=vlan",
+        f"other_config:physical_network={PHYSNET}",
+        f"other_config:segmentation_id={net['segmentation_id']}",
+        "--",
+        "set",
+        "interface",
+        name,
+        *ext,
+    )
 
 
 def _namespace(state: dict, ns: str) -> None:
@@ -366,14 +601,28 @@ def dnsmasq_argv(d: dict) -> list[str]:
     mask = str(ipaddress.ip_network(sub["cidr"]).netmask)
     tag = f"subnet-{sub['id']}"
     return [
-        "dnsmasq", "--no-hosts", "--no-resolv", "--keep-in-foreground", "--user=root", "--group=root",
-        f"--pid-file={conf / 'pid'}", f"--dhcp-hostsfile={conf / 'host'}", f"--addn-hosts={conf / 'addn_hosts'}",
-        f"--dhcp-optsfile={conf / 'opts'}", f"--dhcp-leasefile={conf / 'leases'}", "--dhcp-match=set:ipxe,175",
-        "--local-service", "--bind-interfaces", f"--interface={dev('ns-', port['id'])}", "--except-interface=lo",
+        "dnsmasq",
+        "--no-hosts",
+        "--no-resolv",
+        "--keep-in-foreground",
+        "--user=root",
+        "--group=root",
+        f"--pid-file={conf / 'pid'}",
+        f"--dhcp-hostsfile={conf / 'host'}",
+        f"--addn-hosts={conf / 'addn_hosts'}",
+        f"--dhcp-optsfile={conf / 'opts'}",
+        f"--dhcp-leasefile={conf / 'leases'}",
+        "--dhcp-match=set:ipxe,175",
+        "--local-service",
+        "--bind-interfaces",
+        f"--interface={dev('ns-', port['id'])}",
+        "--except-interface=lo",
         f"--dhcp-range=set:{tag},{ipaddress.ip_network(sub['cidr']).network_address},static,{mask},86400s",
-        f"--dhcp-option-force=option:mtu,{d['network']['mtu']}", "--dhcp-lease-max=256", "--conf-file=/dev/null",
+        f"--dhcp-option-force=option:mtu,{d['network']['mtu']}",
+        "--dhcp-lease-max=256",
+        "--conf-file=/dev/null",
         "--domain=openstacklocal",
-    ]  # fmt: skip
+    ]
 
 
 def _dnsmasq(state: dict, d: dict) -> None:
@@ -381,10 +630,16 @@ def _dnsmasq(state: dict, d: dict) -> None:
     conf.mkdir(parents=True, exist_ok=True)
     tag = f"subnet-{d['subnet']['id']}"
     hostname = lambda ip: f"host-{ip.replace('.', '-')}"  # noqa: E731
-    (conf / "host").write_text("".join(f"{p['mac']},{hostname(p['ip'])}.openstacklocal,{p['ip']}\n" for p in d["ports"]))
-    (conf / "addn_hosts").write_text("".join(f"{p['ip']}\t{hostname(p['ip'])}.openstacklocal {hostname(p['ip'])}\n" for p in d["ports"]))
+    (conf / "host").write_text(
+        "".join(f"{p['mac']},{hostname(p['ip'])}.openstacklocal,{p['ip']}\n" for p in d["ports"])
+    )
+    (conf / "addn_hosts").write_text(
+        "".join(f"{p['ip']}\t{hostname(p['ip'])}.openstacklocal {hostname(p['ip'])}\n" for p in d["ports"])
+    )
     dhcp_ip = next(p["ip"] for p in d["ports"] if p["role"] == "dhcp")
-    (conf / "opts").write_text(f"tag:{tag},option:dns-server,{dhcp_ip}\ntag:{tag},option:router,{d['subnet']['gateway_ip']}\n")
+    (conf / "opts").write_text(
+        f"tag:{tag},option:dns-server,{dhcp_ip}\ntag:{tag},option:router,{d['subnet']['gateway_ip']}\n"
+    )
     (conf / "leases").touch()
     (conf / "interface").write_text(dev("ns-", next(p["id"] for p in d["ports"] if p["role"] == "dhcp")) + "\n")
     start_dnsmasq(state, d)
@@ -395,8 +650,13 @@ def start_dnsmasq(state: dict, d: dict) -> int:
     conf = dhcp_dir(d)
     (conf / "pid").unlink(missing_ok=True)  # a stale pid file would make the wait below return at once
     log = open(conf / "dnsmasq.log", "ab")
-    proc = subprocess.Popen(["ip", "netns", "exec", d["qdhcp"], *dnsmasq_argv(d)], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", d["qdhcp"], *dnsmasq_argv(d)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     state["pids"]["dnsmasq"] = proc.pid
     save_state(state)
@@ -414,9 +674,23 @@ def _api(state: dict, d: dict) -> None:
     port_file = base / "api.port"
     port_file.unlink(missing_ok=True)
     log = open(base / "api.out", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "steth.lab.openstack_api", "--cloud", str(base / "cloud.json"),
-                             "--port-file", str(port_file), "--log", str(base / "api.log")],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "steth.lab.openstack_api",
+            "--cloud",
+            str(base / "cloud.json"),
+            "--port-file",
+            str(port_file),
+            "--log",
+            str(base / "api.log"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     state["pids"]["openstack-api"] = proc.pid
     save_state(state)
@@ -427,6 +701,7 @@ def _api(state: dict, d: dict) -> None:
 
     auth_url = f"http://127.0.0.1:{port_file.read_text().strip()}/identity/v3"
     (base / "clouds.yaml").write_text(clouds_yaml(auth_url, cloud))
-    state["openstack"].update(auth_url=auth_url, clouds_yaml=str(base / "clouds.yaml"), cloud_json=str(base / "cloud.json"),
-                              cloud="steth-lab")  # fmt: skip
+    state["openstack"].update(
+        auth_url=auth_url, clouds_yaml=str(base / "clouds.yaml"), cloud_json=str(base / "cloud.json"), cloud="steth-lab"
+    )
     save_state(state)

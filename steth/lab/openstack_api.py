@@ -32,7 +32,7 @@ NEUTRON = {"ports": "port", "networks": "network", "subnets": "subnet", "agents"
 
 
 def _now(offset_s: float = 0.0) -> str:
-    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_s)
+    t = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=offset_s)
     return t.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
 
@@ -44,10 +44,14 @@ def empty_cloud() -> dict[str, Any]:
         "users": [{"name": "admin", "password": "secret", "project": "admin", "roles": ["admin", "member"]}],
         "hypervisors": [],  # {"hypervisor_hostname", "state": up|down, "status", "host_ip", ...}
         "agents": [],  # Neutron agents: {"id", "agent_type", "binary", "host", "alive", "configurations", ...}
-        "networks": [], "subnets": [], "ports": [], "routers": [], "servers": [],
+        "networks": [],
+        "subnets": [],
+        "ports": [],
+        "routers": [],
+        "servers": [],
         "network_dhcp_agents": {},  # network id -> [agent id]
         "router_l3_agents": {},  # router id -> [agent id]
-    }  # fmt: skip
+    }
 
 
 class CloudSource:
@@ -113,7 +117,7 @@ class Handler(BaseHTTPRequestHandler):
     # --- plumbing ------------------------------------------------------------------------------
 
     @property
-    def api(self) -> "ApiServer":
+    def api(self) -> ApiServer:
         return self.server.api  # type: ignore[attr-defined]
 
     def log_message(self, fmt: str, *args: Any) -> None:
@@ -156,14 +160,19 @@ class Handler(BaseHTTPRequestHandler):
         cloud = self.api.source.get()
         try:
             if path.startswith("/identity"):
-                status, body, headers = self._identity(method, path[len("/identity"):] or "/", cloud)
+                status, body, headers = self._identity(method, path[len("/identity") :] or "/", cloud)
                 return self._send(status, body, headers)
             if path.startswith("/network"):
-                return self._send(200, self._neutron(path[len("/network"):] or "/", query, cloud))
+                return self._send(200, self._neutron(path[len("/network") :] or "/", query, cloud))
             if path.startswith("/compute"):
-                return self._send(200, self._nova(path[len("/compute"):] or "/", query, cloud),
-                                  {"OpenStack-API-Version": f"compute {NOVA_MAX_MICROVERSION}",
-                                   "X-OpenStack-Nova-API-Version": NOVA_MAX_MICROVERSION})  # fmt: skip
+                return self._send(
+                    200,
+                    self._nova(path[len("/compute") :] or "/", query, cloud),
+                    {
+                        "OpenStack-API-Version": f"compute {NOVA_MAX_MICROVERSION}",
+                        "X-OpenStack-Nova-API-Version": NOVA_MAX_MICROVERSION,
+                    },
+                )
             raise ApiError(404, {"error": {"code": 404, "message": f"no such service: {path}"}})
         except ApiError as exc:
             self._send(exc.status, exc.body)
@@ -174,10 +183,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _identity_version(self) -> dict[str, Any]:
         return {
-            "id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+            "id": "v3.14",
+            "status": "stable",
+            "updated": "2020-04-07T00:00:00Z",
             "links": [{"rel": "self", "href": f"{self._base()}/identity/v3/"}],
             "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
-        }  # fmt: skip
+        }
 
     def _identity(self, method: str, path: str, cloud: dict) -> tuple[int, Any, dict[str, str]]:
         if method == "GET" and path == "/":
@@ -194,8 +205,16 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(404, {"error": {"code": 404, "message": f"not found: {path}"}})
 
     def _issue_token(self, body: dict, cloud: dict) -> tuple[int, Any, dict[str, str]]:
-        unauthorized = ApiError(401, {"error": {"code": 401, "title": "Unauthorized",
-                                                "message": "The request you have made requires authentication."}})  # fmt: skip
+        unauthorized = ApiError(
+            401,
+            {
+                "error": {
+                    "code": 401,
+                    "title": "Unauthorized",
+                    "message": "The request you have made requires authentication.",
+                }
+            },
+        )
         try:
             pw_user = body["auth"]["identity"]["password"]["user"]
             name, password = pw_user.get("name") or pw_user.get("id"), pw_user["password"]
@@ -210,21 +229,41 @@ class Handler(BaseHTTPRequestHandler):
         if project is None or project["name"] != user["project"]:
             raise unauthorized
         base = self._base()
-        service = lambda kind, name, url: {"type": kind, "name": name, "id": uuid.uuid5(uuid.NAMESPACE_URL, url).hex,  # noqa: E731
-                                           "endpoints": [{"id": uuid.uuid5(uuid.NAMESPACE_URL, url + i).hex, "interface": i,
-                                                          "region": cloud["region"], "region_id": cloud["region"], "url": url}
-                                                         for i in ("public", "internal", "admin")]}  # fmt: skip
+        service = lambda kind, name, url: {  # noqa: E731
+            "type": kind,
+            "name": name,
+            "id": uuid.uuid5(uuid.NAMESPACE_URL, url).hex,
+            "endpoints": [
+                {
+                    "id": uuid.uuid5(uuid.NAMESPACE_URL, url + i).hex,
+                    "interface": i,
+                    "region": cloud["region"],
+                    "region_id": cloud["region"],
+                    "url": url,
+                }
+                for i in ("public", "internal", "admin")
+            ],
+        }
         domain = {"id": "default", "name": "Default"}
         token = {
-            "methods": ["password"], "expires_at": _now(3600), "issued_at": _now(), "audit_ids": [secrets.token_hex(8)],
-            "user": {"id": uuid.uuid5(uuid.NAMESPACE_DNS, user["name"]).hex, "name": user["name"], "domain": domain,
-                     "password_expires_at": None},
+            "methods": ["password"],
+            "expires_at": _now(3600),
+            "issued_at": _now(),
+            "audit_ids": [secrets.token_hex(8)],
+            "user": {
+                "id": uuid.uuid5(uuid.NAMESPACE_DNS, user["name"]).hex,
+                "name": user["name"],
+                "domain": domain,
+                "password_expires_at": None,
+            },
             "project": {"id": project["id"], "name": project["name"], "domain": domain},
             "roles": [{"id": uuid.uuid5(uuid.NAMESPACE_DNS, r).hex, "name": r} for r in user["roles"]],
-            "catalog": [service("identity", "keystone", f"{base}/identity"),
-                        service("network", "neutron", f"{base}/network"),
-                        service("compute", "nova", f"{base}/compute/v2.1")],
-        }  # fmt: skip
+            "catalog": [
+                service("identity", "keystone", f"{base}/identity"),
+                service("network", "neutron", f"{base}/network"),
+                service("compute", "nova", f"{base}/compute/v2.1"),
+            ],
+        }
         token_id = "gAAAA" + secrets.token_urlsafe(32)
         self.api.tokens[token_id] = {"body": token, "admin": "admin" in user["roles"], "project": project["id"]}
         return 201, {"token": token}, {"X-Subject-Token": token_id}
@@ -232,15 +271,24 @@ class Handler(BaseHTTPRequestHandler):
     def _auth(self) -> dict[str, Any]:
         token = self.api.tokens.get(self.headers.get("X-Auth-Token", ""))
         if token is None:
-            raise ApiError(401, {"error": {"code": 401, "message": "The request you have made requires authentication."}})
+            raise ApiError(
+                401, {"error": {"code": 401, "message": "The request you have made requires authentication."}}
+            )
         return token
 
     # --- Neutron -------------------------------------------------------------------------------
 
     def _neutron(self, path: str, query: dict[str, list[str]], cloud: dict) -> Any:
         if path == "/":
-            return {"versions": [{"id": "v2.0", "status": "CURRENT",
-                                  "links": [{"rel": "self", "href": f"{self._base()}/network/v2.0/"}]}]}  # fmt: skip
+            return {
+                "versions": [
+                    {
+                        "id": "v2.0",
+                        "status": "CURRENT",
+                        "links": [{"rel": "self", "href": f"{self._base()}/network/v2.0/"}],
+                    }
+                ]
+            }
         token = self._auth()
         admin = token["admin"]
         parts = path.strip("/").split("/")
@@ -253,7 +301,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind not in NEUTRON:
             raise neutron_error(404, "HTTPNotFound", f"The resource could not be found: {kind}")
         if kind == "agents" and not admin:
-            raise neutron_error(403, "PolicyNotAuthorized", '(rule:get_agent) is disallowed by policy')
+            raise neutron_error(403, "PolicyNotAuthorized", "(rule:get_agent) is disallowed by policy")
         items = [i for i in cloud[kind] if admin or i.get("project_id", token["project"]) == token["project"]]
         if len(parts) == 1:
             return {kind: [_visible(i, admin) for i in items if _matches(i, query)], f"{kind}_links": []}
@@ -275,9 +323,15 @@ class Handler(BaseHTTPRequestHandler):
     # --- Nova ----------------------------------------------------------------------------------
 
     def _nova_version(self) -> dict[str, Any]:
-        return {"id": "v2.1", "status": "CURRENT", "version": NOVA_MAX_MICROVERSION, "min_version": "2.1",
-                "updated": "2013-07-23T11:33:21Z", "links": [{"rel": "self", "href": f"{self._base()}/compute/v2.1/"}],
-                "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]}  # fmt: skip
+        return {
+            "id": "v2.1",
+            "status": "CURRENT",
+            "version": NOVA_MAX_MICROVERSION,
+            "min_version": "2.1",
+            "updated": "2013-07-23T11:33:21Z",
+            "links": [{"rel": "self", "href": f"{self._base()}/compute/v2.1/"}],
+            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}],
+        }
 
     def _nova(self, path: str, query: dict[str, list[str]], cloud: dict) -> Any:
         if path == "/":
@@ -290,7 +344,9 @@ class Handler(BaseHTTPRequestHandler):
         if parts[:1] == ["os-hypervisors"]:
             if not admin:
                 raise nova_error(403, "Policy doesn't allow os_compute_api:os-hypervisors:list-detail to be performed.")
-            hypervisors = [h for h in cloud["hypervisors"] if _matches(h, {k: v for k, v in query.items() if k != "with_servers"})]
+            hypervisors = [
+                h for h in cloud["hypervisors"] if _matches(h, {k: v for k, v in query.items() if k != "with_servers"})
+            ]
             if parts[1:] in ([], ["detail"]):
                 return {"hypervisors": [_visible(h, admin) for h in hypervisors], "hypervisors_links": []}
             found = next((h for h in hypervisors if str(h["id"]) == parts[1]), None)
@@ -313,9 +369,18 @@ class Handler(BaseHTTPRequestHandler):
                 return {"server": _visible(found, admin)}
             if parts[2] == "os-interface":
                 ports = [p for p in cloud["ports"] if p.get("device_id") == found["id"]]
-                return {"interfaceAttachments": [
-                    {"port_id": p["id"], "net_id": p["network_id"], "mac_addr": p["mac_address"], "port_state": p.get("status"),
-                     "fixed_ips": p.get("fixed_ips", [])} for p in ports]}  # fmt: skip
+                return {
+                    "interfaceAttachments": [
+                        {
+                            "port_id": p["id"],
+                            "net_id": p["network_id"],
+                            "mac_addr": p["mac_address"],
+                            "port_state": p.get("status"),
+                            "fixed_ips": p.get("fixed_ips", []),
+                        }
+                        for p in ports
+                    ]
+                }
         raise nova_error(404, f"The resource could not be found: {path}")
 
 
@@ -345,7 +410,7 @@ class ApiServer:
     def auth_url(self) -> str:
         return f"{self.url}/identity/v3"
 
-    def start(self) -> "ApiServer":
+    def start(self) -> ApiServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="openstack-api", daemon=True)
         self._thread.start()
         return self
@@ -354,7 +419,7 @@ class ApiServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> "ApiServer":
+    def __enter__(self) -> ApiServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -369,10 +434,18 @@ def clouds_yaml(auth_url: str, cloud: dict[str, Any], prefix: str = "steth-lab")
     for user in cloud.get("users", []):
         name = prefix if user["name"] == "admin" else f"{prefix}-{user['name']}"
         clouds[name] = {
-            "auth": {"auth_url": auth_url, "username": user["name"], "password": user["password"],
-                     "project_name": user["project"], "user_domain_name": "Default", "project_domain_name": "Default"},
-            "region_name": cloud.get("region", "RegionOne"), "identity_api_version": 3, "interface": "public",
-        }  # fmt: skip
+            "auth": {
+                "auth_url": auth_url,
+                "username": user["name"],
+                "password": user["password"],
+                "project_name": user["project"],
+                "user_domain_name": "Default",
+                "project_domain_name": "Default",
+            },
+            "region_name": cloud.get("region", "RegionOne"),
+            "identity_api_version": 3,
+            "interface": "public",
+        }
     return yaml.safe_dump({"clouds": clouds}, sort_keys=False)
 
 

@@ -75,20 +75,37 @@ def start(directory: str | Path, netns: str | None, on_pid=lambda name, pid: Non
     prefix = ["ip", "netns", "exec", netns] if netns else []
     sock = directory / "db.sock"
     instance["pids"]["ovsdb-server"] = _spawn(
-        prefix + ["ovsdb-server", str(db), f"--remote=punix:{sock}", f"--unixctl={directory / 'ovsdb.ctl'}",
-                  f"--pidfile={directory / 'ovsdb.pid'}", f"--log-file={directory / 'ovsdb.log'}"],
+        prefix
+        + [
+            "ovsdb-server",
+            str(db),
+            f"--remote=punix:{sock}",
+            f"--unixctl={directory / 'ovsdb.ctl'}",
+            f"--pidfile={directory / 'ovsdb.pid'}",
+            f"--log-file={directory / 'ovsdb.log'}",
+        ],
         directory / "ovsdb.out",
-    )  # fmt: skip
+    )
     on_pid("ovsdb-server", instance["pids"]["ovsdb-server"])
     _wait_for(lambda: sock.exists(), 5, f"ovsdb-server did not create {sock}: see {directory / 'ovsdb.log'}")
     vsctl(instance, "--no-wait", "init")
     instance["pids"]["ovs-vswitchd"] = _spawn(
-        prefix + ["ovs-vswitchd", db_url(directory), f"--unixctl={directory / 'vswitchd.ctl'}",
-                  f"--pidfile={directory / 'vswitchd.pid'}", f"--log-file={directory / 'vswitchd.log'}"],
+        prefix
+        + [
+            "ovs-vswitchd",
+            db_url(directory),
+            f"--unixctl={directory / 'vswitchd.ctl'}",
+            f"--pidfile={directory / 'vswitchd.pid'}",
+            f"--log-file={directory / 'vswitchd.log'}",
+        ],
         directory / "vswitchd.out",
-    )  # fmt: skip
+    )
     on_pid("ovs-vswitchd", instance["pids"]["ovs-vswitchd"])
-    _wait_for(lambda: (directory / "vswitchd.ctl").exists(), 5, f"ovs-vswitchd did not start: see {directory / 'vswitchd.log'}")
+    _wait_for(
+        lambda: (directory / "vswitchd.ctl").exists(),
+        5,
+        f"ovs-vswitchd did not start: see {directory / 'vswitchd.log'}",
+    )
     return instance
 
 
@@ -110,8 +127,9 @@ def stop(instance: dict[str, Any] | None) -> None:
 def _spawn(argv: list[str], out: Path) -> int:
     log = open(out, "ab")
     try:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True).pid  # fmt: skip
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        ).pid
     finally:
         log.close()
 
@@ -195,20 +213,48 @@ def attach_node(state: dict[str, Any], node_ns: str, k: int) -> str:
     record["ports"][node_ns] = port
     save_state(state)
     # Both ends are created straight in their namespaces: nothing of it is left in the root namespace.
-    sh("ip", "link", "add", port, "netns", record["netns"], "type", "veth", "peer", "name", TRUNK_IFACE, "netns", node_ns)
+    sh(
+        "ip",
+        "link",
+        "add",
+        port,
+        "netns",
+        record["netns"],
+        "type",
+        "veth",
+        "peer",
+        "name",
+        TRUNK_IFACE,
+        "netns",
+        node_ns,
+    )
     # The userspace datapath forwards frames as they are: checksums left to offload would arrive broken.
     for ns, iface in ((record["netns"], port), (node_ns, TRUNK_IFACE)):
         in_ns(ns, "ethtool", "-K", iface, "tx", "off", check=False)
         in_ns(ns, "ip", "link", "set", iface, "up")
     trunks = ",".join(str(v) for v in record["trunks"])
-    vsctl(record["instance"], "add-port", FABRIC_BRIDGE, port, "--", "set", "port", port, "vlan_mode=trunk", f"trunks={trunks}")
+    vsctl(
+        record["instance"],
+        "add-port",
+        FABRIC_BRIDGE,
+        port,
+        "--",
+        "set",
+        "port",
+        port,
+        "vlan_mode=trunk",
+        f"trunks={trunks}",
+    )
     return port
 
 
 def fabric_down(state: dict[str, Any]) -> None:
     record = state.get("ovs") or {}
     # After a crash inside start() there is no instance record yet: the pids and the pidfiles still are.
-    stop(record.get("instance") or {"dir": str(Path(state.get("dir", "")) / "ovs-fabric"), "pids": record.get("pids", {})})
+    stop(
+        record.get("instance")
+        or {"dir": str(Path(state.get("dir", "")) / "ovs-fabric"), "pids": record.get("pids", {})}
+    )
 
 
 def fabric_status(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -218,17 +264,31 @@ def fabric_status(state: dict[str, Any]) -> dict[str, Any] | None:
     instance = record.get("instance") or {}
     pids = instance.get("pids") or record.get("pids", {})  # the latter: recorded before start() returned
     return {
-        "netns": record["netns"], "bridge": record["bridge"], "trunks": record["trunks"],
-        "db": db_url(instance["dir"]) if instance.get("dir") else None, "ports": record["ports"],
+        "netns": record["netns"],
+        "bridge": record["bridge"],
+        "trunks": record["trunks"],
+        "db": db_url(instance["dir"]) if instance.get("dir") else None,
+        "ports": record["ports"],
         "running": all(_comm(p) and not _zombie(p) for p in pids.values()) if pids else False,
-    }  # fmt: skip
+    }
 
 
 def access_port(state: dict[str, Any], name: str, vlan: int, cidr: str | None = None) -> str:
     """An internal port of the fabric bridge in the switch namespace, access port of `vlan`, optionally
     with an address: a host "on" that VLAN (a DHCP server for tests, say). Gone with the lab."""
     record = state["ovs"]
-    vsctl(record["instance"], "add-port", FABRIC_BRIDGE, name, f"tag={vlan}", "--", "set", "interface", name, "type=internal")
+    vsctl(
+        record["instance"],
+        "add-port",
+        FABRIC_BRIDGE,
+        name,
+        f"tag={vlan}",
+        "--",
+        "set",
+        "interface",
+        name,
+        "type=internal",
+    )
     ns = record["netns"]
     if cidr:
         in_ns(ns, "ip", "addr", "add", cidr, "dev", name)

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-
 DEFAULT_LAB = "sth"
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")  # short: it prefixes interface names (15 bytes at most)
 

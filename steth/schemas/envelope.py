@@ -61,12 +61,19 @@ def signing_payload(request: Request, subject: str) -> bytes:
     is involved; args as they travel (plain JSON types after model_dump(mode="json")).
     """
     body = {
-        "v": request.v, "id": request.id, "probe": request.probe, "args": to_jsonable_python(request.args),
-        "deadline_ms": int(round(request.deadline * 1000)), "sender": request.sender, "kid": request.kid,
+        "v": request.v,
+        "id": request.id,
+        "probe": request.probe,
+        "args": to_jsonable_python(request.args),
+        "deadline_ms": int(round(request.deadline * 1000)),
+        "sender": request.sender,
+        "kid": request.kid,
         "subject": subject,
-    }  # fmt: skip
-    return SIGNING_DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                                       allow_nan=False).encode()  # fmt: skip
+    }
+    return (
+        SIGNING_DOMAIN
+        + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    )
 
 
 class Reply(BaseModel):

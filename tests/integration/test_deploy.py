@@ -18,13 +18,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-needs_promtool = pytest.mark.skipif(not shutil.which("promtool"), reason="promtool missing (apt-get install prometheus)")
+needs_promtool = pytest.mark.skipif(
+    not shutil.which("promtool"), reason="promtool missing (apt-get install prometheus)"
+)
 
 
 @needs_promtool
 def test_promtool_checks_the_config_and_rules():
-    done = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=DEPLOY / "prometheus",
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["promtool", "check", "config", "prometheus.yml"], cwd=DEPLOY / "prometheus", capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
 
@@ -32,18 +35,28 @@ def test_promtool_checks_the_config_and_rules():
 @needs_promtool
 def test_promtool_rule_unit_tests_pass():
     """Including StethPacketLoss firing on injected (synthetic) 50 % loss and nothing on clean pairs."""
-    done = subprocess.run(["promtool", "test", "rules", "steth.rules.test.yml"], cwd=DEPLOY / "prometheus/steth",
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["promtool", "test", "rules", "steth.rules.test.yml"],
+        cwd=DEPLOY / "prometheus/steth",
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
 
 
 @needs_promtool
 def test_rule_unit_tests_would_catch_a_broken_rule(tmp_path):
     """The unit tests are not vacuous: a loss threshold of 60 % makes them fail."""
-    rules = (DEPLOY / "prometheus/steth/steth.rules.yml").read_text().replace("steth:ping_loss:ratio_5m > 0.02", "steth:ping_loss:ratio_5m > 0.6")
+    rules = (
+        (DEPLOY / "prometheus/steth/steth.rules.yml")
+        .read_text()
+        .replace("steth:ping_loss:ratio_5m > 0.02", "steth:ping_loss:ratio_5m > 0.6")
+    )
     (tmp_path / "steth.rules.yml").write_text(rules)
     shutil.copy(DEPLOY / "prometheus/steth/steth.rules.test.yml", tmp_path)
-    done = subprocess.run(["promtool", "test", "rules", "steth.rules.test.yml"], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        ["promtool", "test", "rules", "steth.rules.test.yml"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode != 0 and "StethPacketLoss" in done.stdout + done.stderr
 
 
@@ -54,14 +67,19 @@ def test_systemd_units_verify(tmp_path):
     if not Path(found).exists():
         pytest.skip("steth-agent is not installed in this environment")
     bindir = Path(found).parent
-    for src in (DEPLOY / "systemd/steth-agent.service", DEPLOY / "prometheus/steth-sd.service", DEPLOY / "prometheus/steth-sd.timer"):
+    for src in (
+        DEPLOY / "systemd/steth-agent.service",
+        DEPLOY / "prometheus/steth-sd.service",
+        DEPLOY / "prometheus/steth-sd.timer",
+    ):
         text = src.read_text().replace("/usr/local/bin/", f"{bindir}/")
         (tmp_path / src.name).write_text(text)
     agent = (tmp_path / "steth-agent.service").read_text()
     assert "Type=notify" in agent and "NoNewPrivileges=yes" in agent and "ProtectSystem=strict" in agent
     assert "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN" in agent
-    done = subprocess.run(["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -74,7 +92,9 @@ def test_grafana_dashboard_is_importable_json():
     assert {"heatmap", "timeseries", "stat"} <= kinds
     exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
     assert any("steth:ping_loss:ratio_5m" in e for e in exprs)  # the mesh loss heatmap
-    assert any("steth_ping_rtt_seconds" in e for e in exprs) and any("steth_bandwidth_bits_per_second" in e for e in exprs)
+    assert any("steth_ping_rtt_seconds" in e for e in exprs) and any(
+        "steth_bandwidth_bits_per_second" in e for e in exprs
+    )
     for p in panels:
         g = p["gridPos"]
         assert 0 <= g["x"] and g["x"] + g["w"] <= 24
@@ -121,8 +141,11 @@ def cluster(tmp_path_factory):
         check = subprocess.run([_nats_server(), "-t", "-c", str(conf)], capture_output=True, text=True, env=env)
         assert check.returncode == 0, check.stdout + check.stderr
         log = open(base / f"nats-{i + 1}.log", "ab")
-        procs.append(subprocess.Popen([_nats_server(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                                      env=env, start_new_session=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [_nats_server(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        )
     urls = [f"nats://127.0.0.1:{p}" for p in client]
     try:
         asyncio.run(_wait_for_jetstream(urls))
@@ -187,8 +210,13 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
     env["NOTIFY_SOCKET"] = notify_path
     log = open(tmp_path / "agent.log", "ab")
-    agent = subprocess.Popen([sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)],
-                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         messages = []
         while not any(m.startswith(b"READY=1") for m in messages):
@@ -213,7 +241,9 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
         urls = [u for i, u in enumerate(cluster["urls"]) if i != victim]
         before = state[0]
         deadline = time.monotonic() + 60
-        while (after := _try(lambda: asyncio.run(_stream_state(urls, "STETH_RESULTS")))) is None or after[0] < before + 3:
+        while (after := _try(lambda: asyncio.run(_stream_state(urls, "STETH_RESULTS")))) is None or after[
+            0
+        ] < before + 3:
             assert time.monotonic() < deadline, f"results stopped: {before} -> {after}"
             time.sleep(0.5)
 

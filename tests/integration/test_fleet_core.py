@@ -17,7 +17,6 @@ import time
 
 import msgpack
 import pytest
-
 from conftest import TEST_LAB, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
@@ -116,7 +115,7 @@ def test_table_output_and_footer(lab):
     assert done.returncode == 0
     lines = done.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["NODE", "STATUS"]
-    assert [l.split()[0] for l in lines[1:3]] == ["compute-1", "compute-2"]
+    assert [line.split()[0] for line in lines[1:3]] == ["compute-1", "compute-2"]
     assert lines[-1].startswith("2/2 nodes replied in ") and lines[-1].endswith("(2 ok)")
 
 
@@ -137,8 +136,9 @@ def test_gather_finishes_as_soon_as_every_expected_node_answered(lab):
 
 def test_ping_finishes_when_the_probe_does_not_at_the_deadline(lab):
     started = time.monotonic()
-    code, doc = lab.cli_json("ping", "node:network-1", "--role", "compute", "--count", "5", "--interval", "0.05",
-                             "--timeout", "30")  # fmt: skip
+    code, doc = lab.cli_json(
+        "ping", "node:network-1", "--role", "compute", "--count", "5", "--interval", "0.05", "--timeout", "30"
+    )
     wall = time.monotonic() - started
     assert code == 0, doc
     # 5 echoes 0.05 s apart take about 0.25 s on each node, in parallel
@@ -151,8 +151,9 @@ def test_ping_finishes_when_the_probe_does_not_at_the_deadline(lab):
 # --- protocol errors answered by real agents ------------------------------------------------------
 
 
-async def raw_requests(url: str, items: list[tuple[str, bytes]], wait: float = 1.5,
-                       expect: int | None = None) -> list[list[dict]]:  # fmt: skip
+async def raw_requests(
+    url: str, items: list[tuple[str, bytes]], wait: float = 1.5, expect: int | None = None
+) -> list[list[dict]]:
     """Publish each payload to its subject with its own reply inbox; the replies to each, decoded.
 
     Waits `wait` seconds, or less once every inbox holds `expect` replies (None: always the full wait).
@@ -183,8 +184,15 @@ async def raw_requests(url: str, items: list[tuple[str, bytes]], wait: float = 1
 
 
 def req(probe: str, deadline_in: float = 5.0, **fields) -> dict:
-    return {"v": 1, "id": f"t{probe[:8]}", "probe": probe, "args": {}, "deadline": time.time() + deadline_in,
-            "sender": "test", **fields}  # fmt: skip
+    return {
+        "v": 1,
+        "id": f"t{probe[:8]}",
+        "probe": probe,
+        "args": {},
+        "deadline": time.time() + deadline_in,
+        "sender": "test",
+        **fields,
+    }
 
 
 def test_malformed_requests_answer_invalid(lab):
@@ -198,17 +206,53 @@ def test_malformed_requests_answer_invalid(lab):
         "a list": (subject("hello"), pack([1, 2, 3]), "malformed request: expected a map, got list"),
         "a string": (subject("hello"), pack("hello"), "malformed request: expected a map, got str"),
         "missing deadline": (subject("hello"), pack(no_deadline), "malformed request: deadline: Field required"),
-        "missing probe": (subject("hello"), pack({"deadline": time.time() + 5}), "malformed request: probe: Field required"),
-        "deadline a word": (subject("hello"), pack(req("hello", deadline="soon")), "malformed request: deadline: Input should be a valid number"),
-        "args a list": (subject("hello"), pack(req("hello", args=[1])), "malformed request: args: Input should be a valid dictionary"),
-        "id too long": (subject("hello"), pack(req("hello", id="x" * 100)), "malformed request: id: String should have at most 64 characters"),
+        "missing probe": (
+            subject("hello"),
+            pack({"deadline": time.time() + 5}),
+            "malformed request: probe: Field required",
+        ),
+        "deadline a word": (
+            subject("hello"),
+            pack(req("hello", deadline="soon")),
+            "malformed request: deadline: Input should be a valid number",
+        ),
+        "args a list": (
+            subject("hello"),
+            pack(req("hello", args=[1])),
+            "malformed request: args: Input should be a valid dictionary",
+        ),
+        "id too long": (
+            subject("hello"),
+            pack(req("hello", id="x" * 100)),
+            "malformed request: id: String should have at most 64 characters",
+        ),
         "probe mismatch": (subject("hello"), pack(req("ping")), "request names probe 'ping' on the subject of 'hello'"),
-        "args of another type": (subject("ping"), pack(req("ping", args={"targets": "10.0.0.1", "count": "many"})), "bad args: "),
-        "an option as target": (subject("ping"), pack(req("ping", args={"targets": ["-f"]})), "bad args: targets.0: '-f' does not appear to be an IPv4 or IPv6 address"),
-        "count out of bounds": (subject("ping"), pack(req("ping", args={"targets": ["10.0.0.1"], "count": 10**9})), "bad args: count: Input should be less than or equal to 1000"),
-        "an unknown arg": (subject("ping"), pack(req("ping", args={"targets": ["10.0.0.1"], "exec": "reboot"})), "bad args: exec: Extra inputs are not permitted"),
-        "interface option": (subject("ping"), pack(req("ping", args={"targets": ["10.0.0.1"], "interface": "-I"})), "bad args: interface: '-I' is not an interface name"),
-    }  # fmt: skip
+        "args of another type": (
+            subject("ping"),
+            pack(req("ping", args={"targets": "10.0.0.1", "count": "many"})),
+            "bad args: ",
+        ),
+        "an option as target": (
+            subject("ping"),
+            pack(req("ping", args={"targets": ["-f"]})),
+            "bad args: targets.0: '-f' does not appear to be an IPv4 or IPv6 address",
+        ),
+        "count out of bounds": (
+            subject("ping"),
+            pack(req("ping", args={"targets": ["10.0.0.1"], "count": 10**9})),
+            "bad args: count: Input should be less than or equal to 1000",
+        ),
+        "an unknown arg": (
+            subject("ping"),
+            pack(req("ping", args={"targets": ["10.0.0.1"], "exec": "reboot"})),
+            "bad args: exec: Extra inputs are not permitted",
+        ),
+        "interface option": (
+            subject("ping"),
+            pack(req("ping", args={"targets": ["10.0.0.1"], "interface": "-I"})),
+            "bad args: interface: '-I' is not an interface name",
+        ),
+    }
     started = time.monotonic()
     replies = asyncio.run(raw_requests(lab.nats_url, [(s, p) for s, p, _ in cases.values()], expect=1))
     problems = []
@@ -230,8 +274,11 @@ def test_malformed_requests_answer_invalid(lab):
 
 
 def test_unknown_probe_answers_unknown_probe(lab):
-    (box,) = asyncio.run(raw_requests(lab.nats_url, [("steth.v1.req.all.frobnicate", msgpack.packb(req("frobnicate")))],
-                                      expect=len(lab.names())))  # fmt: skip
+    (box,) = asyncio.run(
+        raw_requests(
+            lab.nats_url, [("steth.v1.req.all.frobnicate", msgpack.packb(req("frobnicate")))], expect=len(lab.names())
+        )
+    )
     by_node = {r["node"]: r for r in box}
     assert set(lab.names()) <= set(by_node)
     for name in lab.names():
@@ -277,8 +324,29 @@ def test_ping_measures_injected_loss(lab):
     lab.in_ns(src, "nft", "add", "table", "inet", "h1loss")
     try:
         lab.in_ns(src, "nft", "add", "chain", "inet", "h1loss", "input", "{ type filter hook input priority 0; }")
-        lab.in_ns(src, "nft", "add", "rule", "inet", "h1loss", "input", "ip", "saddr", peer, "icmp", "type",
-                  "echo-reply", "numgen", "random", "mod", "1000", "<", str(int(DROP * 1000)), "counter", "drop")  # fmt: skip
+        lab.in_ns(
+            src,
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "h1loss",
+            "input",
+            "ip",
+            "saddr",
+            peer,
+            "icmp",
+            "type",
+            "echo-reply",
+            "numgen",
+            "random",
+            "mod",
+            "1000",
+            "<",
+            str(int(DROP * 1000)),
+            "counter",
+            "drop",
+        )
         args = ("ping", f"node:{dst}", "--node", src, "--count", str(COUNT), "--interval", "0.01")
 
         code, doc = lab.cli_json(*args)
@@ -350,8 +418,9 @@ DOWN_CIDRS = ("--mgmt-cidr", "10.85.0.0/24", "--data-cidr", "10.84.0.0/24")
 def lab_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
     env.update(DOWN_LAB)
-    return subprocess.run([sys.executable, "-m", "steth.controller.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "steth.controller.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def links() -> set[str]:

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import msgpack
 import pytest
-
 from conftest import Lab, lab_named, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
 
-EXTRAS = {"h1stop": ("compute-1", ["compute"]), "h1kill": ("compute-2", ["compute"]), "h1drain": ("network-1", ["network"])}
+EXTRAS = {
+    "h1stop": ("compute-1", ["compute"]),
+    "h1kill": ("compute-2", ["compute"]),
+    "h1drain": ("network-1", ["network"]),
+}
 
 
 def nodes_of(doc: dict) -> dict[str, dict]:
@@ -81,8 +84,10 @@ def signal_agent(proc: subprocess.Popen, sig: int) -> None:
 @pytest.fixture(scope="module")
 def extras(lab):
     """Three extra agents in the lab's namespaces, started together; stopped gracefully at the end."""
-    procs = {name: lab.spawn_agent(name, roles, netns=lab.node(node)["namespace"], heartbeat_s=1.0)
-             for name, (node, roles) in EXTRAS.items()}  # fmt: skip
+    procs = {
+        name: lab.spawn_agent(name, roles, netns=lab.node(node)["namespace"], heartbeat_s=1.0)
+        for name, (node, roles) in EXTRAS.items()
+    }
     wait_presence(lab.nats_url, set(procs), timeout=30)
     # Extra agents of other modules' tests (killed, so present until their TTL runs out) must be gone:
     # a broadcast here would expect them.
@@ -165,9 +170,21 @@ def test_an_agent_that_answers_without_being_in_presence_is_unexpected(lab, extr
             await nc.flush()
             # ghost-1 is expected and never answers: the gather stays open for the thawed agent's reply
             cli = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "steth.controller.cli", "hello", "--all", "--node", "ghost-1", "--timeout", "2",
-                "-o", "json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=lab.env(),
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "steth.controller.cli",
+                "hello",
+                "--all",
+                "--node",
+                "ghost-1",
+                "--timeout",
+                "2",
+                "-o",
+                "json",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=lab.env(),
+            )
             await asyncio.wait_for(sent.wait(), timeout=20)
             signal_agent(frozen, signal.SIGCONT)
             out, err = await cli.communicate()
@@ -221,8 +238,10 @@ def test_a_killed_agent_leaves_presence_after_its_ttl(lab, extras):
     killed, last_beat, gone, stale_seen = asyncio.run(go())
     victim.wait(timeout=5)
     since_kill, since_beat = gone - killed, gone - last_beat
-    print(f"\nSIGKILL: gone from presence {since_kill:.2f} s after the kill, {since_beat:.2f} s after its last "
-          f"heartbeat (TTL {ttl:g} s); marked stale before: {stale_seen}")  # fmt: skip
+    print(
+        f"\nSIGKILL: gone from presence {since_kill:.2f} s after the kill, {since_beat:.2f} s after its last "
+        f"heartbeat (TTL {ttl:g} s); marked stale before: {stale_seen}"
+    )
     assert ttl == 3.0  # the lab's heartbeat (1 s) times three
     # not before the TTL (JetStream expires by max_age), and not much later (expiry runs on a timer)
     assert ttl - 0.2 <= since_beat <= ttl + 1.5, since_beat
@@ -254,10 +273,23 @@ def test_sigterm_drains_an_in_flight_request_and_leaves_presence_at_once(lab, ex
         await nc.flush()
         # 10 echoes 0.2 s apart: about 1.8 s of work on the agent
         cli = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "steth.controller.cli", "ping", "127.0.0.1", "--node", "h1drain", "--count", "10",
-            "--interval", "0.2", "-o", "json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "steth.controller.cli",
+            "ping",
+            "127.0.0.1",
+            "--node",
+            "h1drain",
+            "--count",
+            "10",
+            "--interval",
+            "0.2",
+            "-o",
+            "json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             env=lab.env(),
-        )  # fmt: skip
+        )
         await asyncio.wait_for(seen.wait(), timeout=20)
         await asyncio.sleep(0.5)
         signal_agent(agent, signal.SIGTERM)
@@ -291,8 +323,10 @@ def test_sigterm_drains_an_in_flight_request_and_leaves_presence_at_once(lab, ex
     assert gone <= exited + 0.1, (gone, exited)
     log = (lab.dir / "extra-h1drain.log").read_text()
     assert "draining 1 in-flight request(s)" in log and "stopped after" in log
-    print(f"\nSIGTERM mid-ping: agent exited {exited - term:.2f} s later, gone from presence "
-          f"{gone - term:.2f} s after the signal (reply ok, {target['received']}/10 echoes)")  # fmt: skip
+    print(
+        f"\nSIGTERM mid-ping: agent exited {exited - term:.2f} s later, gone from presence "
+        f"{gone - term:.2f} s after the signal (reply ok, {target['received']}/10 echoes)"
+    )
 
 
 # --- NATS restart: a lab of its own -----------------------------------------------------------------
@@ -373,5 +407,7 @@ def test_agents_answer_again_after_the_nats_server_restarts(restart_lab):
     back = wait_presence(the_lab.nats_url, names, timeout=10)
     code, doc = the_lab.cli_json("agents")
     assert code == 0 and {a["node"] for a in doc["agents"]} == names and all(a["alive"] for a in doc["agents"])
-    print(f"\nNATS restart: agents answered {answering:.2f} s after the server came back (presence alive "
-          f"{back:.2f} s later)")  # fmt: skip
+    print(
+        f"\nNATS restart: agents answered {answering:.2f} s after the server came back (presence alive "
+        f"{back:.2f} s later)"
+    )

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TEST_LAB, Lab, lab_named
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(not ROOT, reason="needs root (network namespaces, OVS)")]
@@ -87,9 +86,18 @@ def hop(doc: dict, stage: str, check_prefix: str) -> dict:
 def test_the_api_describes_the_lab_and_agents_match(stack):
     code, doc = stack.cli_json("agents", "--inventory")
     assert code == 0, doc
-    assert {h["host"]: h["steth"] for h in doc["hosts"]} == {"compute-1": "alive", "compute-2": "alive", "network-1": "alive"}
+    assert {h["host"]: h["steth"] for h in doc["hosts"]} == {
+        "compute-1": "alive",
+        "compute-2": "alive",
+        "network-1": "alive",
+    }
     net1 = next(h for h in doc["hosts"] if h["host"] == "network-1")
-    assert sorted(a["type"] for a in net1["neutron_agents"]) == ["DHCP agent", "L3 agent", "Metadata agent", "Open vSwitch agent"]
+    assert sorted(a["type"] for a in net1["neutron_agents"]) == [
+        "DHCP agent",
+        "L3 agent",
+        "Metadata agent",
+        "Open vSwitch agent",
+    ]
 
 
 @pytest.mark.parametrize("server,plugging", [("vm-1", "hybrid"), ("vm-2", "native")])
@@ -104,7 +112,13 @@ def test_healthy_port_passes_every_check(stack, server, plugging):
     assert hop(doc, "dhcp-path", "DISCOVER at uplink")["status"] == "ok"
     assert hop(doc, "dhcp-path", f"OFFER at tap{port['id'][:11]}")["status"] == "ok"
     stages = [h["stage"] for h in doc["hops"]]
-    assert stages.index("port") < stages.index("dhcp-path") < stages.index("dhcp-server") < stages.index("reach") < stages.index("router")
+    assert (
+        stages.index("port")
+        < stages.index("dhcp-path")
+        < stages.index("dhcp-server")
+        < stages.index("reach")
+        < stages.index("router")
+    )
     assert doc["timings_s"]["openstack"] < doc["elapsed_s"]
 
 
@@ -113,7 +127,9 @@ def test_healthy_vm_and_network_checks(stack):
     assert code == 0 and doc["verdict"]["status"] == "ok", doc["verdict"]
     code, doc, _ = stack.diagnose("network-check", "private")
     assert code == 0 and doc["verdict"]["status"] == "ok", doc["verdict"]
-    assert [h["check"] for h in doc["hops"] if h["stage"] == "segment" and h["check"].startswith("VLAN")] == ["VLAN 101"] * 6
+    assert [h["check"] for h in doc["hops"] if h["stage"] == "segment" and h["check"].startswith("VLAN")] == [
+        "VLAN 101"
+    ] * 6
 
 
 def test_listen_only_skips_the_path_and_still_passes(stack):
@@ -163,18 +179,46 @@ VM1 = "vm-1"  # hybrid plugging on compute-1
 FAULTS = {
     # name: (server, apply, revert, expected stage, expected check prefix, expected node)
     "dnsmasq stopped": (VM1, _kill_dnsmasq, _start_dnsmasq, "dhcp-server", "dnsmasq", "network-1"),
-    "port tag 4095": (VM1, lambda lab: lab.ovs("compute-1", "set", "port", f"qvo{lab.vm_port(VM1)['id'][:11]}", "tag=4095"),
-                      lambda lab: lab.ovs("compute-1", "set", "port", f"qvo{lab.vm_port(VM1)['id'][:11]}", "tag=1"),
-                      "port", "tag qvo", "compute-1"),
-    "port missing from br-int": (VM1, lambda lab: lab.ovs("compute-1", "del-port", "br-int", f"qvo{lab.vm_port(VM1)['id'][:11]}"),
-                                 _readd_qvo, "port", "ovs-port", "compute-1"),
-    "VLAN not trunked to network-1": (VM1, lambda lab: _trunks(lab, "0,100,102"), lambda lab: _trunks(lab, "0,100,101,102"),
-                                      "dhcp-path", "DISCOVER at uplink", "network-1"),
-    "tap down (native)": ("vm-2", lambda lab: _link(lab, "compute-2", f"tap{lab.vm_port('vm-2')['id'][:11]}", "down"),
-                          lambda lab: _link(lab, "compute-2", f"tap{lab.vm_port('vm-2')['id'][:11]}", "up"),
-                          "port", "device tap", "compute-2"),
-    "fabric MTU lowered": (VM1, lambda lab: _link(lab, "network-1", "trunk0", "mtu", "1400"),
-                           lambda lab: _link(lab, "network-1", "trunk0", "mtu", "1500"), "reach", "MTU qdhcp", "network-1"),
+    "port tag 4095": (
+        VM1,
+        lambda lab: lab.ovs("compute-1", "set", "port", f"qvo{lab.vm_port(VM1)['id'][:11]}", "tag=4095"),
+        lambda lab: lab.ovs("compute-1", "set", "port", f"qvo{lab.vm_port(VM1)['id'][:11]}", "tag=1"),
+        "port",
+        "tag qvo",
+        "compute-1",
+    ),
+    "port missing from br-int": (
+        VM1,
+        lambda lab: lab.ovs("compute-1", "del-port", "br-int", f"qvo{lab.vm_port(VM1)['id'][:11]}"),
+        _readd_qvo,
+        "port",
+        "ovs-port",
+        "compute-1",
+    ),
+    "VLAN not trunked to network-1": (
+        VM1,
+        lambda lab: _trunks(lab, "0,100,102"),
+        lambda lab: _trunks(lab, "0,100,101,102"),
+        "dhcp-path",
+        "DISCOVER at uplink",
+        "network-1",
+    ),
+    "tap down (native)": (
+        "vm-2",
+        lambda lab: _link(lab, "compute-2", f"tap{lab.vm_port('vm-2')['id'][:11]}", "down"),
+        lambda lab: _link(lab, "compute-2", f"tap{lab.vm_port('vm-2')['id'][:11]}", "up"),
+        "port",
+        "device tap",
+        "compute-2",
+    ),
+    "fabric MTU lowered": (
+        VM1,
+        lambda lab: _link(lab, "network-1", "trunk0", "mtu", "1400"),
+        lambda lab: _link(lab, "network-1", "trunk0", "mtu", "1500"),
+        "reach",
+        "MTU qdhcp",
+        "network-1",
+    ),
 }
 
 
@@ -211,7 +255,9 @@ def test_dnsmasq_stopped_shows_in_network_check(stack):
         code, doc, _ = stack.diagnose("network-check", "private")
     finally:
         _start_dnsmasq(stack)
-    assert code == 1 and (doc["verdict"]["stage"], doc["verdict"]["check"]) == ("dhcp-server", "dnsmasq"), doc["verdict"]
+    assert code == 1 and (doc["verdict"]["stage"], doc["verdict"]["check"]) == ("dhcp-server", "dnsmasq"), doc[
+        "verdict"
+    ]
 
 
 def test_dhcp_host_without_agent_is_no_reply_not_a_crash(stack):

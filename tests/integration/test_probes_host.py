@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import TEST_DATA, TEST_LAB, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
@@ -76,10 +75,14 @@ def side(lab):
 @contextmanager
 def listener(netns: str, host: str, port: int):
     """A python TCP listener inside a namespace, killed afterwards."""
-    code = ("import socket,sys\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-            f"s.bind(({host!r}, {port})); s.listen(16); print('ready', flush=True)\n"
-            "while True:\n    c, _ = s.accept(); c.close()\n")  # fmt: skip
-    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    code = (
+        "import socket,sys\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(({host!r}, {port})); s.listen(16); print('ready', flush=True)\n"
+        "while True:\n    c, _ = s.accept(); c.close()\n"
+    )
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         yield proc
@@ -122,7 +125,13 @@ def test_interface_reports_the_nodes_links(lab):
     d = links["data0"]
     mac = lab.in_ns("compute-1", "cat", "/sys/class/net/data0/address").stdout.strip()
     assert (d["kind"], d["admin_state"], d["oper_state"], d["carrier"], d["mtu_bytes"], d["mac"]) == (
-        "veth", "up", "up", True, 1500, mac)  # fmt: skip
+        "veth",
+        "up",
+        "up",
+        True,
+        1500,
+        mac,
+    )
     assert d["ipv4"] == [f"{data(lab, 'compute-1')}/{DATA_NET.prefixlen}"]
     assert d["rx_packets"] > 0 and d["tx_bytes"] > 0 and d["rx_errors"] == 0
     assert links["lo"]["ipv4"] == ["127.0.0.1/8"] and links["lo"]["link_type"] == "loopback"
@@ -157,7 +166,7 @@ def test_netns_lists_and_classifies(lab, side):
     for node in doc["nodes"]:  # namespaces are global on one machine: every lab node sees the same ones
         rows = {r["name"]: r for r in node["result"]["namespaces"]}
         row = rows[side.name]
-        assert row["kind"] == "qdhcp" and row["neutron_id"] == side.name[len("qdhcp-"):]
+        assert row["kind"] == "qdhcp" and row["neutron_id"] == side.name[len("qdhcp-") :]
         assert set(row["interface_names"]) == {side.tap, "brq0", "vq0", "vq1"}
         assert f"{side.tap}:{SIDE_ADDRESS}/{DATA_NET.prefixlen}" in row["addresses"]
         assert f"lo:{LOOPBACK_ONLY}/32" in row["addresses"]
@@ -177,7 +186,8 @@ def test_address_check_finds_holders(lab):
     assert code == 0, doc
     report = {a["address"]: a for a in doc["addresses"]}
     assert report[c1]["verdict"] == "held" and report[c1]["holders"] == [
-        {"node": "compute-1", "interface": "data0", "netns": "", "prefixlen": DATA_NET.prefixlen}]  # fmt: skip
+        {"node": "compute-1", "interface": "data0", "netns": "", "prefixlen": DATA_NET.prefixlen}
+    ]
     assert [h["node"] for h in report[c2]["holders"]] == ["compute-2"]
     assert report[UNUSED]["verdict"] == "not held" and doc["duplicates"] == []
 
@@ -207,8 +217,9 @@ def test_address_check_looks_into_namespaces(lab, side):
     code, doc = lab.cli_json("address-check", SIDE_ADDRESS, "--all-netns", "--node", "compute-1")
     assert code == 0, doc
     (row,) = doc["addresses"]
-    assert row["holders"] == [{"node": "compute-1", "interface": side.tap, "netns": side.name,
-                               "prefixlen": DATA_NET.prefixlen}]  # fmt: skip
+    assert row["holders"] == [
+        {"node": "compute-1", "interface": side.tap, "netns": side.name, "prefixlen": DATA_NET.prefixlen}
+    ]
     code, doc = lab.cli_json("address-check", SIDE_ADDRESS, "--node", "compute-1")  # its own namespace only
     assert code == 0 and doc["addresses"][0]["verdict"] == "not held"
 
@@ -224,8 +235,16 @@ def tcp_targets(lab):
     with listener(ns, "0.0.0.0", OPEN_PORT):
         lab.in_ns("compute-2", "nft", "add", "table", "inet", table)
         try:
-            lab.in_ns("compute-2", "nft", "add", "chain", "inet", table, "in",
-                      "{ type filter hook input priority 0; policy accept; }")  # fmt: skip
+            lab.in_ns(
+                "compute-2",
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                table,
+                "in",
+                "{ type filter hook input priority 0; policy accept; }",
+            )
             lab.in_ns("compute-2", "nft", "add", "rule", "inet", table, "in", "tcp", "dport", str(DROPPED_PORT), "drop")
             yield data(lab, "compute-2")
         finally:
@@ -281,8 +300,9 @@ def test_arping_answer_and_none(lab, side):
     assert node["status"] == "failed" and node["result"]["received"] == 0 and node["result"]["sent"] == 2
     assert "no ARP reply" in node["message"]
 
-    code, doc = lab.cli_json("arping", c2, "--interface", side.tap, "--netns", side.name, "--count", "1",
-                             "--node", "compute-1")  # fmt: skip
+    code, doc = lab.cli_json(
+        "arping", c2, "--interface", side.tap, "--netns", side.name, "--count", "1", "--node", "compute-1"
+    )
     assert code == 0 and doc["nodes"][0]["result"]["macs"] == [mac]
 
     code, doc = lab.cli_json("arping", c2, "--interface", "nosuch0", "--count", "1", "--node", "compute-1")
@@ -311,8 +331,10 @@ def test_mtu_finds_a_lowered_mtu(lab):
         # receiving end black-holes packets above 1404, not 1400: the probe measures what really passes.
         assert node["status"] == "failed" and 1400 <= r["path_mtu_bytes"] <= 1404, r
         assert r["largest_payload_bytes"] == r["path_mtu_bytes"] - 28 and "below the expected 1500" in node["message"]
-    print(f"mtu: clean path {clean:.2f} s; black hole at 1400 found as {r['path_mtu_bytes']} in {r['rounds']} "
-          f"rounds, {r['probes']} pings, {lowered:.2f} s")
+    print(
+        f"mtu: clean path {clean:.2f} s; black hole at 1400 found as {r['path_mtu_bytes']} in {r['rounds']} "
+        f"rounds, {r['probes']} pings, {lowered:.2f} s"
+    )
 
     with mtu_set(lab.node("compute-1")["namespace"], "data0", 1450):
         code, doc = lab.cli_json("mtu", "--to", data(lab, "compute-2"), "--node", "compute-1", "--wait", "0.3")
@@ -332,8 +354,12 @@ def routed_path():
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "link", "add", "e0", "netns", a, "type", "veth", "peer", "name", "r0", "netns", r)
         sh("ip", "link", "add", "e0", "netns", b, "type", "veth", "peer", "name", "r1", "netns", r)
-        for ns, dev, cidr in ((a, "e0", "192.0.2.1/30"), (r, "r0", "192.0.2.2/30"), (r, "r1", "192.0.2.5/30"),
-                              (b, "e0", "192.0.2.6/30")):  # fmt: skip
+        for ns, dev, cidr in (
+            (a, "e0", "192.0.2.1/30"),
+            (r, "r0", "192.0.2.2/30"),
+            (r, "r1", "192.0.2.5/30"),
+            (b, "e0", "192.0.2.6/30"),
+        ):
             sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", r, "link", "set", "r1", "mtu", "1400")
@@ -347,7 +373,9 @@ def routed_path():
 
 
 def test_mtu_through_a_router_in_a_namespace(lab, routed_path):
-    code, doc = lab.cli_json("mtu", "--to", "192.0.2.6", "--netns", routed_path, "--expect", "1500", "--node", "compute-1")
+    code, doc = lab.cli_json(
+        "mtu", "--to", "192.0.2.6", "--netns", routed_path, "--expect", "1500", "--node", "compute-1"
+    )
     assert code == 1, doc
     r = doc["nodes"][0]["result"]
     assert (r["path_mtu_bytes"], r["reported_mtu_bytes"]) == (1400, 1400)
@@ -363,17 +391,20 @@ def test_mtu_dead_target_is_a_finding(lab):
 
 
 def test_ping_inside_a_namespace(lab, side):
-    code, doc = lab.cli_json("ping", LOOPBACK_ONLY, "--netns", side.name, "--node", "compute-1", "--count", "2",
-                             "--interval", "0.2")  # fmt: skip
+    code, doc = lab.cli_json(
+        "ping", LOOPBACK_ONLY, "--netns", side.name, "--node", "compute-1", "--count", "2", "--interval", "0.2"
+    )
     assert code == 0, doc
     assert doc["nodes"][0]["result"]["targets"][0]["received"] == 2
-    code, doc = lab.cli_json("ping", data(lab, "compute-2"), "--netns", side.name, "--node", "compute-1",
-                             "--count", "2", "--interval", "0.2")  # fmt: skip
+    code, doc = lab.cli_json(
+        "ping", data(lab, "compute-2"), "--netns", side.name, "--node", "compute-1", "--count", "2", "--interval", "0.2"
+    )
     assert code == 0, doc  # from the namespace, over its own tap on the fabric
     code, doc = lab.cli_json("ping", LOOPBACK_ONLY, "--node", "compute-1", "--count", "1")
     assert code != 0 and doc["nodes"][0]["result"]["targets"][0]["received"] == 0  # not from the node itself
-    code, doc = lab.cli_json("ping", LOOPBACK_ONLY, "--netns", f"{TEST_LAB}-no-such-ns", "--node", "compute-1",
-                             "--count", "1")  # fmt: skip
+    code, doc = lab.cli_json(
+        "ping", LOOPBACK_ONLY, "--netns", f"{TEST_LAB}-no-such-ns", "--node", "compute-1", "--count", "1"
+    )
     assert code == 3 and doc["nodes"][0]["status"] == "aborted" and "no-such-ns" in doc["nodes"][0]["message"]
 
 

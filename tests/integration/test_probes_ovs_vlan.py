@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TEST_LAB, Lab, lab_named
 
 pytestmark = pytest.mark.lab
@@ -32,6 +31,7 @@ def require_ovs_lab() -> None:
     missing = [t for t in TOOLS if not shutil.which(t)]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (scripts/setup.sh installs them)")
+
 
 OVS_LAB = os.environ.get("STETH_TEST_OVS_LAB_NAME", (TEST_LAB[:5] + "o"))
 OVS_MGMT = os.environ.get("STETH_TEST_OVS_MGMT_CIDR", "10.91.0.0/24")
@@ -102,12 +102,25 @@ def test_pair_matrix_marks_unknown_when_an_end_did_not_run():
     from steth.controller.gather import Gathered, NodeResult
     from steth.schemas.envelope import Status
 
-    rows_a = [{"vlan": 100, "peer": "b", "frames": 3, "passed": True}, {"vlan": 100, "peer": "c", "frames": 0, "passed": False}]
-    rows_b = [{"vlan": 100, "peer": "a", "frames": 0, "passed": False}, {"vlan": 100, "peer": "c", "frames": 0, "passed": False}]
-    g = Gathered("vlan-check", "r", 1.0, {"a", "b", "c"}, [
-        NodeResult("a", Status.FAILED, result={"rows": rows_a}), NodeResult("b", Status.FAILED, result={"rows": rows_b}),
-        NodeResult("c", Status.ABORTED, "no interface trunk0"),
-    ])  # fmt: skip
+    rows_a = [
+        {"vlan": 100, "peer": "b", "frames": 3, "passed": True},
+        {"vlan": 100, "peer": "c", "frames": 0, "passed": False},
+    ]
+    rows_b = [
+        {"vlan": 100, "peer": "a", "frames": 0, "passed": False},
+        {"vlan": 100, "peer": "c", "frames": 0, "passed": False},
+    ]
+    g = Gathered(
+        "vlan-check",
+        "r",
+        1.0,
+        {"a", "b", "c"},
+        [
+            NodeResult("a", Status.FAILED, result={"rows": rows_a}),
+            NodeResult("b", Status.FAILED, result={"rows": rows_b}),
+            NodeResult("c", Status.ABORTED, "no interface trunk0"),
+        ],
+    )
     pairs = {(p["from"], p["to"]): p["result"] for p in build_pairs(g, ["a", "b", "c"], [100])}
     assert pairs[("b", "a")] == "passed" and pairs[("a", "b")] == "lost"
     assert pairs[("c", "a")] == pairs[("a", "c")] == "unknown"
@@ -161,9 +174,28 @@ def test_lab_down_after_a_crash_stops_ovs_and_removes_everything():
         directory = f"{lab_dir()}/"  # with the slash: never another lab whose name starts alike
         env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
         env["STETH_LAB_NAME"] = OVS_LAB
-        proc = subprocess.Popen([sys.executable, "-m", "steth.controller.cli", "lab", "up", "--ovs", "--compute", "2",
-                                 "--network", "0", "--mgmt-cidr", OVS_MGMT, "--data-cidr", OVS_DATA],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "steth.controller.cli",
+                "lab",
+                "up",
+                "--ovs",
+                "--compute",
+                "2",
+                "--network",
+                "0",
+                "--mgmt-cidr",
+                OVS_MGMT,
+                "--data-cidr",
+                OVS_DATA,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 30
             while not (load_state() or {}).get("ovs", {}).get("ports"):  # the switch runs and a node is attached
@@ -199,7 +231,9 @@ def ovs_lab():
         servers = []
         try:
             # DHCP untagged on compute-2's trunk0, and on VLAN 100 behind an access port of the switch.
-            subprocess.run(["ip", "-n", namespace_for("compute-2"), "addr", "add", TRUNK_DHCP, "dev", "trunk0"], check=True)
+            subprocess.run(
+                ["ip", "-n", namespace_for("compute-2"), "addr", "add", TRUNK_DHCP, "dev", "trunk0"], check=True
+            )
             servers.append(dnsmasq.start("trunk", namespace_for("compute-2"), "trunk0", TRUNK_DHCP))
             ovs.access_port(state, "dhcp100", 100, VLAN100_DHCP)
             servers.append(dnsmasq.start("vlan100", ovs.switch_namespace(), "dhcp100", VLAN100_DHCP))
@@ -249,14 +283,18 @@ def test_vlan_check_passes_trunked_and_fails_untrunked(ovs_lab, no_scapy_left):
 
 
 def test_vlan_check_table_names_failing_vlans(ovs_lab, no_scapy_left):
-    done = ovs_lab.cli("vlan-check", "--interface", "trunk0", "--vlan", "101,250", "--node", "compute-1", "--node", "network-1")
+    done = ovs_lab.cli(
+        "vlan-check", "--interface", "trunk0", "--vlan", "101,250", "--node", "compute-1", "--node", "network-1"
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "compute-1>network-1" in done.stdout and "VLANs that do not pass: 250" in done.stdout
     assert "2/2 nodes replied" in done.stdout
 
 
 def test_vlan_check_missing_interface_is_aborted(ovs_lab, no_scapy_left):
-    code, doc = ovs_lab.cli_json("vlan-check", "--interface", "nosuch0", "--vlan", "100", "--node", "compute-1", "--node", "compute-2")
+    code, doc = ovs_lab.cli_json(
+        "vlan-check", "--interface", "nosuch0", "--vlan", "100", "--node", "compute-1", "--node", "compute-2"
+    )
     assert code == 3
     assert {n["status"] for n in doc["nodes"]} == {"aborted"} and "no interface nosuch0" in doc["nodes"][0]["message"]
     assert {p["result"] for p in doc["pairs"]} == {"unknown"}
@@ -267,11 +305,26 @@ def test_vlan_check_subinterface_mode_aborts_here(ovs_lab):
     with lab_named(OVS_LAB):
         from steth.lab.state import namespace_for
 
-        ovs_lab.spawn_agent("compute-1m", ["mutator"], netns=namespace_for("compute-1"), STETH_POLICY_ALLOW_MUTATING="true")
+        ovs_lab.spawn_agent(
+            "compute-1m", ["mutator"], netns=namespace_for("compute-1"), STETH_POLICY_ALLOW_MUTATING="true"
+        )
         try:
             ovs_lab.wait_present({"compute-1m"})
-            code, doc = ovs_lab.cli_json("vlan-check", "--interface", "trunk0", "--vlan", "100", "--mode", "subinterface",
-                                         "--cidr", "10.94.0.0/24", "--node", "compute-1m", "--node", "compute-2")  # fmt: skip
+            code, doc = ovs_lab.cli_json(
+                "vlan-check",
+                "--interface",
+                "trunk0",
+                "--vlan",
+                "100",
+                "--mode",
+                "subinterface",
+                "--cidr",
+                "10.94.0.0/24",
+                "--node",
+                "compute-1m",
+                "--node",
+                "compute-2",
+            )
             assert code == 3, doc
             by_node = {n["node"]: n for n in doc["nodes"]}
             assert by_node["compute-1m"]["status"] == "aborted" and "802.1Q" in by_node["compute-1m"]["message"]
@@ -299,18 +352,34 @@ def test_dhcp_discover_is_answered_by_dnsmasq(ovs_lab, no_scapy_left):
 
 
 def test_dhcp_discover_on_a_vlan(ovs_lab, no_scapy_left):
-    code, doc = ovs_lab.cli_json("send", "--interface", "trunk0", "--packet", "dhcp-discover", "--vlan", "100", "--node", "network-1")
+    code, doc = ovs_lab.cli_json(
+        "send", "--interface", "trunk0", "--packet", "dhcp-discover", "--vlan", "100", "--node", "network-1"
+    )
     assert code == 0, doc
     offer = doc["nodes"][0]["result"]["replies"][0]
     assert offer["kind"] == "offer" and offer["server_id"] == "10.93.0.1" and offer["vlan"] == 100
     # VLAN 101 is trunked but has no DHCP server: no reply is a finding
-    code, doc = ovs_lab.cli_json("send", "--interface", "trunk0", "--packet", "dhcp-discover", "--vlan", "101", "--listen", "1", "--node", "network-1")
+    code, doc = ovs_lab.cli_json(
+        "send",
+        "--interface",
+        "trunk0",
+        "--packet",
+        "dhcp-discover",
+        "--vlan",
+        "101",
+        "--listen",
+        "1",
+        "--node",
+        "network-1",
+    )
     assert code == 1 and doc["nodes"][0]["status"] == "failed" and doc["nodes"][0]["result"]["replies"] == []
 
 
 def test_spoofed_mac_refused_with_policy_off(ovs_lab, no_scapy_left):
     spoof = "02:5e:00:00:00:42"
-    code, doc = ovs_lab.cli_json("send", "--interface", "trunk0", "--packet", "dhcp-discover", "--src-mac", spoof, "--node", "compute-1")
+    code, doc = ovs_lab.cli_json(
+        "send", "--interface", "trunk0", "--packet", "dhcp-discover", "--src-mac", spoof, "--node", "compute-1"
+    )
     assert code == 3
     node = doc["nodes"][0]
     assert node["status"] == "aborted" and "refused" in node["message"] and "mutating" in node["message"]
@@ -319,7 +388,9 @@ def test_spoofed_mac_refused_with_policy_off(ovs_lab, no_scapy_left):
     assert spoof not in Path(ovs_lab.dhcp["trunk"]["log"]).read_text()  # nothing was sent
     # The interface's own MAC, given explicitly, is no spoofing
     own = ovs_lab.in_ns("compute-1", "cat", "/sys/class/net/trunk0/address").stdout.strip()
-    code, doc = ovs_lab.cli_json("send", "--interface", "trunk0", "--packet", "dhcp-discover", "--src-mac", own, "--node", "compute-1")
+    code, doc = ovs_lab.cli_json(
+        "send", "--interface", "trunk0", "--packet", "dhcp-discover", "--src-mac", own, "--node", "compute-1"
+    )
     assert code == 0 and doc["nodes"][0]["result"]["spoofed"] is False
 
 
@@ -328,10 +399,14 @@ def test_spoofed_mac_allowed_with_policy_on(ovs_lab, no_scapy_left):
     with lab_named(OVS_LAB):
         from steth.lab.state import namespace_for
 
-        ovs_lab.spawn_agent("compute-1m", ["mutator"], netns=namespace_for("compute-1"), STETH_POLICY_ALLOW_MUTATING="true")
+        ovs_lab.spawn_agent(
+            "compute-1m", ["mutator"], netns=namespace_for("compute-1"), STETH_POLICY_ALLOW_MUTATING="true"
+        )
     try:
         ovs_lab.wait_present({"compute-1m"})
-        code, doc = ovs_lab.cli_json("send", "--interface", "trunk0", "--packet", "dhcp-discover", "--src-mac", spoof, "--node", "compute-1m")
+        code, doc = ovs_lab.cli_json(
+            "send", "--interface", "trunk0", "--packet", "dhcp-discover", "--src-mac", spoof, "--node", "compute-1m"
+        )
         assert code == 0, doc
         result = doc["nodes"][0]["result"]
         assert result["spoofed"] is True and result["src_mac"] == spoof and result["replies"][0]["kind"] == "offer"
@@ -343,9 +418,15 @@ def test_spoofed_mac_allowed_with_policy_on(ovs_lab, no_scapy_left):
 
 def test_send_icmp_tcp_udp_arp_on_the_data_plane(ovs_lab, no_scapy_left):
     target = ovs_lab.node("compute-2")["data_address"]
-    for packet, extra, kind in (("icmp-echo", [], "echo-reply"), ("arp-request", [], "arp-reply"),
-                                ("tcp-syn", ["--port", "9"], "rst (closed)"), ("udp", ["--port", "9"], "icmp-unreachable (port)")):  # fmt: skip
-        code, doc = ovs_lab.cli_json("send", "--interface", "data0", "--packet", packet, "--dst", target, *extra, "--node", "compute-1")
+    for packet, extra, kind in (
+        ("icmp-echo", [], "echo-reply"),
+        ("arp-request", [], "arp-reply"),
+        ("tcp-syn", ["--port", "9"], "rst (closed)"),
+        ("udp", ["--port", "9"], "icmp-unreachable (port)"),
+    ):
+        code, doc = ovs_lab.cli_json(
+            "send", "--interface", "data0", "--packet", packet, "--dst", target, *extra, "--node", "compute-1"
+        )
         assert code == 0, doc
         reply = doc["nodes"][0]["result"]["replies"][0]
         assert reply["kind"] == kind and reply["from_ip"] == target and reply["delay_ms"] < 1000
@@ -383,7 +464,10 @@ def test_agents_answer_invalid_and_run_nothing(ovs_lab, no_scapy_left):
     for probe, args in (
         ("send", {"interface": "-x", "packet": "udp", "dst": "10.0.0.1"}),
         ("send", {"interface": "trunk0", "packet": "dhcp-discover", "vlan": 5000}),
-        ("vlan-check", {"interface": "trunk0", "vlans": [100, 5000], "token": "ab12", "nodes": ["compute-1", "compute-2"]}),
+        (
+            "vlan-check",
+            {"interface": "trunk0", "vlans": [100, 5000], "token": "ab12", "nodes": ["compute-1", "compute-2"]},
+        ),
         ("vlan-check", {"interface": "-x", "vlans": [100], "token": "ab12"}),
         ("ovs", {"view": "ports", "db": "unix:/a/../b"}),
         ("ovs", {"view": "ports", "db": "--help"}),
@@ -396,8 +480,21 @@ def test_agents_answer_invalid_and_run_nothing(ovs_lab, no_scapy_left):
 
 def test_no_scapy_child_outlives_a_request_cut_at_its_deadline(ovs_lab, no_scapy_left):
     started = time.monotonic()
-    code, doc = ovs_lab.cli_json("send", "--interface", "trunk0", "--packet", "dhcp-discover", "--vlan", "102",
-                                 "--listen", "20", "--node", "compute-2", "--timeout", "2")  # fmt: skip
+    code, doc = ovs_lab.cli_json(
+        "send",
+        "--interface",
+        "trunk0",
+        "--packet",
+        "dhcp-discover",
+        "--vlan",
+        "102",
+        "--listen",
+        "20",
+        "--node",
+        "compute-2",
+        "--timeout",
+        "2",
+    )
     assert time.monotonic() - started < 6
     assert code == 3 and doc["nodes"][0]["status"] == "timeout", doc
     assert scapy_children(ovs_lab.namespaces) == []  # killed with its process group at the deadline
@@ -417,13 +514,73 @@ def node_ovs(ovs_lab):
         v = lambda *a, check=True: ovs.vsctl(inst, *a, check=check)  # noqa: E731
         ovs.add_bridge(inst, "br-int")
         ovs.add_bridge(inst, "br-ex")
-        v("add-port", "br-int", "tapvm1", "--", "set", "interface", "tapvm1", "type=internal",
-          "external_ids:iface-id=3f1c-port", "external_ids:attached-mac=fa:16:3e:11:22:33", "external_ids:vm-uuid=9d2e-vm",
-          "--", "set", "port", "tapvm1", "tag=1", "other_config:net_uuid=7a0b-net", "other_config:segmentation_id=100")  # fmt: skip
-        v("add-port", "br-int", "tapdead", "--", "set", "interface", "tapdead", "type=internal", "--", "set", "port", "tapdead", "tag=4095")
-        v("add-port", "br-int", "patch-int", "--", "set", "interface", "patch-int", "type=patch", "options:peer=patch-ex",
-          "--", "add-port", "br-ex", "patch-ex", "--", "set", "interface", "patch-ex", "type=patch", "options:peer=patch-int")  # fmt: skip
-        v("add-port", "br-int", "patch-lost", "--", "set", "interface", "patch-lost", "type=patch", "options:peer=patch-gone")
+        v(
+            "add-port",
+            "br-int",
+            "tapvm1",
+            "--",
+            "set",
+            "interface",
+            "tapvm1",
+            "type=internal",
+            "external_ids:iface-id=3f1c-port",
+            "external_ids:attached-mac=fa:16:3e:11:22:33",
+            "external_ids:vm-uuid=9d2e-vm",
+            "--",
+            "set",
+            "port",
+            "tapvm1",
+            "tag=1",
+            "other_config:net_uuid=7a0b-net",
+            "other_config:segmentation_id=100",
+        )
+        v(
+            "add-port",
+            "br-int",
+            "tapdead",
+            "--",
+            "set",
+            "interface",
+            "tapdead",
+            "type=internal",
+            "--",
+            "set",
+            "port",
+            "tapdead",
+            "tag=4095",
+        )
+        v(
+            "add-port",
+            "br-int",
+            "patch-int",
+            "--",
+            "set",
+            "interface",
+            "patch-int",
+            "type=patch",
+            "options:peer=patch-ex",
+            "--",
+            "add-port",
+            "br-ex",
+            "patch-ex",
+            "--",
+            "set",
+            "interface",
+            "patch-ex",
+            "type=patch",
+            "options:peer=patch-int",
+        )
+        v(
+            "add-port",
+            "br-int",
+            "patch-lost",
+            "--",
+            "set",
+            "interface",
+            "patch-lost",
+            "type=patch",
+            "options:peer=patch-gone",
+        )
         v("add-port", "br-int", "nosuchdev", check=False)  # OVS cannot open it: ofport -1
         yield ovs.db_url(inst["dir"])
     finally:
@@ -442,16 +599,48 @@ def test_ovs_dead_port_and_other_findings_are_flagged(ovs_lab, node_ovs):
     assert ports["patch-int"]["peer_ok"] is True and ports["patch-int"]["findings"] == []
     vm = ports["tapvm1"]
     assert (vm["iface_id"], vm["attached_mac"], vm["vm_uuid"], vm["net_uuid"], vm["segmentation_id"]) == (
-        "3f1c-port", "fa:16:3e:11:22:33", "9d2e-vm", "7a0b-net", "100")
+        "3f1c-port",
+        "fa:16:3e:11:22:33",
+        "9d2e-vm",
+        "7a0b-net",
+        "100",
+    )
     assert vm["ofport"] >= 1 and vm["type"] == "internal" and vm["findings"] == []
     assert "tapdead: dead port (tag 4095)" in node["result"]["findings"]
 
 
 def test_ovs_check(ovs_lab, node_ovs):
-    code, doc = ovs_lab.cli_json("ovs", "check", "--bridge", "br-int", "--port", "tapvm1", "--port", "patch-int", "--db", node_ovs, "--node", "compute-1")
+    code, doc = ovs_lab.cli_json(
+        "ovs",
+        "check",
+        "--bridge",
+        "br-int",
+        "--port",
+        "tapvm1",
+        "--port",
+        "patch-int",
+        "--db",
+        node_ovs,
+        "--node",
+        "compute-1",
+    )
     assert code == 0, doc
-    code, doc = ovs_lab.cli_json("ovs", "check", "--bridge", "br-int", "--port", "tapvm1", "--port", "qvo-gone",
-                                 "--port", "patch-ex", "--db", node_ovs, "--node", "compute-1")  # fmt: skip
+    code, doc = ovs_lab.cli_json(
+        "ovs",
+        "check",
+        "--bridge",
+        "br-int",
+        "--port",
+        "tapvm1",
+        "--port",
+        "qvo-gone",
+        "--port",
+        "patch-ex",
+        "--db",
+        node_ovs,
+        "--node",
+        "compute-1",
+    )
     assert code == 1
     assert doc["nodes"][0]["result"]["findings"] == ["port qvo-gone absent", "port patch-ex is on br-ex, not br-int"]
     code, doc = ovs_lab.cli_json("ovs", "check", "--bridge", "br-tun", "--db", node_ovs, "--node", "compute-1")

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TEST_DATA, needs_root
 
 from steth.agent.probes.capture import walk_pcap
-from conftest import TEST_DATA, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
 
@@ -91,8 +91,22 @@ def request(lab, node: str, probe: str, args: dict, timeout: float = 5.0):
 @pytest.fixture
 def tbf(lab):
     """A 50 Mbit/s token bucket on compute-1's data-plane egress, removed afterwards."""
-    lab.in_ns("compute-1", "tc", "qdisc", "add", "dev", "data0", "root", "tbf", "rate", "50mbit", "burst", "64kb",
-              "latency", "50ms")  # fmt: skip
+    lab.in_ns(
+        "compute-1",
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "data0",
+        "root",
+        "tbf",
+        "rate",
+        "50mbit",
+        "burst",
+        "64kb",
+        "latency",
+        "50ms",
+    )
     yield 50e6
     lab.in_ns("compute-1", "tc", "qdisc", "del", "dev", "data0", "root", check=False)
 
@@ -101,8 +115,9 @@ def tbf(lab):
 
 
 def test_bandwidth_through_tbf_is_within_ten_percent_of_the_limit(lab, tbf):
-    code, doc = lab.cli_json("bandwidth", "--server", "compute-2", "--client", "compute-1", "--duration", "4",
-                             "--omit", "1")  # fmt: skip
+    code, doc = lab.cli_json(
+        "bandwidth", "--server", "compute-2", "--client", "compute-1", "--duration", "4", "--omit", "1"
+    )
     assert code == 0, doc
     (pair,) = doc["pairs"]
     assert (pair["server"], pair["client"], pair["status"]) == ("compute-2", "compute-1", "ok")
@@ -116,8 +131,9 @@ def test_bandwidth_through_tbf_is_within_ten_percent_of_the_limit(lab, tbf):
 
 
 def test_bandwidth_below_min_bps_is_failed(lab, tbf):
-    code, doc = lab.cli_json("bandwidth", "--server", "compute-2", "--client", "compute-1", "--duration", "2",
-                             "--min-bps", "100M")  # fmt: skip
+    code, doc = lab.cli_json(
+        "bandwidth", "--server", "compute-2", "--client", "compute-1", "--duration", "2", "--min-bps", "100M"
+    )
     assert code == 1
     (pair,) = doc["pairs"]
     assert pair["status"] == "failed" and "below the minimum 100.00 Mbit/s" in pair["message"]
@@ -125,8 +141,19 @@ def test_bandwidth_below_min_bps_is_failed(lab, tbf):
 
 
 def test_bandwidth_udp_reports_jitter_and_loss(lab):
-    code, doc = lab.cli_json("bandwidth", "--server", "network-1", "--client", "compute-1", "--protocol", "udp",
-                             "--bitrate", "20M", "--duration", "2")  # fmt: skip
+    code, doc = lab.cli_json(
+        "bandwidth",
+        "--server",
+        "network-1",
+        "--client",
+        "compute-1",
+        "--protocol",
+        "udp",
+        "--bitrate",
+        "20M",
+        "--duration",
+        "2",
+    )
     assert code == 0, doc
     r = doc["pairs"][0]["result"]
     assert r["protocol"] == "udp" and r["received_bps"] == pytest.approx(20e6, rel=0.05)
@@ -146,16 +173,19 @@ def test_bandwidth_ring_runs_pairs_one_after_another(lab):
     wait_no_tools(lab)
 
 
-@pytest.mark.parametrize("args", [
-    ("--server", "compute-1", "--client", "compute-1"),
-    ("--server", "compute-1"),
-    ("--server", "compute-1", "--client", "compute-2", "--parallel", "1000"),
-    ("--server", "compute-1", "--client", "compute-2", "--bitrate", "fast"),
-    ("--server", "compute-1", "--client", "compute-2", "--duration", "100000"),
-    ("--server", "compute-1", "--client", "compute-2", "--role", "compute"),
-    ("--server", "no-such-node", "--client", "compute-2"),
-    ("--role", "compute"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--server", "compute-1", "--client", "compute-1"),
+        ("--server", "compute-1"),
+        ("--server", "compute-1", "--client", "compute-2", "--parallel", "1000"),
+        ("--server", "compute-1", "--client", "compute-2", "--bitrate", "fast"),
+        ("--server", "compute-1", "--client", "compute-2", "--duration", "100000"),
+        ("--server", "compute-1", "--client", "compute-2", "--role", "compute"),
+        ("--server", "no-such-node", "--client", "compute-2"),
+        ("--role", "compute"),
+    ],
+)
 def test_bandwidth_usage_errors_exit_2_and_start_nothing(lab, args):
     done = lab.cli("bandwidth", *args)
     assert done.returncode == 2, done.stderr
@@ -176,8 +206,11 @@ def test_iperf_server_dies_at_its_lifetime_and_iperf_stop_ends_it(lab):
     second = request(lab, "compute-2", "iperf-server", {"lifetime_s": 60})
     assert "iperf3" in comms_in(ns)
     stopped = request(lab, "compute-2", "iperf-stop", {"job_id": second.result["job_id"]})
-    assert stopped.status.value == "ok" and stopped.result == {"job_id": second.result["job_id"], "found": True,
-                                                                "was_running": True}  # fmt: skip
+    assert stopped.status.value == "ok" and stopped.result == {
+        "job_id": second.result["job_id"],
+        "found": True,
+        "was_running": True,
+    }
     wait_no_tools(lab, timeout=1)
 
 
@@ -191,7 +224,9 @@ def test_agent_stop_ends_its_jobs(lab):
     ns = lab.node("network-1")["namespace"]
     proc = lab.spawn_agent("h5-jobs", ["jobs"], netns=ns)
     lab.wait_present({"h5-jobs"})
-    started = request(lab, "h5-jobs", "iperf-server", {"bind": lab.node("network-1")["data_address"], "lifetime_s": 300})
+    started = request(
+        lab, "h5-jobs", "iperf-server", {"bind": lab.node("network-1")["data_address"], "lifetime_s": 300}
+    )
     assert started.status.value == "ok", started.message
     assert "iperf3" in comms_in(ns)
     stop_agent(lab, proc, "h5-jobs")
@@ -214,10 +249,22 @@ def capture_in_background(lab, *args: str, listening_in: tuple[str, ...]) -> sub
 
 def test_capture_counts_exactly_the_packets_sent(lab):
     c1, c2 = lab.node("compute-1"), lab.node("compute-2")
-    proc = capture_in_background(lab, "--node", "compute-1", "--node", "network-1", "--interface", "data0",
-                                 "--filter", f"icmp and src host {c2['data_address']}", "--count", "1000",
-                                 "--duration", "5",
-                                 listening_in=(c1["namespace"], lab.node("network-1")["namespace"]))  # fmt: skip
+    proc = capture_in_background(
+        lab,
+        "--node",
+        "compute-1",
+        "--node",
+        "network-1",
+        "--interface",
+        "data0",
+        "--filter",
+        f"icmp and src host {c2['data_address']}",
+        "--count",
+        "1000",
+        "--duration",
+        "5",
+        listening_in=(c1["namespace"], lab.node("network-1")["namespace"]),
+    )
     lab.in_ns("compute-2", "ping", "-c", "20", "-i", "0.05", "-q", c1["data_address"])
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -233,9 +280,20 @@ def test_capture_counts_exactly_the_packets_sent(lab):
 
 def test_capture_stops_at_count(lab):
     c2 = lab.node("compute-2")
-    proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
-                                 "--count", "6", "--duration", "20",
-                                 listening_in=(c2["namespace"],))  # fmt: skip
+    proc = capture_in_background(
+        lab,
+        "--node",
+        "compute-2",
+        "--interface",
+        "data0",
+        "--filter",
+        "icmp",
+        "--count",
+        "6",
+        "--duration",
+        "20",
+        listening_in=(c2["namespace"],),
+    )
     lab.in_ns("compute-1", "ping", "-c", "10", "-i", "0.05", "-q", c2["data_address"])
     out, err = proc.communicate(timeout=30)
     r = json.loads(out)["nodes"][0]["result"]
@@ -245,9 +303,20 @@ def test_capture_stops_at_count(lab):
 
 def test_capture_stops_at_max_pcap_bytes_with_whole_packets(lab):
     c2 = lab.node("compute-2")
-    proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
-                                 "--max-pcap", "4096", "--duration", "20",
-                                 listening_in=(c2["namespace"],))  # fmt: skip
+    proc = capture_in_background(
+        lab,
+        "--node",
+        "compute-2",
+        "--interface",
+        "data0",
+        "--filter",
+        "icmp",
+        "--max-pcap",
+        "4096",
+        "--duration",
+        "20",
+        listening_in=(c2["namespace"],),
+    )
     lab.in_ns("compute-1", "ping", "-c", "100", "-i", "0.01", "-s", "500", "-q", c2["data_address"])
     out, err = proc.communicate(timeout=30)
     r = json.loads(out)["nodes"][0]["result"]
@@ -259,9 +328,22 @@ def test_capture_stops_at_max_pcap_bytes_with_whole_packets(lab):
 def test_capture_inside_a_namespace_of_the_node(lab):
     # the compute-1 agent captures inside another namespace (as an operator would in qdhcp-...)
     other = lab.node("compute-2")
-    proc = capture_in_background(lab, "--node", "compute-1", "--interface", "data0", "--netns", other["namespace"],
-                                 "--filter", "icmp", "--count", "4", "--duration", "10",
-                                 listening_in=(other["namespace"],))  # fmt: skip
+    proc = capture_in_background(
+        lab,
+        "--node",
+        "compute-1",
+        "--interface",
+        "data0",
+        "--netns",
+        other["namespace"],
+        "--filter",
+        "icmp",
+        "--count",
+        "4",
+        "--duration",
+        "10",
+        listening_in=(other["namespace"],),
+    )
     lab.in_ns("network-1", "ping", "-c", "2", "-i", "0.05", "-q", other["data_address"])
     out, err = proc.communicate(timeout=30)
     r = json.loads(out)["nodes"][0]["result"]
@@ -272,10 +354,24 @@ def test_capture_inside_a_namespace_of_the_node(lab):
 
 def test_capture_write_moves_a_multi_chunk_pcap(lab, tmp_path):
     c1 = lab.node("compute-1")
-    proc = capture_in_background(lab, "--node", "compute-1", "--interface", "data0", "--filter", "icmp",
-                                 "--count", "600", "--duration", "15", "--lines", "5",
-                                 "-w", str(tmp_path / "big.pcap"),
-                                 listening_in=(c1["namespace"],))  # fmt: skip
+    proc = capture_in_background(
+        lab,
+        "--node",
+        "compute-1",
+        "--interface",
+        "data0",
+        "--filter",
+        "icmp",
+        "--count",
+        "600",
+        "--duration",
+        "15",
+        "--lines",
+        "5",
+        "-w",
+        str(tmp_path / "big.pcap"),
+        listening_in=(c1["namespace"],),
+    )
     lab.in_ns("compute-2", "ping", "-c", "300", "-i", "0.005", "-s", "1400", "-q", c1["data_address"])
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -302,10 +398,24 @@ def test_capture_write_moves_a_multi_chunk_pcap(lab, tmp_path):
 
 def test_capture_fetch_small_chunks_and_unfetched_pcaps_expire(lab, tmp_path):
     c2 = lab.node("compute-2")
-    proc = capture_in_background(lab, "--node", "compute-2", "--interface", "data0", "--filter", "icmp",
-                                 "--count", "40", "--duration", "10", "--chunk-size", "1024",
-                                 "-w", str(tmp_path / "{node}.pcap"),
-                                 listening_in=(c2["namespace"],))  # fmt: skip
+    proc = capture_in_background(
+        lab,
+        "--node",
+        "compute-2",
+        "--interface",
+        "data0",
+        "--filter",
+        "icmp",
+        "--count",
+        "40",
+        "--duration",
+        "10",
+        "--chunk-size",
+        "1024",
+        "-w",
+        str(tmp_path / "{node}.pcap"),
+        listening_in=(c2["namespace"],),
+    )
     lab.in_ns("compute-1", "ping", "-c", "20", "-i", "0.02", "-q", c2["data_address"])
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -324,22 +434,26 @@ def test_capture_fetch_small_chunks_and_unfetched_pcaps_expire(lab, tmp_path):
 
 def test_capture_ends_at_the_request_deadline(lab):
     started = time.monotonic()
-    code, doc = lab.cli_json("capture", "--node", "compute-1", "--interface", "data0", "--duration", "60",
-                             "--timeout", "2")  # fmt: skip
+    code, doc = lab.cli_json(
+        "capture", "--node", "compute-1", "--interface", "data0", "--duration", "60", "--timeout", "2"
+    )
     assert time.monotonic() - started < 6
     r = doc["nodes"][0]
     assert r["status"] == "ok" and r["result"]["stopped_by"] == "deadline", r
     wait_no_tools(lab, timeout=1)
 
 
-@pytest.mark.parametrize("args, says", [
-    (("--interface", "-x"), "not an interface name"),
-    (("--interface", "data0", "--filter", "icmp; reboot"), "may not contain ';'"),
-    (("--interface", "data0", "--filter", "$(touch /tmp/h5-pwned)"), "may not contain"),
-    (("--interface", "data0", "--filter", "-w /tmp/x"), "may not start with '-'"),
-    (("--interface", "data0", "--count", "1000000"), "count"),
-    (("--interface", "data0", "--duration", "99999"), "duration"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("--interface", "-x"), "not an interface name"),
+        (("--interface", "data0", "--filter", "icmp; reboot"), "may not contain ';'"),
+        (("--interface", "data0", "--filter", "$(touch /tmp/h5-pwned)"), "may not contain"),
+        (("--interface", "data0", "--filter", "-w /tmp/x"), "may not start with '-'"),
+        (("--interface", "data0", "--count", "1000000"), "count"),
+        (("--interface", "data0", "--duration", "99999"), "duration"),
+    ],
+)
 def test_capture_bad_params_exit_2_and_run_nothing(lab, args, says):
     done = lab.cli("capture", "--node", "compute-1", *args)
     assert done.returncode == 2 and says in done.stderr, done.stderr
@@ -347,10 +461,16 @@ def test_capture_bad_params_exit_2_and_run_nothing(lab, args, says):
     assert not Path("/tmp/h5-pwned").exists()
 
 
-@pytest.mark.parametrize("args", [
-    {"interface": "-x"}, {"interface": "data0", "filter": "icmp; reboot"}, {"interface": "data0", "count": 1_000_000},
-    {"interface": "data0", "filter": "`id`"}, {"interface": "data0", "bogus": 1},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"interface": "-x"},
+        {"interface": "data0", "filter": "icmp; reboot"},
+        {"interface": "data0", "count": 1_000_000},
+        {"interface": "data0", "filter": "`id`"},
+        {"interface": "data0", "bogus": 1},
+    ],
+)
 def test_capture_bad_params_are_invalid_on_the_agent(lab, args):
     reply = request(lab, "compute-1", "capture", args)
     assert reply.status.value == "invalid" and reply.message.startswith("bad args")
@@ -400,8 +520,9 @@ def test_link_setup_refused_when_the_policy_is_off(lab):
 
 def test_link_setup_marks_and_teardown_removes(lab, mutator):
     before = data0_addresses(lab, "network-1")
-    code, doc = lab.cli_json("link", "setup", "--node", mutator, "--name", "st0", "--cidr", "192.0.2.10/24",
-                             "--mtu", "1400")  # fmt: skip
+    code, doc = lab.cli_json(
+        "link", "setup", "--node", mutator, "--name", "st0", "--cidr", "192.0.2.10/24", "--mtu", "1400"
+    )
     assert code == 0, doc
     rows = {r["name"]: r for r in doc["nodes"][0]["result"]["links"]}
     assert set(rows) == {"st0", "st0p"}
@@ -423,8 +544,9 @@ def test_link_never_touches_what_steth_did_not_create(lab, mutator):
     before = data0_addresses(lab, "network-1")
     code, doc = lab.cli_json("link", "teardown", "--node", mutator, "data0", "mgmt0")
     assert code == 3 and "refused: data0, mgmt0 not created by steth" in doc["nodes"][0]["message"]
-    code, doc = lab.cli_json("link", "setup", "--node", mutator, "--name", "data0", "--kind", "bridge",
-                             "--cidr", "192.0.2.10/24")  # fmt: skip
+    code, doc = lab.cli_json(
+        "link", "setup", "--node", mutator, "--name", "data0", "--kind", "bridge", "--cidr", "192.0.2.10/24"
+    )
     assert code == 3 and "refused: data0 exists (not created by steth)" in doc["nodes"][0]["message"]
     code, doc = lab.cli_json("link", "teardown", "--node", mutator, "--all-marked")
     assert code == 0 and doc["nodes"][0]["message"] == "no steth-marked links here"
@@ -433,8 +555,9 @@ def test_link_never_touches_what_steth_did_not_create(lab, mutator):
 
 
 def test_add_vlan_is_aborted_without_8021q(lab, mutator):
-    code, doc = lab.cli_json("link", "add-vlan", "--node", mutator, "--parent", "data0", "--vlan-id", "100",
-                             "--cidr", "192.0.2.10/24")  # fmt: skip
+    code, doc = lab.cli_json(
+        "link", "add-vlan", "--node", mutator, "--parent", "data0", "--vlan-id", "100", "--cidr", "192.0.2.10/24"
+    )
     assert code == 3
     node = doc["nodes"][0]
     assert node["status"] == "aborted" and "no 802.1Q support" in node["message"]
@@ -444,8 +567,24 @@ def test_add_vlan_is_aborted_without_8021q(lab, mutator):
 def test_macvlan_with_a_check_through_it(lab, mutator):
     c1 = lab.node("compute-1")["data_address"]
     spare = f"{ipaddress.ip_network(TEST_DATA)[200]}/{ipaddress.ip_network(TEST_DATA).prefixlen}"  # on the lab's fabric
-    code, doc = lab.cli_json("link", "setup", "--node", mutator, "--name", "stm0", "--kind", "macvlan",
-                             "--parent", "data0", "--cidr", spare, "--check", c1, "--ttl", "3")  # fmt: skip
+    code, doc = lab.cli_json(
+        "link",
+        "setup",
+        "--node",
+        mutator,
+        "--name",
+        "stm0",
+        "--kind",
+        "macvlan",
+        "--parent",
+        "data0",
+        "--cidr",
+        spare,
+        "--check",
+        c1,
+        "--ttl",
+        "3",
+    )
     assert code == 0, doc
     r = doc["nodes"][0]["result"]
     assert r["check_target"] == c1 and r["check_received"] == r["check_sent"] == 3
@@ -456,9 +595,24 @@ def test_macvlan_with_a_check_through_it(lab, mutator):
 
 def test_setup_that_runs_out_of_time_leaves_nothing(lab, mutator):
     started = time.monotonic()
-    code, doc = lab.cli_json("link", "setup", "--node", mutator, "--name", "stb0", "--kind", "bridge",
-                             "--cidr", "192.0.2.1/24", "--check", "192.0.2.99", "--check-count", "30",
-                             "--timeout", "2")  # fmt: skip
+    code, doc = lab.cli_json(
+        "link",
+        "setup",
+        "--node",
+        mutator,
+        "--name",
+        "stb0",
+        "--kind",
+        "bridge",
+        "--cidr",
+        "192.0.2.1/24",
+        "--check",
+        "192.0.2.99",
+        "--check-count",
+        "30",
+        "--timeout",
+        "2",
+    )
     assert time.monotonic() - started < 5
     node = doc["nodes"][0]
     assert code == 3 and node["status"] == "timeout", node
@@ -466,8 +620,22 @@ def test_setup_that_runs_out_of_time_leaves_nothing(lab, mutator):
     assert not link_exists(lab, "network-1", "stb0")
 
     # a failed check (no reply) also undoes the setup
-    code, doc = lab.cli_json("link", "setup", "--node", mutator, "--name", "stb0", "--kind", "bridge",
-                             "--cidr", "192.0.2.1/24", "--check", "192.0.2.99", "--check-count", "2")  # fmt: skip
+    code, doc = lab.cli_json(
+        "link",
+        "setup",
+        "--node",
+        mutator,
+        "--name",
+        "stb0",
+        "--kind",
+        "bridge",
+        "--cidr",
+        "192.0.2.1/24",
+        "--check",
+        "192.0.2.99",
+        "--check-count",
+        "2",
+    )
     assert code == 1 and "no reply from 192.0.2.99" in doc["nodes"][0]["message"]
     assert not link_exists(lab, "network-1", "stb0")
 

@@ -20,9 +20,18 @@ from pathlib import Path
 
 import msgpack
 import pytest
-
 from conftest import TEST_DATA, needs_root
-from natsservers import Cluster, NatsServer, comm, host_of, js_stream_leader, ns_pids, rss_bytes, wait_jetstream, wait_present
+from natsservers import (
+    Cluster,
+    NatsServer,
+    comm,
+    host_of,
+    js_stream_leader,
+    ns_pids,
+    rss_bytes,
+    wait_jetstream,
+    wait_present,
+)
 
 pytestmark = [needs_root, pytest.mark.lab]
 
@@ -47,8 +56,9 @@ class Fleet:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def spawn(self, name: str, node: str, **env: str) -> subprocess.Popen:
-        proc = self.lab.spawn_agent(name, ["compute"], netns=self.lab.node(node)["namespace"],
-                                    STETH_NATS_SERVERS=",".join(self.urls), **env)  # fmt: skip
+        proc = self.lab.spawn_agent(
+            name, ["compute"], netns=self.lab.node(node)["namespace"], STETH_NATS_SERVERS=",".join(self.urls), **env
+        )
         self.procs[name] = proc
         return proc
 
@@ -61,8 +71,13 @@ class Fleet:
         return self.lab.cli_json(*args, env=self.env())
 
     def cli_bg(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "steth.controller.cli", *args, "-o", "json"], env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "steth.controller.cli", *args, "-o", "json"],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -195,9 +210,15 @@ def test_cluster_failover(lab):
         figure("cluster.slowest_round_s", round(max(r.get("took", 0) for r in rounds), 2))
         figure("cluster.first_complete_after_kill_s", round(first_full, 2))
         figure("cluster.complete_rounds_after_recovery", f"{sum(r['complete'] for r in after)}/{len(after)}")
-        figure("cluster.incomplete_rounds", [(round(r["t"], 1), round(r.get("took", 0), 2), r["why"]) for r in rounds if not r["complete"]][:8])
+        figure(
+            "cluster.incomplete_rounds",
+            [(round(r["t"], 1), round(r.get("took", 0), 2), r["why"]) for r in rounds if not r["complete"]][:8],
+        )
         # Rounds while the presence bucket had no leader: gathered by the stall window, still complete.
-        figure("cluster.rounds_without_presence", [(round(r["t"], 1), r["complete"]) for r in rounds if r.get("no_presence")][:8])
+        figure(
+            "cluster.rounds_without_presence",
+            [(round(r["t"], 1), r["complete"]) for r in rounds if r.get("no_presence")][:8],
+        )
         assert first_full < 15, rounds
         assert all(r["complete"] for r in after[1:]), after  # once recovered, every request gets every reply
         present = asyncio.run(_present(cluster.urls))
@@ -232,8 +253,9 @@ def _agents_per_server(cluster: Cluster) -> dict[str, int]:
         name = ns.split(" ")[0]
         if not name:
             continue
-        text = subprocess.run(["ip", "netns", "exec", name, "ss", "-Htn", "state", "established"],
-                              capture_output=True, text=True).stdout  # fmt: skip
+        text = subprocess.run(
+            ["ip", "netns", "exec", name, "ss", "-Htn", "state", "established"], capture_output=True, text=True
+        ).stdout
         for line in text.splitlines():
             peer = line.split()[-1]
             port = int(peer.rsplit(":", 1)[-1]) if peer.rsplit(":", 1)[-1].isdigit() else 0
@@ -285,8 +307,15 @@ async def _gather_rounds(urls: list[str], names: set[str], seconds: float) -> li
             silent = [n.message for n in g.nodes if n.status.value != "ok"][:1]
             if silent:
                 summary["first"] = silent[0][:80]
-            rounds.append({"t": t, "complete": names <= got, "why": f"{len(got & names)}/{len(names)} {summary}",
-                           "no_presence": g.expected is None, "took": time.monotonic() - started - t})  # fmt: skip
+            rounds.append(
+                {
+                    "t": t,
+                    "complete": names <= got,
+                    "why": f"{len(got & names)}/{len(names)} {summary}",
+                    "no_presence": g.expected is None,
+                    "took": time.monotonic() - started - t,
+                }
+            )
         except Exception as exc:
             rounds.append({"t": t, "complete": False, "why": f"{exc.__class__.__name__}: {str(exc)[:80]}"})
             await asyncio.sleep(0.3)
@@ -307,8 +336,22 @@ def test_agent_killed_mid_ping(single, lab):
     victim = single.spawn("r-kill", "compute-1")
     wait_present(single.urls, {"r-kill"}, timeout=60)
     peer = lab.node("compute-2")["data_address"]
-    cli = single.cli_bg("ping", peer, "--count", "50", "--interval", "0.2", "--timeout", "25",
-                        "--node", "r-kill", "--node", "r-c2", "--node", "r-n1")  # fmt: skip
+    cli = single.cli_bg(
+        "ping",
+        peer,
+        "--count",
+        "50",
+        "--interval",
+        "0.2",
+        "--timeout",
+        "25",
+        "--node",
+        "r-kill",
+        "--node",
+        "r-c2",
+        "--node",
+        "r-n1",
+    )
     running = _wait_for_tool(ns, "ping", parent=victim.pid)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
@@ -317,7 +360,11 @@ def test_agent_killed_mid_ping(single, lab):
     figure("sigkill.ping_gone_after_s", round(time.monotonic() - killed, 3))
     assert running and not leftovers, leftovers
     code, doc, err = finish(cli)
-    assert code == 3 and statuses(doc) == {"r-kill": "no_reply", "r-c2": "ok", "r-n1": "ok"}, (doc, err, logs(lab, NAMES))
+    assert code == 3 and statuses(doc) == {"r-kill": "no_reply", "r-c2": "ok", "r-n1": "ok"}, (
+        doc,
+        err,
+        logs(lab, NAMES),
+    )
     assert _wait_gone(ns, baseline) == []  # nothing of the killed agent remains in its namespace
 
 
@@ -342,13 +389,32 @@ def test_agent_killed_mid_capture_and_iperf(single, lab):
             # an iperf3 server job on the victim (outlives its request), one on r-c2 for the victim's client
             mine = await s.run("iperf-server", Selection(nodes=("r-kill2",)), 10, {"bind": own_addr, "lifetime_s": 120})
             assert mine.nodes[0].status.value == "ok", mine.nodes
-            theirs = await s.run("iperf-server", Selection(nodes=("r-c2",)), 10, {"bind": server_addr, "lifetime_s": 120})
+            theirs = await s.run(
+                "iperf-server", Selection(nodes=("r-c2",)), 10, {"bind": server_addr, "lifetime_s": 120}
+            )
             assert theirs.nodes[0].status.value == "ok", theirs.nodes
-            capture = asyncio.create_task(s.run("capture", Selection(nodes=("r-kill2",)), 30,
-                                                {"interface": "data0", "duration_s": 25, "count": 100000}))  # fmt: skip
-            client = asyncio.create_task(s.run("iperf-client", Selection(nodes=("r-kill2",)), 30,
-                                               {"server": server_addr, "port": theirs.nodes[0].result["port"],
-                                                "duration_s": 20, "bitrate_bps": 10_000_000, "protocol": "udp"}))  # fmt: skip
+            capture = asyncio.create_task(
+                s.run(
+                    "capture",
+                    Selection(nodes=("r-kill2",)),
+                    30,
+                    {"interface": "data0", "duration_s": 25, "count": 100000},
+                )
+            )
+            client = asyncio.create_task(
+                s.run(
+                    "iperf-client",
+                    Selection(nodes=("r-kill2",)),
+                    30,
+                    {
+                        "server": server_addr,
+                        "port": theirs.nodes[0].result["port"],
+                        "duration_s": 20,
+                        "bitrate_bps": 10_000_000,
+                        "protocol": "udp",
+                    },
+                )
+            )
             running = await asyncio.to_thread(_wait_for_tools, ns, {"tcpdump", "iperf3"}, 3)
             os.kill(victim.pid, signal.SIGKILL)
             killed = time.monotonic()
@@ -436,8 +502,7 @@ def test_hung_ping_through_an_agent(single, lab):
     ns = lab.node("compute-1")["namespace"]
     started = time.monotonic()
     silent = str(ipaddress.ip_network(TEST_DATA)[250])  # on the fabric, nobody holds it: ping waits for ever
-    code, doc = single.cli_json("ping", silent, "--count", "400", "--interval", "1", "--timeout", "3",
-                                "--node", "r-c1")  # fmt: skip
+    code, doc = single.cli_json("ping", silent, "--count", "400", "--interval", "1", "--timeout", "3", "--node", "r-c1")
     took = time.monotonic() - started
     row = doc["nodes"][0]
     figure("hang.ping_reply_status", f"{row['status']}: {row['message']}")
@@ -468,8 +533,23 @@ def test_flood_of_200_requests(single, lab):
             assert message.startswith(("busy", "did not finish within the deadline", "ping killed at the deadline")), f
         assert f["max_concurrent"] <= 4, f
     growth = rss[-1] - rss[1]
-    figure("flood.per_flood", [{k: f[k] for k in ("statuses", "busy", "cut_at_deadline", "max_concurrent",
-                                                  "last_reply_before_deadline_s", "elapsed_s")} for f in floods])  # fmt: skip
+    figure(
+        "flood.per_flood",
+        [
+            {
+                k: f[k]
+                for k in (
+                    "statuses",
+                    "busy",
+                    "cut_at_deadline",
+                    "max_concurrent",
+                    "last_reply_before_deadline_s",
+                    "elapsed_s",
+                )
+            }
+            for f in floods
+        ],
+    )
     figure("flood.rss_mib", [round(r / 2**20, 1) for r in rss])
     assert growth < 8 * 2**20, rss  # flat: less than 8 MiB between the first and the third flood
     code, doc = single.cli_json("hello", "--node", "r-c1", "--timeout", "5")
@@ -497,13 +577,16 @@ async def _flood(urls: list[str], node: str, target: str, n: int, timeout: float
     deadline = time.time() + timeout
     started = time.time()
     for i in range(n):
-        req = Request(probe="ping", args={"targets": [target], "count": 2, "interval_s": 0.2}, deadline=deadline,
-                      sender="flood")  # fmt: skip
-        await nc.publish(subjects.req_node(node, "ping"), codec.encode(req.model_dump(mode="json")), reply=f"{prefix}.{i}")
+        req = Request(
+            probe="ping", args={"targets": [target], "count": 2, "interval_s": 0.2}, deadline=deadline, sender="flood"
+        )
+        await nc.publish(
+            subjects.req_node(node, "ping"), codec.encode(req.model_dump(mode="json")), reply=f"{prefix}.{i}"
+        )
     await nc.flush()
     try:
         await asyncio.wait_for(done.wait(), timeout=timeout + 5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     await sub.unsubscribe()
     await nc.close()
@@ -512,23 +595,30 @@ async def _flood(urls: list[str], node: str, target: str, n: int, timeout: float
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     # Overlap of [started, finished] of the runs that got a slot: at most the concurrency limit.
-    events = sorted([(r["started"], 1) for r in rows if r["status"] == "ok"] + [(r["finished"], -1) for r in rows if r["status"] == "ok"],
-                    key=lambda e: (e[0], e[1]))  # fmt: skip
+    events = sorted(
+        [(r["started"], 1) for r in rows if r["status"] == "ok"]
+        + [(r["finished"], -1) for r in rows if r["status"] == "ok"],
+        key=lambda e: (e[0], e[1]),
+    )
     running = peak = 0
     for _, step in events:
         running += step
         peak = max(peak, running)
     arrivals = [t for _, t in replies.values()]
     return {
-        "replies": len(rows), "statuses": counts, "max_concurrent": peak,
+        "replies": len(rows),
+        "statuses": counts,
+        "max_concurrent": peak,
         "busy": sum(1 for r in rows if r["status"] == "aborted" and r["message"].startswith("busy")),
         # runs that got a slot too late: their tool was killed at the deadline (aborted or timeout)
-        "cut_at_deadline": sum(1 for r in rows if r["status"] in ("aborted", "timeout") and not r["message"].startswith("busy")),
+        "cut_at_deadline": sum(
+            1 for r in rows if r["status"] in ("aborted", "timeout") and not r["message"].startswith("busy")
+        ),
         "messages": sorted({r["message"][:60] for r in rows if r["status"] != "ok"}),
         "late": sum(1 for t in arrivals if t > deadline + 0.05),
         "last_reply_before_deadline_s": round(deadline - max(arrivals), 3) if arrivals else None,
         "elapsed_s": round(max(arrivals) - started, 2) if arrivals else None,
-    }  # fmt: skip
+    }
 
 
 def _fuzz_payloads(n: int, seed: int = 7) -> list[tuple[str, bytes]]:
@@ -543,14 +633,23 @@ def _fuzz_payloads(n: int, seed: int = 7) -> list[tuple[str, bytes]]:
         if kind == 1:
             return rnd.choice([True, False])
         if kind == 2:
-            return rnd.choice([0, -1, 2**63 - 1, 2**64 - 1, rnd.randint(-10**9, 10**9), float("nan"), float("inf"), 1e308])
+            return rnd.choice(
+                [0, -1, 2**63 - 1, 2**64 - 1, rnd.randint(-(10**9), 10**9), float("nan"), float("inf"), 1e308]
+            )
         if kind == 3:
-            return "".join(chr(rnd.randrange(0, 0x3000)) for _ in range(rnd.randrange(20))).encode("utf-8", "replace").decode("utf-8", "replace")
+            return (
+                "".join(chr(rnd.randrange(0, 0x3000)) for _ in range(rnd.randrange(20)))
+                .encode("utf-8", "replace")
+                .decode("utf-8", "replace")
+            )
         if kind == 4:
             return rnd.randbytes(rnd.randrange(20))
         if kind in (5, 6):
             return [value(depth + 1) for _ in range(rnd.randrange(4))]
-        return {rnd.choice(["targets", "count", "interface", "netns", "x", "args"]): value(depth + 1) for _ in range(rnd.randrange(4))}
+        return {
+            rnd.choice(["targets", "count", "interface", "netns", "x", "args"]): value(depth + 1)
+            for _ in range(rnd.randrange(4))
+        }
 
     out = []
     for i in range(n):
@@ -561,8 +660,14 @@ def _fuzz_payloads(n: int, seed: int = 7) -> list[tuple[str, bytes]]:
         elif kind == 1:
             payload = msgpack.packb(value(), use_bin_type=True)
         elif kind == 2:
-            body = {"v": value(), "id": value(), "probe": rnd.choice([probe, value()]), "args": value(),
-                    "deadline": rnd.choice([time.time() + 60, value()]), "sender": value()}  # fmt: skip
+            body = {
+                "v": value(),
+                "id": value(),
+                "probe": rnd.choice([probe, value()]),
+                "args": value(),
+                "deadline": rnd.choice([time.time() + 60, value()]),
+                "sender": value(),
+            }
             body = {k: v for k, v in body.items() if rnd.random() > 0.2}
             payload = msgpack.packb(body, use_bin_type=True)
         else:
@@ -570,7 +675,14 @@ def _fuzz_payloads(n: int, seed: int = 7) -> list[tuple[str, bytes]]:
             if rnd.random() < 0.5:
                 args["targets"] = [rnd.choice(hostile)]
                 args.pop("interface", None), args.pop("netns", None)
-            body = {"v": 1, "id": f"fz{i}", "probe": "ping", "args": args, "deadline": time.time() + 60, "sender": "fuzz"}
+            body = {
+                "v": 1,
+                "id": f"fz{i}",
+                "probe": "ping",
+                "args": args,
+                "deadline": time.time() + 60,
+                "sender": "fuzz",
+            }
             probe = "ping"
             payload = msgpack.packb(body, use_bin_type=True)
         out.append((probe, payload))
@@ -619,7 +731,7 @@ async def _fuzz_wire(urls: list[str], node: str, payloads: list[tuple[str, bytes
     await nc.flush()
     try:
         await asyncio.wait_for(done.wait(), timeout=60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     elapsed = time.monotonic() - started
     await sub.unsubscribe()
@@ -632,8 +744,13 @@ async def _fuzz_wire(urls: list[str], node: str, payloads: list[tuple[str, bytes
             counts[reply.status.value] = counts.get(reply.status.value, 0) + 1
         except ValueError:
             unstructured += 1
-    return {"sent": len(payloads), "replied": len(replies), "statuses": counts, "unstructured": unstructured,
-            "elapsed_s": round(elapsed, 2)}  # fmt: skip
+    return {
+        "sent": len(payloads),
+        "replied": len(replies),
+        "statuses": counts,
+        "unstructured": unstructured,
+        "elapsed_s": round(elapsed, 2),
+    }
 
 
 def test_zz_figures():

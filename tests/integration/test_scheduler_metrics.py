@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TEST_DATA, TEST_LAB, TEST_MGMT, needs_root
 
 pytestmark = [needs_root, pytest.mark.lab]
@@ -94,9 +93,13 @@ class ExtraNodes:
             (f"{TEST_LAB}xf{k}", "data0", self.bridges[1], node["data"], data.prefixlen),
         ):
             node["links"].append(host_end)
-            subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", ns], check=True)
+            subprocess.run(
+                ["ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", ns], check=True
+            )
             subprocess.run(["ip", "link", "set", host_end, "master", bridge, "up"], check=True)
-            subprocess.run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{addr}/{plen}", "dev", ns_end], check=True)
+            subprocess.run(
+                ["ip", "netns", "exec", ns, "ip", "addr", "add", f"{addr}/{plen}", "dev", ns_end], check=True
+            )
             subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", ns_end, "up"], check=True)
         node["config"] = self.lab.dir / f"mesh-{name}.toml"
         node["config"].write_text(
@@ -111,7 +114,18 @@ class ExtraNodes:
 
     def start(self, name: str) -> None:
         node = self.nodes[name]
-        argv = ["ip", "netns", "exec", node["ns"], sys.executable, "-m", "steth.agent.main", "run", "--config", str(node["config"])]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            node["ns"],
+            sys.executable,
+            "-m",
+            "steth.agent.main",
+            "run",
+            "--config",
+            str(node["config"]),
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
         log = open(self.lab.dir / f"mesh-{name}.log", "ab")
         node["proc"] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
@@ -135,7 +149,9 @@ class ExtraNodes:
             subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
 
     def in_ns(self, name: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.nodes[name]["ns"], *argv], capture_output=True, text=True, check=check)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.nodes[name]["ns"], *argv], capture_output=True, text=True, check=check
+        )
 
     def running(self) -> list[str]:
         return sorted(n for n, node in self.nodes.items() if node.get("proc") and node["proc"].poll() is None)
@@ -175,10 +191,17 @@ class Prometheus:
     def start(self) -> None:
         log = open(self.dir / "prometheus.log", "ab")
         self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                "prometheus",
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for(self._ready, timeout=60, what="prometheus ready")
 
     def _ready(self) -> bool:
@@ -264,8 +287,12 @@ def mesh(lab):
         nodes.add("m2", 2)
         nodes.add("m3", 3, M3_SCHEDULES.replace("{compute2}", compute2))
         nodes.add("m4", 4)
-        iperf = subprocess.Popen(["ip", "netns", "exec", nodes.nodes["m4"]["ns"], "iperf3", "-s", "-B", nodes.nodes["m4"]["data"]],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        iperf = subprocess.Popen(
+            ["ip", "netns", "exec", nodes.nodes["m4"]["ns"], "iperf3", "-s", "-B", nodes.nodes["m4"]["data"]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         lab.wait_present({"m1", "m2", "m3", "m4"}, timeout=60)
         yield nodes
     finally:
@@ -313,8 +340,11 @@ def test_requests_are_counted_by_probe_and_status(lab):
     before = value(scrape(address), "steth_agent_requests_total", probe="hello", status="ok") or 0
     code, _ = lab.cli_json("hello", "--node", "compute-1")
     assert code == 0
-    after = wait_for(lambda: (value(scrape(address), "steth_agent_requests_total", probe="hello", status="ok") or 0) > before,
-                     timeout=10, what="request counted")  # fmt: skip
+    after = wait_for(
+        lambda: (value(scrape(address), "steth_agent_requests_total", probe="hello", status="ok") or 0) > before,
+        timeout=10,
+        what="request counted",
+    )
     assert after
 
 
@@ -334,7 +364,9 @@ def test_mesh_keeps_k_peers_and_follows_joins_and_leaves(lab, mesh):
     pingers = [n for n, peers in after_join.items() if "m5" in peers]
 
     def pinged(target):
-        return [n for n in mesh.running() if value(scrape(mesh.nodes[n]["metrics"]), "steth_ping_sent_total", target=target)]
+        return [
+            n for n in mesh.running() if value(scrape(mesh.nodes[n]["metrics"]), "steth_ping_sent_total", target=target)
+        ]
 
     if pingers:  # series exist for m5 before it leaves...
         wait_for(lambda: set(pinged("m5")) >= set(pingers), timeout=30, what="ping series for m5")
@@ -390,10 +422,17 @@ def test_scheduled_results_reach_the_stream_and_history(lab, mesh):
 
 def test_path_mtu_and_bandwidth_gauges(lab, mesh):
     m1 = mesh.nodes["m1"]["metrics"]
-    mtu = wait_for(lambda: value(scrape(m1), "steth_path_mtu_bytes", schedule="pmtu", target="m2"), what="path MTU gauge")
+    mtu = wait_for(
+        lambda: value(scrape(m1), "steth_path_mtu_bytes", schedule="pmtu", target="m2"), what="path MTU gauge"
+    )
     assert mtu == 1500  # the veth MTU; the search is capped at max_bytes 1500
-    bps = wait_for(lambda: value(scrape(m1), "steth_bandwidth_bits_per_second", schedule="iperf", target="m4", direction="received"),
-                   timeout=60, what="bandwidth gauge")  # fmt: skip
+    bps = wait_for(
+        lambda: value(
+            scrape(m1), "steth_bandwidth_bits_per_second", schedule="iperf", target="m4", direction="received"
+        ),
+        timeout=60,
+        what="bandwidth gauge",
+    )
     assert 5e6 < bps < 1.5e7  # limited to 10 Mbit/s
 
 
@@ -436,7 +475,10 @@ def test_prometheus_scrapes_the_lab_and_an_alert_fires_on_injected_loss(lab, mes
 
     # Every metric the dashboard and the rules use is scraped (or is a recording rule's output).
     used = set()
-    for text in ((DEPLOY / "grafana/steth-dashboard.json").read_text(), (DEPLOY / "prometheus/steth/steth.rules.yml").read_text()):
+    for text in (
+        (DEPLOY / "grafana/steth-dashboard.json").read_text(),
+        (DEPLOY / "prometheus/steth/steth.rules.yml").read_text(),
+    ):
         used |= set(re.findall(r"\b(steth[:_][a-z0-9_:]+|process_[a-z_]+)\b", text))
     assert {"steth:ping_loss:ratio_5m", "steth_ping_rtt_seconds_bucket", "steth_bandwidth_bits_per_second"} <= used
 
@@ -450,20 +492,42 @@ def test_prometheus_scrapes_the_lab_and_an_alert_fires_on_injected_loss(lab, mes
     from steth.agent.rendezvous import pick
 
     victim = next(n for n in mesh.running() if any(n in pick(o, mesh.running(), K) for o in mesh.running() if o != n))
-    rule = ["INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-m", "statistic", "--mode", "random",
-            "--probability", "0.5", "-j", "DROP"]  # fmt: skip
+    rule = [
+        "INPUT",
+        "-p",
+        "icmp",
+        "--icmp-type",
+        "echo-request",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.5",
+        "-j",
+        "DROP",
+    ]
     mesh.in_ns(victim, "iptables", "-A", *rule)
     try:
+
         def firing():
             alerts = prometheus.api("alerts")["alerts"]
-            return [a for a in alerts if a["labels"]["alertname"] == "StethPacketLoss" and a["state"] == "firing"
-                    and a["labels"]["target"] == victim]  # fmt: skip
+            return [
+                a
+                for a in alerts
+                if a["labels"]["alertname"] == "StethPacketLoss"
+                and a["state"] == "firing"
+                and a["labels"]["target"] == victim
+            ]
 
         alerts = wait_for(firing, timeout=90, step=1, what=f"StethPacketLoss for {victim}")
         assert float(alerts[0]["value"]) > 0.02
         # Healthy pairs do not alert.
-        others = [a for a in prometheus.api("alerts")["alerts"]
-                  if a["labels"]["alertname"] == "StethPacketLoss" and a["labels"]["target"] in set(mesh.running()) - {victim}]  # fmt: skip
+        others = [
+            a
+            for a in prometheus.api("alerts")["alerts"]
+            if a["labels"]["alertname"] == "StethPacketLoss" and a["labels"]["target"] in set(mesh.running()) - {victim}
+        ]
         assert not others, others
     finally:
         mesh.in_ns(victim, "iptables", "-D", *rule, check=False)
@@ -486,8 +550,14 @@ def test_departed_agent_stays_a_target_for_the_down_alert(lab, mesh, tmp_path):
 
 
 def test_watch_and_history_usage_errors(lab, mesh):
-    for args in (("history", "--since", "yesterday"), ("history", "--probe", "nosuch"), ("watch", "--probe", "nosuch"),
-                 ("history", "--since", "400d"), ("watch", "--node", "-x", "--duration", "1"), ("history", "--stream", "a.>")):  # fmt: skip
+    for args in (
+        ("history", "--since", "yesterday"),
+        ("history", "--probe", "nosuch"),
+        ("watch", "--probe", "nosuch"),
+        ("history", "--since", "400d"),
+        ("watch", "--node", "-x", "--duration", "1"),
+        ("history", "--stream", "a.>"),
+    ):
         done = lab.cli(*args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -16,7 +16,6 @@ import stat
 import time
 
 import pytest
-
 from conftest import TEST_DATA, needs_root
 from natsservers import NatsServer, host_of, read_env, wait_present
 
@@ -53,8 +52,19 @@ class Secure:
 @pytest.fixture(scope="module")
 def secure(lab):
     s = Secure(lab, lab.dir / "sec")
-    done = lab.cli("nats-config", "--agent", "sec-a=compute", "--agent", "sec-b=network", "--controller", "ops",
-                   "--out", str(s.dir / "auth"), "-o", "json")  # fmt: skip
+    done = lab.cli(
+        "nats-config",
+        "--agent",
+        "sec-a=compute",
+        "--agent",
+        "sec-b=network",
+        "--controller",
+        "ops",
+        "--out",
+        str(s.dir / "auth"),
+        "-o",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     done = lab.cli("keys", "create", "--out", str(s.dir / "ctl.key"), "--comment", "ops@test", "-o", "json")
     assert done.returncode == 0, done.stderr
@@ -63,13 +73,20 @@ def secure(lab):
     common = {"STETH_NATS_SERVERS": s.server.url, "STETH_SECURITY_TRUSTED_KEYS": str(s.dir / "ctl.key.pub")}
     s.procs = {
         # sec-a: signatures required, allow-lists on (the data fabric, its data0 and lo only)
-        "sec-a": lab.spawn_agent("sec-a", ["compute"], netns=lab.node("compute-1")["namespace"], **common,
-                                 **s.creds("agent-sec-a"), STETH_SECURITY_REQUIRE_SIGNED="true",
-                                 STETH_POLICY_ALLOWED_TARGET_CIDRS=TEST_DATA,
-                                 STETH_POLICY_ALLOWED_INTERFACES="data0,lo"),  # fmt: skip
+        "sec-a": lab.spawn_agent(
+            "sec-a",
+            ["compute"],
+            netns=lab.node("compute-1")["namespace"],
+            **common,
+            **s.creds("agent-sec-a"),
+            STETH_SECURITY_REQUIRE_SIGNED="true",
+            STETH_POLICY_ALLOWED_TARGET_CIDRS=TEST_DATA,
+            STETH_POLICY_ALLOWED_INTERFACES="data0,lo",
+        ),
         # sec-b: verifies signatures when present, accepts unsigned ones, no allow-lists
-        "sec-b": lab.spawn_agent("sec-b", ["network"], netns=lab.node("network-1")["namespace"], **common,
-                                 **s.creds("agent-sec-b")),  # fmt: skip
+        "sec-b": lab.spawn_agent(
+            "sec-b", ["network"], netns=lab.node("network-1")["namespace"], **common, **s.creds("agent-sec-b")
+        ),
     }
     try:
         wait_present([s.server.url], {"sec-a", "sec-b"}, timeout=60, **s.auth())
@@ -89,12 +106,39 @@ def test_nats_config_files(secure, lab):
     assert stat.S_IMODE(os.stat(auth_dir).st_mode) == 0o700
     before = secure.creds("agent-sec-a")
     # Re-running (say, to add a node) keeps the passwords everyone already has.
-    done = lab.cli("nats-config", "--agent", "sec-a=compute", "--agent", "sec-b=network", "--agent", "sec-c",
-                   "--controller", "ops", "--out", str(lab.dir / "sec" / "auth2"), "-o", "json")  # fmt: skip
+    done = lab.cli(
+        "nats-config",
+        "--agent",
+        "sec-a=compute",
+        "--agent",
+        "sec-b=network",
+        "--agent",
+        "sec-c",
+        "--controller",
+        "ops",
+        "--out",
+        str(lab.dir / "sec" / "auth2"),
+        "-o",
+        "json",
+    )
     assert done.returncode == 0
-    assert {i["user"] for i in json.loads(done.stdout)["identities"]} == {"agent-sec-a", "agent-sec-b", "agent-sec-c", "controller-ops"}
-    done = lab.cli("nats-config", "--agent", "sec-a=compute", "--agent", "sec-b=network", "--controller", "ops",
-                   "--out", str(auth_dir))  # fmt: skip
+    assert {i["user"] for i in json.loads(done.stdout)["identities"]} == {
+        "agent-sec-a",
+        "agent-sec-b",
+        "agent-sec-c",
+        "controller-ops",
+    }
+    done = lab.cli(
+        "nats-config",
+        "--agent",
+        "sec-a=compute",
+        "--agent",
+        "sec-b=network",
+        "--controller",
+        "ops",
+        "--out",
+        str(auth_dir),
+    )
     assert done.returncode == 0 and secure.creds("agent-sec-a") == before
     bad = lab.cli("nats-config", "--agent", "-x=compute", "--out", str(lab.dir / "sec" / "bad"))
     assert bad.returncode == 2 and "invalid node name '-x'" in bad.stderr
@@ -112,8 +156,9 @@ def test_signed_requests_through_the_cli(secure):
     assert rows["sec-a"]["status"] == "invalid" and "unsigned request" in rows["sec-a"]["message"]
     other = secure.dir / "other.key"
     secure.lab.cli("keys", "create", "--out", str(other))
-    code, doc = secure.cli_json("hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "15",
-                                STETH_SIGNING_KEY=str(other))  # fmt: skip
+    code, doc = secure.cli_json(
+        "hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "15", STETH_SIGNING_KEY=str(other)
+    )
     assert code == 3
     for row in doc["nodes"]:  # both agents trust only ctl.key: a signature by another key is refused
         assert row["status"] == "invalid" and "untrusted key" in row["message"], row
@@ -129,8 +174,9 @@ def test_unauthorised_client_cannot_connect(secure, lab):
     done = lab.cli("hello", env={**env, "STETH_NATS_USER": "controller-ops", "STETH_NATS_PASSWORD": "wrong"})
     assert done.returncode == 4 and "refused the login" in done.stderr
     # An agent without credentials never gets in: it says why and keeps retrying.
-    proc = lab.spawn_agent("sec-x", ["compute"], netns=lab.node("compute-2")["namespace"],
-                           STETH_NATS_SERVERS=secure.server.url)  # fmt: skip
+    proc = lab.spawn_agent(
+        "sec-x", ["compute"], netns=lab.node("compute-2")["namespace"], STETH_NATS_SERVERS=secure.server.url
+    )
     try:
         deadline = time.time() + 40
         while "refused the login" not in secure.agent_log("sec-x") and time.time() < deadline:
@@ -148,8 +194,9 @@ async def _client(url: str, auth: dict, errors: list[str], inbox_prefix: str = "
     async def on_error(exc):
         errors.append(str(exc))
 
-    return await nats.connect(url, error_cb=on_error, inbox_prefix=inbox_prefix, connect_timeout=5,
-                              max_reconnect_attempts=1, **auth)  # fmt: skip
+    return await nats.connect(
+        url, error_cb=on_error, inbox_prefix=inbox_prefix, connect_timeout=5, max_reconnect_attempts=1, **auth
+    )
 
 
 async def _ask(nc, subject: str, payload: bytes, wait: float = 3.0) -> list[dict]:
@@ -201,9 +248,14 @@ def test_agent_identity_cannot_ask_or_eavesdrop(secure):
     replies, errors = asyncio.run(go())
     assert replies == []
     text = "\n".join(errors)
-    for denied in ('publish to "steth.v1.req.all.hello"', 'subscription to "_inbox.>"',
-                   'subscription to "steth.v1.req.node.sec-b.*"', 'subscription to ">"', 'publish to "$kv.steth_presence.sec-b"',
-                   'publish to "$kv.steth_presence.sec-a"'):  # fmt: skip
+    for denied in (
+        'publish to "steth.v1.req.all.hello"',
+        'subscription to "_inbox.>"',
+        'subscription to "steth.v1.req.node.sec-b.*"',
+        'subscription to ">"',
+        'publish to "$kv.steth_presence.sec-b"',
+        'publish to "$kv.steth_presence.sec-a"',
+    ):
         assert f"permissions violation for {denied}" in text, (denied, text)
     # Presence was not touched: both entries are still the agents' own.
     wait_present([secure.server.url], {"sec-a", "sec-b"}, timeout=20, **secure.auth())
@@ -235,7 +287,9 @@ def test_forged_and_replayed_requests_are_refused(secure):
             tampered.sender = "root@elsewhere"
             out["tampered"] = await _ask(nc, subject, codec.encode(tampered.model_dump(mode="json")), wait=2)
             # Signed for sec-a alone, re-published to every node: the subject is part of what is signed.
-            out["retargeted"] = await _ask(nc, subjects.req_all("hello"), codec.encode(signed().model_dump(mode="json")), wait=2)
+            out["retargeted"] = await _ask(
+                nc, subjects.req_all("hello"), codec.encode(signed().model_dump(mode="json")), wait=2
+            )
             out["expired"] = await _ask(nc, subject, codec.encode(signed(-30).model_dump(mode="json")), wait=2)
             from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -253,8 +307,10 @@ def test_forged_and_replayed_requests_are_refused(secure):
     assert status["first"] == [("sec-a", "ok", "")], status
     assert status["replay"] == [("sec-a", "invalid", "refused: replayed request " + repr(out["replay"][0]["id"]))]
     assert status["tampered"] == [("sec-a", "invalid", "refused: bad signature")]
-    assert sorted(status["retargeted"]) == [("sec-a", "invalid", "refused: bad signature"),
-                                            ("sec-b", "invalid", "refused: bad signature")]  # fmt: skip
+    assert sorted(status["retargeted"]) == [
+        ("sec-a", "invalid", "refused: bad signature"),
+        ("sec-b", "invalid", "refused: bad signature"),
+    ]
     assert status["expired"][0][:2] == ("sec-a", "invalid") and "expired" in status["expired"][0][2]
     assert status["stranger"] == [("sec-a", "invalid", "refused: signed by an untrusted key 'feedfacefeedface'")]
     assert status["zero_sig"] == [("sec-a", "invalid", "refused: bad signature")]
@@ -265,12 +321,19 @@ def test_policy_allow_lists(secure, lab):
     mgmt_host = host_of(lab.nats_url)  # the management bridge: outside sec-a's allowed_target_cidrs
     code, doc = secure.cli_json("ping", peer, "--node", "sec-a", "--count", "1", "--timeout", "15")
     assert code == 0 and doc["nodes"][0]["status"] == "ok", doc
-    code, doc = secure.cli_json("ping", mgmt_host, "--node", "sec-a", "--node", "sec-b", "--count", "1", "--timeout", "15")
+    code, doc = secure.cli_json(
+        "ping", mgmt_host, "--node", "sec-a", "--node", "sec-b", "--count", "1", "--timeout", "15"
+    )
     rows = {n["node"]: n for n in doc["nodes"]}
     assert code == 3 and rows["sec-b"]["status"] == "ok"
     assert rows["sec-a"]["status"] == "aborted"
-    assert rows["sec-a"]["message"] == f"refused by policy: targets: address {mgmt_host} is not in this agent's allowed_target_cidrs"
-    code, doc = secure.cli_json("ping", peer, "--interface", "mgmt0", "--node", "sec-a", "--count", "1", "--timeout", "15")
+    assert (
+        rows["sec-a"]["message"]
+        == f"refused by policy: targets: address {mgmt_host} is not in this agent's allowed_target_cidrs"
+    )
+    code, doc = secure.cli_json(
+        "ping", peer, "--interface", "mgmt0", "--node", "sec-a", "--count", "1", "--timeout", "15"
+    )
     assert code == 3 and "interface 'mgmt0' is not in this agent's allowed_interfaces" in doc["nodes"][0]["message"]
     done = secure.lab.cli("ping", peer, "--interface", "-I", "--node", "sec-a", env=secure.env())
     assert done.returncode == 2 and "'-I' is not an interface name" in done.stderr  # refused before anything is sent

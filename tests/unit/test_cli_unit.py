@@ -88,28 +88,31 @@ def test_help_through_the_entry_point_exits_0():
 # --- usage errors: exit 2, one line, nothing sent -------------------------------------------------
 
 
-@pytest.mark.parametrize("args, words", [
-    (["ping"], "Missing argument 'TARGET...'"),
-    (["ping", "--count", "abc", "10.0.0.1"], "'abc' is not a valid integer"),
-    (["ping", "--count", "0", "10.0.0.1"], "count: Input should be greater than or equal to 1"),
-    (["ping", "--count", "1001", "10.0.0.1"], "count: Input should be less than or equal to 1000"),
-    (["ping", "--interval", "0.001", "10.0.0.1"], "interval_s: Input should be greater than or equal to 0.01"),
-    (["ping", "--max-loss", "2", "10.0.0.1"], "max_loss: Input should be less than or equal to 1"),
-    (["ping", "--", "-rf"], "'-rf' does not appear to be an IPv4 or IPv6 address"),
-    (["ping", "10.0.0.1; reboot"], "does not appear to be an IPv4 or IPv6 address"),
-    (["ping", "--interface", "-evil", "10.0.0.1"], "is not an interface name"),
-    (["ping", "--netns", "../x", "10.0.0.1"], "is not a namespace name"),
-    (["ping", "--node", "-x", "10.0.0.1"], "invalid node name '-x'"),
-    (["ping", "--role", "Compute", "10.0.0.1"], "invalid role 'Compute'"),
-    (["ping", "-o", "xml", "10.0.0.1"], "'xml' is not one of"),
-    (["ping", "--bogus", "10.0.0.1"], "No such option '--bogus'"),
-    (["mesh", "--count", "5000"], "count: Input should be less than or equal to 1000"),
-    (["hello", "--timeout", "0"], "0.0 is not in the range 0.1<=x<=3600"),
-    (["--timeout", "99999", "agents"], "is not in the range"),
-    (["nope"], "No such command 'nope'"),
-    (["probes", "show", "nope"], "no probe 'nope'"),
-    (["lab", "up", "--compute", "0", "--network", "0"], "a lab needs at least one node"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["ping"], "Missing argument 'TARGET...'"),
+        (["ping", "--count", "abc", "10.0.0.1"], "'abc' is not a valid integer"),
+        (["ping", "--count", "0", "10.0.0.1"], "count: Input should be greater than or equal to 1"),
+        (["ping", "--count", "1001", "10.0.0.1"], "count: Input should be less than or equal to 1000"),
+        (["ping", "--interval", "0.001", "10.0.0.1"], "interval_s: Input should be greater than or equal to 0.01"),
+        (["ping", "--max-loss", "2", "10.0.0.1"], "max_loss: Input should be less than or equal to 1"),
+        (["ping", "--", "-rf"], "'-rf' does not appear to be an IPv4 or IPv6 address"),
+        (["ping", "10.0.0.1; reboot"], "does not appear to be an IPv4 or IPv6 address"),
+        (["ping", "--interface", "-evil", "10.0.0.1"], "is not an interface name"),
+        (["ping", "--netns", "../x", "10.0.0.1"], "is not a namespace name"),
+        (["ping", "--node", "-x", "10.0.0.1"], "invalid node name '-x'"),
+        (["ping", "--role", "Compute", "10.0.0.1"], "invalid role 'Compute'"),
+        (["ping", "-o", "xml", "10.0.0.1"], "'xml' is not one of"),
+        (["ping", "--bogus", "10.0.0.1"], "No such option '--bogus'"),
+        (["mesh", "--count", "5000"], "count: Input should be less than or equal to 1000"),
+        (["hello", "--timeout", "0"], "0.0 is not in the range 0.1<=x<=3600"),
+        (["--timeout", "99999", "agents"], "is not in the range"),
+        (["nope"], "No such command 'nope'"),
+        (["probes", "show", "nope"], "no probe 'nope'"),
+        (["lab", "up", "--compute", "0", "--network", "0"], "a lab needs at least one node"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line_before_any_network(args, words):
     # A dead NATS URL: reaching the network would exit 4, so exit 2 proves validation came first.
     code, out, err, seconds = run_main(["--nats-url", DEAD_URL, *args])

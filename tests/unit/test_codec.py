@@ -16,9 +16,16 @@ def test_request_roundtrip_keeps_every_field():
 
 
 def test_reply_roundtrip_keeps_status_result_and_binary():
-    reply = Reply(id="abc", node="compute-1", probe="ping", status=Status.FAILED, message="loss 30%",
-                  result={"targets": [{"target": "10.0.0.1", "loss": 0.3, "rtt_avg_ms": None}], "raw": b"\x00\xff"},
-                  started=1.5, finished=2.25)  # fmt: skip
+    reply = Reply(
+        id="abc",
+        node="compute-1",
+        probe="ping",
+        status=Status.FAILED,
+        message="loss 30%",
+        result={"targets": [{"target": "10.0.0.1", "loss": 0.3, "rtt_avg_ms": None}], "raw": b"\x00\xff"},
+        started=1.5,
+        finished=2.25,
+    )
     back = Reply.model_validate(codec.decode(codec.encode(reply.model_dump(mode="python"))))
     assert back.status is Status.FAILED
     assert back.result["raw"] == b"\x00\xff"  # use_bin_type: bytes stay bytes, not str

@@ -45,9 +45,12 @@ def test_the_shipped_example_loads():
 
 
 def test_file_values(tmp_path):
-    path = write(tmp_path, 'node = "cmp-7.example.org"\nroles = ["compute", "network"]\nheartbeat_s = 2\n'
-                           'presence_ttl_s = 6\n[nats]\nservers = ["nats://10.0.0.1:4222"]\nuser = "agent"\n'
-                           '[policy]\nallow_mutating = true\n[metrics]\nlisten = "10.0.0.5:9273"\n')  # fmt: skip
+    path = write(
+        tmp_path,
+        'node = "cmp-7.example.org"\nroles = ["compute", "network"]\nheartbeat_s = 2\n'
+        'presence_ttl_s = 6\n[nats]\nservers = ["nats://10.0.0.1:4222"]\nuser = "agent"\n'
+        '[policy]\nallow_mutating = true\n[metrics]\nlisten = "10.0.0.5:9273"\n',
+    )
     cfg = load(path, {})
     assert cfg.node == "cmp-7.example.org" and cfg.roles == ["compute", "network"]
     assert cfg.heartbeat_s == 2 and cfg.presence_ttl_s == 6
@@ -56,8 +59,11 @@ def test_file_values(tmp_path):
 
 
 def test_environment_overrides_top_level_lists_and_nested_sections(tmp_path):
-    path = write(tmp_path, 'node = "from-file"\nroles = ["compute"]\n[nats]\nservers = ["nats://file:4222"]\n'
-                           'user = "file-user"\n[policy]\nallow_mutating = true\n')  # fmt: skip
+    path = write(
+        tmp_path,
+        'node = "from-file"\nroles = ["compute"]\n[nats]\nservers = ["nats://file:4222"]\n'
+        'user = "file-user"\n[policy]\nallow_mutating = true\n',
+    )
     env = {
         "STETH_NODE": "from-env",
         "STETH_ROLES": "network, compute ,",  # comma-separated, blanks dropped
@@ -81,13 +87,26 @@ def test_environment_overrides_top_level_lists_and_nested_sections(tmp_path):
 
 
 def test_optional_list_variables_are_split_too():
-    cfg = load(None, {"STETH_POLICY_ALLOWED_INTERFACES": "eth*, br-ex", "STETH_POLICY_ALLOWED_TARGET_CIDRS": "10.0.0.0/8"})
+    cfg = load(
+        None, {"STETH_POLICY_ALLOWED_INTERFACES": "eth*, br-ex", "STETH_POLICY_ALLOWED_TARGET_CIDRS": "10.0.0.0/8"}
+    )
     assert cfg.policy.allowed_interfaces == ["eth*", "br-ex"]
     assert cfg.policy.allowed_target_cidrs == ["10.0.0.0/8"]
 
 
-@pytest.mark.parametrize("text, expected", [("true", True), ("1", True), ("YES", True), ("on", True),
-                                            ("false", False), ("0", False), ("No", False), (" off ", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("true", True),
+        ("1", True),
+        ("YES", True),
+        ("on", True),
+        ("false", False),
+        ("0", False),
+        ("No", False),
+        (" off ", False),
+    ],
+)
 def test_boolean_variables(text, expected):
     assert load(None, {"STETH_POLICY_ALLOW_MUTATING": text}).policy.allow_mutating is expected
 
@@ -97,29 +116,35 @@ def test_env_overrides_only_names_known_keys():
     assert out == {"roles": [], "nats": {"token": "t"}}
 
 
-@pytest.mark.parametrize("environ, words", [
-    ({"STETH_POLICY_ALLOW_MUTATING": "maybe"}, "policy.allow_mutating: Input should be a valid boolean"),
-    ({"STETH_HEARTBEAT_S": "fast"}, "heartbeat_s: Input should be a valid number"),
-    ({"STETH_HEARTBEAT_S": "0.01"}, "heartbeat_s: Input should be greater than or equal to 0.2"),
-    ({"STETH_NODE": "-rf"}, "invalid node name '-rf'"),
-    ({"STETH_NODE": "a b"}, "invalid node name 'a b'"),
-    ({"STETH_ROLES": "compute,Bad Role"}, "invalid role 'Bad Role'"),
-    ({"STETH_LOG_LEVEL": "loud"}, "invalid log level 'loud'"),
-    ({"STETH_NATS_CONNECT_TIMEOUT_S": "0"}, "nats.connect_timeout_s: Input should be greater than 0"),
-    ({"STETH_HEARTBEAT_S": "10"}, "presence_ttl_s (15) must be at least twice heartbeat_s (10)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "environ, words",
+    [
+        ({"STETH_POLICY_ALLOW_MUTATING": "maybe"}, "policy.allow_mutating: Input should be a valid boolean"),
+        ({"STETH_HEARTBEAT_S": "fast"}, "heartbeat_s: Input should be a valid number"),
+        ({"STETH_HEARTBEAT_S": "0.01"}, "heartbeat_s: Input should be greater than or equal to 0.2"),
+        ({"STETH_NODE": "-rf"}, "invalid node name '-rf'"),
+        ({"STETH_NODE": "a b"}, "invalid node name 'a b'"),
+        ({"STETH_ROLES": "compute,Bad Role"}, "invalid role 'Bad Role'"),
+        ({"STETH_LOG_LEVEL": "loud"}, "invalid log level 'loud'"),
+        ({"STETH_NATS_CONNECT_TIMEOUT_S": "0"}, "nats.connect_timeout_s: Input should be greater than 0"),
+        ({"STETH_HEARTBEAT_S": "10"}, "presence_ttl_s (15) must be at least twice heartbeat_s (10)"),
+    ],
+)
 def test_bad_environment_values_are_clear_errors(environ, words):
     assert words in error_of(None, environ)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("colour = 'blue'\n", "colour: Extra inputs are not permitted"),
-    ("[nats]\nserver = ['nats://x']\n", "nats.server: Extra inputs are not permitted"),
-    ("[concurrency]\nping = 0\n", "concurrency for 'ping' must be 1..256, not 0"),
-    ("roles = 'compute'\n", "roles: Input should be a valid list"),
-    ("heartbeat_s = 5\npresence_ttl_s = 99999\n", "presence_ttl_s: Input should be less than or equal to 3600"),
-    ("roles = [\n", "is not valid TOML"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("colour = 'blue'\n", "colour: Extra inputs are not permitted"),
+        ("[nats]\nserver = ['nats://x']\n", "nats.server: Extra inputs are not permitted"),
+        ("[concurrency]\nping = 0\n", "concurrency for 'ping' must be 1..256, not 0"),
+        ("roles = 'compute'\n", "roles: Input should be a valid list"),
+        ("heartbeat_s = 5\npresence_ttl_s = 99999\n", "presence_ttl_s: Input should be less than or equal to 3600"),
+        ("roles = [\n", "is not valid TOML"),
+    ],
+)
 def test_bad_file_values_are_clear_errors(tmp_path, text, words):
     assert words in error_of(write(tmp_path, text), {})
 
@@ -138,20 +163,28 @@ def test_concurrency_keeps_a_default():
 
 def test_check_config_prints_effective_settings_with_secrets_hidden(tmp_path):
     path = write(tmp_path, '[nats]\npassword = "hunter2"\n')
-    result = CliRunner().invoke(agent_main, ["check-config", "--config", str(path)],
-                                env={"STETH_NATS_TOKEN": "tok", "STETH_ROLES": "compute"})  # fmt: skip
+    result = CliRunner().invoke(
+        agent_main, ["check-config", "--config", str(path)], env={"STETH_NATS_TOKEN": "tok", "STETH_ROLES": "compute"}
+    )
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["nats"]["password"] == "***" and shown["nats"]["token"] == "***"
     assert shown["roles"] == ["compute"]
-    assert "hunter2" not in result.output and "tok\"" not in result.output
+    assert "hunter2" not in result.output and 'tok"' not in result.output
 
 
-@pytest.mark.parametrize("args, env, words", [
-    (["check-config"], {"STETH_HEARTBEAT_S": "soon"}, "steth-agent: bad configuration: heartbeat_s:"),
-    (["check-config", "--config", "/nonexistent/agent.toml"], {}, "steth-agent: config file /nonexistent/agent.toml does not exist"),
-    (["run"], {"STETH_POLICY_ALLOW_MUTATING": "perhaps"}, "steth-agent: bad configuration: policy.allow_mutating:"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, env, words",
+    [
+        (["check-config"], {"STETH_HEARTBEAT_S": "soon"}, "steth-agent: bad configuration: heartbeat_s:"),
+        (
+            ["check-config", "--config", "/nonexistent/agent.toml"],
+            {},
+            "steth-agent: config file /nonexistent/agent.toml does not exist",
+        ),
+        (["run"], {"STETH_POLICY_ALLOW_MUTATING": "perhaps"}, "steth-agent: bad configuration: policy.allow_mutating:"),
+    ],
+)
 def test_bad_config_exits_2_with_one_line(args, env, words):
     result = CliRunner().invoke(agent_main, args, env=env)
     assert result.exit_code == 2

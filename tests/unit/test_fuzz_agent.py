@@ -39,22 +39,63 @@ COUNT = {"dispatched": 0, "replied": 0, "dropped": 0, "processes": 0}
 AGENT_STATUSES = {Status.OK, Status.FAILED, Status.INVALID, Status.ABORTED, Status.UNKNOWN_PROBE, Status.TIMEOUT}
 
 # Values that would change a tool's behaviour if they ever reached its argv, or a shell's.
-EVIL = ["-h", "--help", "-oProxyCommand=sh", "-I", "-w/tmp/x", "--", "-", "a;reboot", "a|sh", "a&&b", "$(id)",
-        "`id`", "a b", "a\tb", "a\nb", "a\x00b", "../../etc", "a/b", "*", "?", "[a]", "{a,b}", "a>b", "a<b",
-        "'a'", '"a"', "a\\b", "~root", "!a", "é", "\u202e", "", " ", ".", "..", "lo\n", "eth0\n", "\nlo"]  # fmt: skip
+EVIL = [
+    "-h",
+    "--help",
+    "-oProxyCommand=sh",
+    "-I",
+    "-w/tmp/x",
+    "--",
+    "-",
+    "a;reboot",
+    "a|sh",
+    "a&&b",
+    "$(id)",
+    "`id`",
+    "a b",
+    "a\tb",
+    "a\nb",
+    "a\x00b",
+    "../../etc",
+    "a/b",
+    "*",
+    "?",
+    "[a]",
+    "{a,b}",
+    "a>b",
+    "a<b",
+    "'a'",
+    '"a"',
+    "a\\b",
+    "~root",
+    "!a",
+    "é",
+    "\u202e",
+    "",
+    " ",
+    ".",
+    "..",
+    "lo\n",
+    "eth0\n",
+    "\nlo",
+]
 evil_text = st.one_of(
     st.sampled_from(EVIL),
     st.builds(lambda e, t: e + t, st.sampled_from(["-", "--", ";", "|", "$(", "`", " ", "\n"]), st.text(max_size=12)),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20).filter(
-        lambda s: not re.match(r"[A-Za-z0-9_]", s[:1])),
+        lambda s: not re.match(r"[A-Za-z0-9_]", s[:1])
+    ),
 )
 
 
 @pytest.fixture(scope="module")
 def agent():
     """One runtime, no NATS needed for dispatch; the policy keeps anything that did run on loopback."""
-    cfg = AgentConfig(node="fz", roles=["compute"],
-                      policy=PolicyConfig(allowed_interfaces=["lo"], allowed_target_cidrs=["127.0.0.0/8"]))  # fmt: skip
+    cfg = AgentConfig(
+        node="fz",
+        roles=["compute"],
+        policy=PolicyConfig(allowed_interfaces=["lo"], allowed_target_cidrs=["127.0.0.0/8"]),
+    )
     rt = AgentRuntime(cfg, gather_interfaces=False)
     loop = asyncio.new_event_loop()
     real_run = procs.run
@@ -86,16 +127,31 @@ def dispatch(agent, probe: str, payload: bytes, past_deadline_ok: bool = False) 
 
 
 def request_bytes(probe: str, args, deadline=None, **fields) -> bytes:
-    body = {"v": 1, "id": "f" * 16, "probe": probe, "args": args,
-            "deadline": time.time() + 5 if deadline is None else deadline, "sender": "fuzz", **fields}  # fmt: skip
+    body = {
+        "v": 1,
+        "id": "f" * 16,
+        "probe": probe,
+        "args": args,
+        "deadline": time.time() + 5 if deadline is None else deadline,
+        "sender": "fuzz",
+        **fields,
+    }
     return msgpack.packb(body, use_bin_type=True)
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.floats(),
-                    st.text(max_size=40), st.binary(max_size=40))  # fmt: skip
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=6),
-                                                        st.dictionaries(st.text(max_size=12), inner, max_size=6)),
-                      max_leaves=20)  # fmt: skip
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(st.text(max_size=12), inner, max_size=6)),
+    max_leaves=20,
+)
 probe_names = st.one_of(st.sampled_from(["hello", "ping"]), st.text(max_size=20).filter(lambda s: "." not in s))
 
 
@@ -114,14 +170,19 @@ def test_random_msgpack(agent, obj):
 
 
 @fuzz(2500)
-@given(probe=probe_names, args=values, deadline=st.one_of(st.floats(min_value=2, max_value=30), values),
-       extra=st.dictionaries(st.sampled_from(["v", "id", "sender", "sent", "sig", "kid", "zz"]), values, max_size=3))  # fmt: skip
+@given(
+    probe=probe_names,
+    args=values,
+    deadline=st.one_of(st.floats(min_value=2, max_value=30), values),
+    extra=st.dictionaries(st.sampled_from(["v", "id", "sender", "sent", "sig", "kid", "zz"]), values, max_size=3),
+)
 def test_malformed_envelopes(agent, probe, args, deadline, extra):
     """Envelopes with wrong types in every field, wrong probe names, odd deadlines, unknown keys."""
     if isinstance(deadline, float):
         deadline = time.time() + deadline
-    payload = msgpack.packb({"v": 1, "id": "x", "probe": probe, "args": args, "deadline": deadline, **extra},
-                            use_bin_type=True)  # fmt: skip
+    payload = msgpack.packb(
+        {"v": 1, "id": "x", "probe": probe, "args": args, "deadline": deadline, **extra}, use_bin_type=True
+    )
     subject_probe = probe if probe and all(c.isalnum() or c in "-_" for c in probe) else "hello"
     try:  # a well-formed request whose deadline has passed is dropped (nobody waits for it): allowed
         late = Request.model_validate(codec.decode(payload)).deadline < time.time() + 1
@@ -136,8 +197,11 @@ params_probes = sorted(registry())
 
 
 @fuzz(2000)
-@given(probe=st.sampled_from(params_probes), args=st.dictionaries(st.text(max_size=16), values, max_size=5),
-       unknown=st.text(min_size=1, max_size=16))  # fmt: skip
+@given(
+    probe=st.sampled_from(params_probes),
+    args=st.dictionaries(st.text(max_size=16), values, max_size=5),
+    unknown=st.text(min_size=1, max_size=16),
+)
 def test_schema_violating_args_every_probe(agent, probe, args, unknown):
     """Random args for every probe, always with one unknown key: refused as `invalid`, nothing runs."""
     spec = registry()[probe]

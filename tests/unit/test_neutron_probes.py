@@ -19,16 +19,34 @@ N = device_names(PORT)
 
 
 def ovs_port(name: str, tag=1, ofport=2, bridge="br-int", iface_id=PORT, mac=MAC) -> dict:
-    return {"bridge": bridge, "name": name, "tag": tag, "ofport": ofport, "iface_id": iface_id, "attached_mac": mac, "type": ""}
+    return {
+        "bridge": bridge,
+        "name": name,
+        "tag": tag,
+        "ofport": ofport,
+        "iface_id": iface_id,
+        "attached_mac": mac,
+        "type": "",
+    }
 
 
 def link(name: str, up=True, oper="UP", mtu=1500, master=None) -> dict:
-    return {"ifname": name, "flags": ["BROADCAST", "UP"] if up else ["BROADCAST"], "operstate": oper, "mtu": mtu, "master": master}
+    return {
+        "ifname": name,
+        "flags": ["BROADCAST", "UP"] if up else ["BROADCAST"],
+        "operstate": oper,
+        "mtu": mtu,
+        "master": master,
+    }
 
 
 def hybrid_links(**over) -> dict:
-    links = {N["tap"]: link(N["tap"], master=N["qbr"]), N["qbr"]: link(N["qbr"]), N["qvb"]: link(N["qvb"], master=N["qbr"]),
-             N["qvo"]: link(N["qvo"], master="ovs-netdev")}  # fmt: skip
+    links = {
+        N["tap"]: link(N["tap"], master=N["qbr"]),
+        N["qbr"]: link(N["qbr"]),
+        N["qvb"]: link(N["qvb"], master=N["qbr"]),
+        N["qvo"]: link(N["qvo"], master="ovs-netdev"),
+    }
     links.update(over)
     return links
 
@@ -45,41 +63,65 @@ def test_vif_hybrid_healthy():
 
 
 def test_vif_native_healthy_and_style_mismatch():
-    res = evaluate(VifParams(port_id=PORT, mac=MAC, expect_hybrid=True), [ovs_port(N["tap"])], {N["tap"]: link(N["tap"], oper="UNKNOWN")})
+    res = evaluate(
+        VifParams(port_id=PORT, mac=MAC, expect_hybrid=True),
+        [ovs_port(N["tap"])],
+        {N["tap"]: link(N["tap"], oper="UNKNOWN")},
+    )
     assert res.plugging == "native"
     assert failing(res) == [("plugging", "native")]
 
 
-@pytest.mark.parametrize("ports,links,expected", [
-    ([ovs_port(N["qvo"], tag=4095)], hybrid_links(), [("tag", N["qvo"])]),
-    ([ovs_port(N["qvo"], tag=None)], hybrid_links(), [("tag", N["qvo"])]),
-    ([ovs_port(N["qvo"], ofport=-1)], hybrid_links(), [("ofport", N["qvo"])]),
-    ([ovs_port(N["qvo"], mac="fa:16:3e:00:00:09")], hybrid_links(), [("attached-mac", N["qvo"])]),
-    ([], hybrid_links(), [("ovs-port", "br-int")]),  # gone from OVS, the qbr left behind says hybrid
-    ([ovs_port(N["qvo"], bridge="br-ex")], hybrid_links(), [("ovs-port", N["qvo"])]),
-    ([ovs_port(N["qvo"])], hybrid_links(**{N["tap"]: link(N["tap"], up=False, oper="DOWN", master=N["qbr"])}), [("device", N["tap"])]),
-    ([ovs_port(N["qvo"])], hybrid_links(**{N["qvb"]: link(N["qvb"], oper="LOWERLAYERDOWN", master=N["qbr"])}), [("device", N["qvb"])]),
-    ([ovs_port(N["qvo"])], hybrid_links(**{N["tap"]: link(N["tap"])}), [("device", N["tap"])]),  # not in its qbr
-    ([ovs_port(N["qvo"])], {k: v for k, v in hybrid_links().items() if k != N["qbr"]}, [("device", N["qbr"])]),
-    ([ovs_port(N["qvo"])], hybrid_links(**{N["qvo"]: link(N["qvo"], mtu=1400)}), [("mtu", N["qvo"])]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "ports,links,expected",
+    [
+        ([ovs_port(N["qvo"], tag=4095)], hybrid_links(), [("tag", N["qvo"])]),
+        ([ovs_port(N["qvo"], tag=None)], hybrid_links(), [("tag", N["qvo"])]),
+        ([ovs_port(N["qvo"], ofport=-1)], hybrid_links(), [("ofport", N["qvo"])]),
+        ([ovs_port(N["qvo"], mac="fa:16:3e:00:00:09")], hybrid_links(), [("attached-mac", N["qvo"])]),
+        ([], hybrid_links(), [("ovs-port", "br-int")]),  # gone from OVS, the qbr left behind says hybrid
+        ([ovs_port(N["qvo"], bridge="br-ex")], hybrid_links(), [("ovs-port", N["qvo"])]),
+        (
+            [ovs_port(N["qvo"])],
+            hybrid_links(**{N["tap"]: link(N["tap"], up=False, oper="DOWN", master=N["qbr"])}),
+            [("device", N["tap"])],
+        ),
+        (
+            [ovs_port(N["qvo"])],
+            hybrid_links(**{N["qvb"]: link(N["qvb"], oper="LOWERLAYERDOWN", master=N["qbr"])}),
+            [("device", N["qvb"])],
+        ),
+        ([ovs_port(N["qvo"])], hybrid_links(**{N["tap"]: link(N["tap"])}), [("device", N["tap"])]),  # not in its qbr
+        ([ovs_port(N["qvo"])], {k: v for k, v in hybrid_links().items() if k != N["qbr"]}, [("device", N["qbr"])]),
+        ([ovs_port(N["qvo"])], hybrid_links(**{N["qvo"]: link(N["qvo"], mtu=1400)}), [("mtu", N["qvo"])]),
+    ],
+)
 def test_vif_findings(ports, links, expected):
     res = evaluate(VifParams(port_id=PORT, mac=MAC, expect_mtu_bytes=1500), ports, links)
     assert failing(res) == expected
 
 
 def test_hosts_file_forms():
-    text = (f"{MAC},host-10-20-0-11.openstacklocal,10.20.0.11\n"
-            "FA:16:3E:00:00:02,10.20.0.12\n"
-            "fa:16:3e:00:00:03,set:port-x,host-x,[2001:db8::5]\n"
-            "# a comment\n\nfa:16:3e:00:00:04,host-only\n")  # fmt: skip
-    assert parse_hosts(text) == {(MAC, "10.20.0.11"), ("fa:16:3e:00:00:02", "10.20.0.12"), ("fa:16:3e:00:00:03", "2001:db8::5")}
+    text = (
+        f"{MAC},host-10-20-0-11.openstacklocal,10.20.0.11\n"
+        "FA:16:3E:00:00:02,10.20.0.12\n"
+        "fa:16:3e:00:00:03,set:port-x,host-x,[2001:db8::5]\n"
+        "# a comment\n\nfa:16:3e:00:00:04,host-only\n"
+    )
+    assert parse_hosts(text) == {
+        (MAC, "10.20.0.11"),
+        ("fa:16:3e:00:00:02", "10.20.0.12"),
+        ("fa:16:3e:00:00:03", "2001:db8::5"),
+    }
 
 
 def test_find_dnsmasq_ignores_other_processes(monkeypatch):
     from steth.agent.probes import neutron_ns
 
-    cmdlines = {10: ["/usr/sbin/haproxy", "-f", "x"], 11: ["dnsmasq", "--no-hosts", "--dhcp-hostsfile=/var/lib/neutron/dhcp/n/host"]}
+    cmdlines = {
+        10: ["/usr/sbin/haproxy", "-f", "x"],
+        11: ["dnsmasq", "--no-hosts", "--dhcp-hostsfile=/var/lib/neutron/dhcp/n/host"],
+    }
     monkeypatch.setattr(neutron_ns, "read_cmdline", lambda pid: cmdlines.get(pid, []))
     monkeypatch.setattr(neutron_ns, "proc_state", lambda pid: "S")
     assert find_dnsmasq([10, 11]) == (11, "/var/lib/neutron/dhcp/n/host")
@@ -89,14 +131,21 @@ def test_find_dnsmasq_ignores_other_processes(monkeypatch):
 
 
 def test_iface_for_picks_the_subnet():
-    ifaces = [NsInterface(name="qg-1", addresses=["203.0.113.5/24"]), NsInterface(name="qr-1", addresses=["10.20.0.1/24"])]
+    ifaces = [
+        NsInterface(name="qg-1", addresses=["203.0.113.5/24"]),
+        NsInterface(name="qr-1", addresses=["10.20.0.1/24"]),
+    ]
     assert iface_for("10.20.0.11", ifaces) == "qr-1"
     assert iface_for("198.51.100.1", ifaces) == "qg-1"
 
 
 def test_uplinks_are_neither_patch_nor_internal():
-    ports = [{"bridge": "br-phys", "name": "phy-br-phys", "type": "patch"}, {"bridge": "br-phys", "name": "br-phys", "type": "internal"},
-             {"bridge": "br-phys", "name": "eth1", "type": ""}, {"bridge": "br-int", "name": "tap1", "type": ""}]  # fmt: skip
+    ports = [
+        {"bridge": "br-phys", "name": "phy-br-phys", "type": "patch"},
+        {"bridge": "br-phys", "name": "br-phys", "type": "internal"},
+        {"bridge": "br-phys", "name": "eth1", "type": ""},
+        {"bridge": "br-int", "name": "tap1", "type": ""},
+    ]
     assert uplinks(ports, ["br-phys"]) == ["eth1"]
 
 
@@ -110,7 +159,9 @@ def test_params_are_bounded():
     with pytest.raises(ValidationError):
         DhcpWatchParams(mac=MAC)  # nothing to listen on
     with pytest.raises(ValidationError):
-        DhcpWatchParams(mac=MAC, interfaces=["eth0"], inject="ovs", inject_port="tap1", listen_s=1.0, inject_delay_s=2.0)
+        DhcpWatchParams(
+            mac=MAC, interfaces=["eth0"], inject="ovs", inject_port="tap1", listen_s=1.0, inject_delay_s=2.0
+        )
     with pytest.raises(ValidationError):
         DhcpWatchParams(mac="fa:16:3e:zz:00:01", interfaces=["eth0"])
     with pytest.raises(ValidationError):
@@ -130,7 +181,9 @@ def test_verdict_is_the_first_failure_in_path_order():
     v = d.verdict()
     assert (v["status"], v["stage"], v["node"], v["cause"]) == ("finding", "dhcp-path", "network-1", "the fabric")
     assert d.exit_code() == 1
-    assert d.verdict_line().startswith("VERDICT: FAIL at network-1 DISCOVER at uplink trunk0: not seen; likely cause: the fabric")
+    assert d.verdict_line().startswith(
+        "VERDICT: FAIL at network-1 DISCOVER at uplink trunk0: not seen; likely cause: the fabric"
+    )
 
 
 def test_verdict_incomplete_and_ok():

@@ -36,7 +36,12 @@ def test_bridges_and_ports(parsed):
     vm = ports["tapvm1"]
     assert vm["bridge"] == "br-int" and vm["tag"] == 1 and vm["type"] == "internal" and vm["ofport"] >= 1
     assert (vm["iface_id"], vm["attached_mac"], vm["vm_uuid"]) == ("3f1c-port", "fa:16:3e:11:22:33", "9d2e-vm")
-    assert (vm["net_uuid"], vm["segmentation_id"], vm["network_type"], vm["physical_network"]) == ("7a0b-net", "100", "vlan", "physnet1")
+    assert (vm["net_uuid"], vm["segmentation_id"], vm["network_type"], vm["physical_network"]) == (
+        "7a0b-net",
+        "100",
+        "vlan",
+        "physnet1",
+    )
     assert vm["findings"] == []
     # A one-element set is written bare by OVSDB: trunks=100 must still be a list.
     assert ports["uplink"]["trunks"] == [100] and ports["uplink"]["vlan_mode"] == "trunk"
@@ -64,7 +69,9 @@ def test_requested_findings(parsed):
     assert ovsdb.requested_findings(b, p, "br-int", ["tapvm1"]) == []
     assert ovsdb.requested_findings(b, p, "br-tun", []) == ["bridge br-tun absent"]
     assert ovsdb.requested_findings(b, p, "br-int", ["qvo-gone", "patch-ex"]) == [
-        "port qvo-gone absent", "port patch-ex is on br-ex, not br-int"]
+        "port qvo-gone absent",
+        "port patch-ex is on br-ex, not br-int",
+    ]
 
 
 def test_result_model_accepts_built_rows(parsed):
@@ -77,8 +84,19 @@ def test_vsctl_argv_keeps_db_in_one_argument():
     assert argv[:2] == ["ovs-vsctl", "--db=unix:/run/openvswitch/db.sock"] and "--format=json" in argv
 
 
-@pytest.mark.parametrize("db", ["unix:relative/db.sock", "unix:/a/../etc/db.sock", "tcp:host:6640", "tcp:127.0.0.1:0",
-                                "ssl:1.2.3.4:6640", "unix:/a b", "-x", "unix:/x;rm"])
+@pytest.mark.parametrize(
+    "db",
+    [
+        "unix:relative/db.sock",
+        "unix:/a/../etc/db.sock",
+        "tcp:host:6640",
+        "tcp:127.0.0.1:0",
+        "ssl:1.2.3.4:6640",
+        "unix:/a b",
+        "-x",
+        "unix:/x;rm",
+    ],
+)
 def test_db_validation_rejects(db):
     with pytest.raises(ValueError):
         OvsParams(db=db)

@@ -37,10 +37,17 @@ def command_for(model, exclude=()):
     return cmd, seen
 
 
-@pytest.mark.parametrize("field, flag, metavar", [
-    ("interval_s", "--interval", "S"), ("rtt_ms", "--rtt", "MS"), ("size_bytes", "--size", "BYTES"),
-    ("rate_bps", "--rate", "BPS"), ("max_loss", "--max-loss", None), ("dont_fragment", "--dont-fragment", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "field, flag, metavar",
+    [
+        ("interval_s", "--interval", "S"),
+        ("rtt_ms", "--rtt", "MS"),
+        ("size_bytes", "--size", "BYTES"),
+        ("rate_bps", "--rate", "BPS"),
+        ("max_loss", "--max-loss", None),
+        ("dont_fragment", "--dont-fragment", None),
+    ],
+)
 def test_option_names_drop_the_unit_suffix(field, flag, metavar):
     assert option_name(field) == (flag, metavar)
 
@@ -57,8 +64,15 @@ def test_help_shows_units_defaults_and_bounds():
 def test_unset_options_stay_none_so_the_model_defaults_apply():
     cmd, seen = command_for(Sample)
     assert CliRunner().invoke(cmd, []).exit_code == 0
-    assert seen == {"target": None, "duration_s": None, "rate_bps": None, "mode": None, "ports": (),
-                    "interface": None, "reverse": None}  # fmt: skip
+    assert seen == {
+        "target": None,
+        "duration_s": None,
+        "rate_bps": None,
+        "mode": None,
+        "ports": (),
+        "interface": None,
+        "reverse": None,
+    }
     params = collect(Sample, seen, target="10.0.0.1")
     assert params == Sample(target="10.0.0.1")
     assert wire_args(params) == {"target": "10.0.0.1"}, "only what differs from the defaults goes on the wire"
@@ -66,12 +80,34 @@ def test_unset_options_stay_none_so_the_model_defaults_apply():
 
 def test_given_options_reach_the_model():
     cmd, seen = command_for(Sample)
-    result = CliRunner().invoke(cmd, ["--target", "::1", "--duration", "5", "--mode", "udp", "--ports", "80",
-                                      "--ports", "443", "--reverse", "--interface", "eth0"])  # fmt: skip
+    result = CliRunner().invoke(
+        cmd,
+        [
+            "--target",
+            "::1",
+            "--duration",
+            "5",
+            "--mode",
+            "udp",
+            "--ports",
+            "80",
+            "--ports",
+            "443",
+            "--reverse",
+            "--interface",
+            "eth0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     params = collect(Sample, seen)
-    assert wire_args(params) == {"target": "::1", "duration_s": 5.0, "mode": "udp", "ports": [80, 443],
-                                 "interface": "eth0", "reverse": True}  # fmt: skip
+    assert wire_args(params) == {
+        "target": "::1",
+        "duration_s": 5.0,
+        "mode": "udp",
+        "ports": [80, 443],
+        "interface": "eth0",
+        "reverse": True,
+    }
 
 
 def test_click_type_errors_are_exit_2():
@@ -79,17 +115,20 @@ def test_click_type_errors_are_exit_2():
     for args in (["--duration", "long"], ["--mode", "sctp"], ["--rate", "1.5"], ["--bogus"]):
         result = CliRunner().invoke(cmd, args)
         assert result.exit_code == EXIT_USAGE, args
-        assert [l for l in result.output.splitlines() if l.startswith("Error:")], result.output
+        assert [line for line in result.output.splitlines() if line.startswith("Error:")], result.output
 
 
-@pytest.mark.parametrize("options, fixed, words", [
-    ({"duration_s": 0.1}, {"target": "10.0.0.1"}, "duration_s: Input should be greater than or equal to 0.5"),
-    ({"duration_s": 31.0}, {"target": "10.0.0.1"}, "duration_s: Input should be less than or equal to 30"),
-    ({"ports": tuple(range(9))}, {"target": "10.0.0.1"}, "ports: List should have at most 8 items"),
-    ({"interface": "-evil"}, {"target": "10.0.0.1"}, "interface: '-evil' is not an interface name"),
-    ({}, {"target": "-c1"}, "target: '-c1' does not appear to be an IPv4 or IPv6 address"),
-    ({}, {}, "target: Field required"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "options, fixed, words",
+    [
+        ({"duration_s": 0.1}, {"target": "10.0.0.1"}, "duration_s: Input should be greater than or equal to 0.5"),
+        ({"duration_s": 31.0}, {"target": "10.0.0.1"}, "duration_s: Input should be less than or equal to 30"),
+        ({"ports": tuple(range(9))}, {"target": "10.0.0.1"}, "ports: List should have at most 8 items"),
+        ({"interface": "-evil"}, {"target": "10.0.0.1"}, "interface: '-evil' is not an interface name"),
+        ({}, {"target": "-c1"}, "target: '-c1' does not appear to be an IPv4 or IPv6 address"),
+        ({}, {}, "target: Field required"),
+    ],
+)
 def test_collect_refuses_out_of_bounds_as_a_usage_error(options, fixed, words):
     with pytest.raises(UsageError) as exc:
         collect(Sample, options, **fixed)
@@ -97,14 +136,17 @@ def test_collect_refuses_out_of_bounds_as_a_usage_error(options, fixed, words):
     assert str(exc.value).startswith(words) and "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"count": 0}, "count: Input should be greater than or equal to 1"),
-    ({"count": 1001}, "count: Input should be less than or equal to 1000"),
-    ({"interval_s": 0.001}, "interval_s: Input should be greater than or equal to 0.01"),
-    ({"size_bytes": 65508}, "size_bytes: Input should be less than or equal to 65507"),
-    ({"max_loss": 1.5}, "max_loss: Input should be less than or equal to 1"),
-    ({"netns": "../etc"}, "netns: '../etc' is not a namespace name"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"count": 0}, "count: Input should be greater than or equal to 1"),
+        ({"count": 1001}, "count: Input should be less than or equal to 1000"),
+        ({"interval_s": 0.001}, "interval_s: Input should be greater than or equal to 0.01"),
+        ({"size_bytes": 65508}, "size_bytes: Input should be less than or equal to 65507"),
+        ({"max_loss": 1.5}, "max_loss: Input should be less than or equal to 1"),
+        ({"netns": "../etc"}, "netns: '../etc' is not a namespace name"),
+    ],
+)
 def test_ping_bounds(options, words):
     with pytest.raises(UsageError) as exc:
         collect(PingParams, options, targets=["10.0.0.1"])

@@ -70,11 +70,14 @@ def test_errors_line_does_not_confuse_the_counts():
     assert (row.sent, row.received, row.loss) == (8, 0, 1.0)
 
 
-@pytest.mark.parametrize("name, words", [
-    ("unknown_host", "nonexistent.invalid"),
-    ("no_such_interface", "SO_BINDTODEVICE nosuchif0: No such device"),
-    ("network_unreachable", "Network is unreachable"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("unknown_host", "nonexistent.invalid"),
+        ("no_such_interface", "SO_BINDTODEVICE nosuchif0: No such device"),
+        ("network_unreachable", "Network is unreachable"),
+    ],
+)
 def test_tool_errors_become_the_error_field(name, words):
     _, row, doc = captured(name)
     assert doc["returncode"] == 2 and doc["stdout"] == ""
@@ -93,8 +96,9 @@ def test_silent_failure_still_explains_itself():
 
 
 def test_argv_is_a_list_with_the_target_last():
-    p = PingParams(targets=["10.0.0.1"], count=5, interval_s=0.01, size_bytes=1472, interface="data0",
-                   dont_fragment=True)  # fmt: skip
+    p = PingParams(
+        targets=["10.0.0.1"], count=5, interval_s=0.01, size_bytes=1472, interface="data0", dont_fragment=True
+    )
     argv = ping_argv("10.0.0.1", p)
     assert argv[:3] == ["ping", "-n", "-q"] and argv[-1] == "10.0.0.1"
     assert argv[argv.index("-c") + 1] == "5" and argv[argv.index("-i") + 1] == "0.01"
@@ -105,8 +109,9 @@ def test_argv_is_a_list_with_the_target_last():
 
 
 def _ctx(seconds: float = 5.0) -> ProbeContext:
-    return ProbeContext(node="t", roles=[], version="0", data_plane="", allow_mutating=False,
-                        deadline=time.time() + seconds)  # fmt: skip
+    return ProbeContext(
+        node="t", roles=[], version="0", data_plane="", allow_mutating=False, deadline=time.time() + seconds
+    )
 
 
 needs_ping = pytest.mark.skipif(shutil.which("ping") is None, reason="iputils ping not installed")

@@ -60,13 +60,22 @@ def test_nested_models_and_patterns():
     assert reason == "hops: via: address 192.0.2.1 is not in this agent's allowed_target_cidrs"
     assert "interface 'br-int'" in policy.check(Nested(hops=[Hop(via="10.0.0.1", dev="br-int")]))
     ping = registry()["ping"].params
-    assert policy.check(ping(targets=["10.0.0.1", "8.8.8.8"])) .startswith("targets: address 8.8.8.8")
+    assert policy.check(ping(targets=["10.0.0.1", "8.8.8.8"])).startswith("targets: address 8.8.8.8")
     assert Policy(PolicyConfig()).check(ping(targets=["8.8.8.8"], interface="anything")) is None  # no lists: no limits
 
 
 def test_config_validates_cidrs():
-    cfg = load(None, {"STETH_NODE": "n", "STETH_POLICY_ALLOWED_TARGET_CIDRS": "10.0.0.0/8,fd00::/8",
-                      "STETH_POLICY_ALLOWED_INTERFACES": "eth*,lo"})  # fmt: skip
-    assert cfg.policy.allowed_target_cidrs == ["10.0.0.0/8", "fd00::/8"] and cfg.policy.allowed_interfaces == ["eth*", "lo"]
+    cfg = load(
+        None,
+        {
+            "STETH_NODE": "n",
+            "STETH_POLICY_ALLOWED_TARGET_CIDRS": "10.0.0.0/8,fd00::/8",
+            "STETH_POLICY_ALLOWED_INTERFACES": "eth*,lo",
+        },
+    )
+    assert cfg.policy.allowed_target_cidrs == ["10.0.0.0/8", "fd00::/8"] and cfg.policy.allowed_interfaces == [
+        "eth*",
+        "lo",
+    ]
     with pytest.raises(ValueError, match="is not a network"):
         load(None, {"STETH_NODE": "n", "STETH_POLICY_ALLOWED_TARGET_CIDRS": "10.0.0.0/33"})

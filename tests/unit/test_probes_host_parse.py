@@ -30,12 +30,12 @@ from steth.schemas.probes.tcp_check import TcpCheckParams, split_host_port
 # --- iproute2: `ip -j -s -d addr show dev X` -------------------------------------------------------------
 
 # Inside a lab node: `ip netns exec h3-compute-1 ip -j -s -d addr show dev data0`
-ADDR_DATA0 = '[{"ifindex":3,"link_index":94,"ifname":"data0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"e6:54:47:34:d6:83","broadcast":"ff:ff:ff:ff:ff:ff","link_netnsid":0,"promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"veth"},"num_tx_queues":2,"num_rx_queues":2,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[{"family":"inet","local":"10.86.0.11","prefixlen":24,"scope":"global","label":"data0","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::e454:47ff:fe34:d683","prefixlen":64,"scope":"link","valid_life_time":4294967295,"preferred_life_time":4294967295}],"stats64":{"rx":{"bytes":107890,"packets":144,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":168752,"packets":149,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'  # noqa: E501
+ADDR_DATA0 = '[{"ifindex":3,"link_index":94,"ifname":"data0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"e6:54:47:34:d6:83","broadcast":"ff:ff:ff:ff:ff:ff","link_netnsid":0,"promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"veth"},"num_tx_queues":2,"num_rx_queues":2,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[{"family":"inet","local":"10.86.0.11","prefixlen":24,"scope":"global","label":"data0","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::e454:47ff:fe34:d683","prefixlen":64,"scope":"link","valid_life_time":4294967295,"preferred_life_time":4294967295}],"stats64":{"rx":{"bytes":107890,"packets":144,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":168752,"packets":149,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'
 # The host end of that veth, a port of the lab's fabric bridge: `ip -j -s -d addr show dev h3f1`
-ADDR_BRIDGE_PORT = '[{"ifindex":94,"link_index":3,"ifname":"h3f1","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","master":"h3fab","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"1e:85:2d:ea:59:26","broadcast":"ff:ff:ff:ff:ff:ff","link_netnsid":3,"promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"veth","info_slave_kind":"bridge","info_slave_data":{"state":"forwarding","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.1e:85:2d:ea:59:26","root_id":"8000.1e:85:2d:ea:59:26","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":0.00,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"num_tx_queues":2,"num_rx_queues":2,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[{"family":"inet6","local":"fe80::1c85:2dff:feea:5926","prefixlen":64,"scope":"link","valid_life_time":4294967295,"preferred_life_time":4294967295}],"stats64":{"rx":{"bytes":168752,"packets":149,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":107890,"packets":144,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'  # noqa: E501
+ADDR_BRIDGE_PORT = '[{"ifindex":94,"link_index":3,"ifname":"h3f1","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","master":"h3fab","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"1e:85:2d:ea:59:26","broadcast":"ff:ff:ff:ff:ff:ff","link_netnsid":3,"promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"veth","info_slave_kind":"bridge","info_slave_data":{"state":"forwarding","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.1e:85:2d:ea:59:26","root_id":"8000.1e:85:2d:ea:59:26","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":0.00,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"num_tx_queues":2,"num_rx_queues":2,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[{"family":"inet6","local":"fe80::1c85:2dff:feea:5926","prefixlen":64,"scope":"link","valid_life_time":4294967295,"preferred_life_time":4294967295}],"stats64":{"rx":{"bytes":168752,"packets":149,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":107890,"packets":144,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'
 # A veth whose peer is down: admin up, no carrier.
-ADDR_NO_CARRIER = '[{"ifindex":3,"link":"vB","ifname":"vA","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500,"qdisc":"noqueue","operstate":"LOWERLAYERDOWN","group":"default","txqlen":1000,"link_type":"ether","address":"a2:87:6d:98:40:9b","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"veth"},"num_tx_queues":2,"num_rx_queues":2,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[],"stats64":{"rx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'  # noqa: E501
-ADDR_LO = '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue","operstate":"UNKNOWN","group":"default","txqlen":1000,"link_type":"loopback","address":"00:00:00:00:00:00","broadcast":"00:00:00:00:00:00","promiscuity":0,"allmulti":0,"min_mtu":0,"max_mtu":0,"num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"::1","prefixlen":128,"scope":"host","valid_life_time":4294967295,"preferred_life_time":4294967295}],"stats64":{"rx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'  # noqa: E501
+ADDR_NO_CARRIER = '[{"ifindex":3,"link":"vB","ifname":"vA","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500,"qdisc":"noqueue","operstate":"LOWERLAYERDOWN","group":"default","txqlen":1000,"link_type":"ether","address":"a2:87:6d:98:40:9b","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"veth"},"num_tx_queues":2,"num_rx_queues":2,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[],"stats64":{"rx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'
+ADDR_LO = '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue","operstate":"UNKNOWN","group":"default","txqlen":1000,"link_type":"loopback","address":"00:00:00:00:00:00","broadcast":"00:00:00:00:00:00","promiscuity":0,"allmulti":0,"min_mtu":0,"max_mtu":0,"num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"::1","prefixlen":128,"scope":"host","valid_life_time":4294967295,"preferred_life_time":4294967295}],"stats64":{"rx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"over_errors":0,"multicast":0},"tx":{"bytes":0,"packets":0,"errors":0,"dropped":0,"carrier_errors":0,"collisions":0}}}]'
 
 
 def test_interface_veth_with_addresses_and_counters():
@@ -64,8 +64,11 @@ def test_interface_vlan_details():
     # NOT captured: this kernel has no 802.1Q. The data0 entry with the linkinfo iproute2 prints for a VLAN
     # link (ip/iplink_vlan.c: "protocol", "id", "flags") and the parent in "link".
     data = json.loads(ADDR_DATA0)
-    data[0].update(ifname="data0.100", link="data0", linkinfo={"info_kind": "vlan", "info_data": {
-        "protocol": "802.1Q", "id": 100, "flags": ["REORDER_HDR"]}})  # fmt: skip
+    data[0].update(
+        ifname="data0.100",
+        link="data0",
+        linkinfo={"info_kind": "vlan", "info_data": {"protocol": "802.1Q", "id": 100, "flags": ["REORDER_HDR"]}},
+    )
     (link,) = parse_links(data)
     assert (link.kind, link.vlan_id, link.vlan_protocol, link.parent) == ("vlan", 100, "802.1Q", "data0")
 
@@ -85,7 +88,7 @@ def test_ip_argv_namespace_before_json():
 
 # --- namespaces ----------------------------------------------------------------------------------------
 
-NETNS_LIST = '[{"name":"h5-compute-2","id":7},{"name":"h4o-network-1","id":2},{"name":"h5-network-1","id":8},{"name":"h3-compute-2","id":4},{"name":"h4o-fabric-sw"},{"name":"h3-network-1","id":5},{"name":"h5-compute-1","id":6},{"name":"h4o-compute-2","id":1},{"name":"h4o-compute-1","id":0},{"name":"h3-compute-1","id":3}]'  # noqa: E501
+NETNS_LIST = '[{"name":"h5-compute-2","id":7},{"name":"h4o-network-1","id":2},{"name":"h5-network-1","id":8},{"name":"h3-compute-2","id":4},{"name":"h4o-fabric-sw"},{"name":"h3-network-1","id":5},{"name":"h5-compute-1","id":6},{"name":"h4o-compute-2","id":1},{"name":"h4o-compute-1","id":0},{"name":"h3-compute-1","id":3}]'
 
 
 def test_netns_list_with_and_without_ids():
@@ -94,11 +97,19 @@ def test_netns_list_with_and_without_ids():
     assert parse_netns_list([]) == []
 
 
-@pytest.mark.parametrize("name,kind,ident", [
-    ("qdhcp-8a2f6a4e-1c1b-4bde-9a51-0c1c2b3d4e5f", "qdhcp", "8a2f6a4e-1c1b-4bde-9a51-0c1c2b3d4e5f"),
-    ("qrouter-5f1c", "qrouter", "5f1c"), ("snat-5f1c", "snat", "5f1c"), ("fip-77aa", "fip", "77aa"),
-    ("ovnmeta-0b9e", "ovnmeta", "0b9e"), ("qdhcp-", "other", ""), ("h3-compute-1", "other", ""), ("qdhcpx-1", "other", ""),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,kind,ident",
+    [
+        ("qdhcp-8a2f6a4e-1c1b-4bde-9a51-0c1c2b3d4e5f", "qdhcp", "8a2f6a4e-1c1b-4bde-9a51-0c1c2b3d4e5f"),
+        ("qrouter-5f1c", "qrouter", "5f1c"),
+        ("snat-5f1c", "snat", "5f1c"),
+        ("fip-77aa", "fip", "77aa"),
+        ("ovnmeta-0b9e", "ovnmeta", "0b9e"),
+        ("qdhcp-", "other", ""),
+        ("h3-compute-1", "other", ""),
+        ("qdhcpx-1", "other", ""),
+    ],
+)
 def test_netns_classify(name, kind, ident):
     assert classify(name) == (kind, ident)
 
@@ -136,7 +147,9 @@ def test_address_holdings_match_normalised_spellings():
     params = AddressParams(addresses=["10.86.0.11", "FE80:0::E454:47ff:fe34:d683", "10.86.0.99"])
     found = find_holdings(data, set(params.addresses), "qdhcp-x")
     assert [(h.address, h.interface, h.prefixlen, h.netns) for h in found] == [
-        ("10.86.0.11", "data0", 24, "qdhcp-x"), ("fe80::e454:47ff:fe34:d683", "data0", 64, "qdhcp-x")]  # fmt: skip
+        ("10.86.0.11", "data0", 24, "qdhcp-x"),
+        ("fe80::e454:47ff:fe34:d683", "data0", 64, "qdhcp-x"),
+    ]
 
 
 def test_address_params_bounds():
@@ -153,13 +166,21 @@ def test_address_check_verdicts():
     from steth.controller.gather import Gathered, NodeResult
 
     def node(name, *held, status=Status.OK):
-        return NodeResult(name, status, result={"holdings": [dict(address=a, interface=i, netns=ns) for a, i, ns in held]})
+        return NodeResult(
+            name, status, result={"holdings": [dict(address=a, interface=i, netns=ns) for a, i, ns in held]}
+        )
 
-    g = Gathered("address", "r", 0.1, {"a", "b", "c"}, [
-        node("a", ("10.0.0.1", "eth0", ""), ("10.0.0.2", "eth0", ""), ("192.168.0.1", "tap1", "qdhcp-1")),
-        node("b", ("10.0.0.2", "eth1", ""), ("192.168.0.1", "tap2", "qdhcp-2")),
-        node("c"),
-    ])  # fmt: skip
+    g = Gathered(
+        "address",
+        "r",
+        0.1,
+        {"a", "b", "c"},
+        [
+            node("a", ("10.0.0.1", "eth0", ""), ("10.0.0.2", "eth0", ""), ("192.168.0.1", "tap1", "qdhcp-1")),
+            node("b", ("10.0.0.2", "eth1", ""), ("192.168.0.1", "tap2", "qdhcp-2")),
+            node("c"),
+        ],
+    )
     report = {r["address"]: r for r in holders(g, ["10.0.0.1", "10.0.0.2", "192.168.0.1", "10.0.0.9"])}
     assert report["10.0.0.1"]["verdict"] == "held"
     assert report["10.0.0.2"]["verdict"] == "duplicate" and report["10.0.0.2"]["duplicate_in"] == ["(node)"]
@@ -172,19 +193,39 @@ def test_address_check_verdicts():
 # --- tcp-check -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("10.0.0.1:5672", ("10.0.0.1", 5672)), ("rabbit.example.org:5671", ("rabbit.example.org", 5671)),
-    ("[fd00::1]:3306", ("fd00::1", 3306)), ("controller:1", ("controller", 1)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("10.0.0.1:5672", ("10.0.0.1", 5672)),
+        ("rabbit.example.org:5671", ("rabbit.example.org", 5671)),
+        ("[fd00::1]:3306", ("fd00::1", 3306)),
+        ("controller:1", ("controller", 1)),
+    ],
+)
 def test_host_port_good(value, expected):
     assert split_host_port(value) == expected
     assert TcpCheckParams(targets=[value]).targets == [value]
 
 
-@pytest.mark.parametrize("value", [
-    "10.0.0.1:80;reboot", "$(touch /tmp/x):80", "`id`:22", "-x:80", "10.0.0.1:0", "10.0.0.1:65536",
-    "10.0.0.1", "fd00::1:80", "[fd00::1]", "host name:80", "a|b:80", "10.0.0.1:80 ", "-h:1", ":80",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "value",
+    [
+        "10.0.0.1:80;reboot",
+        "$(touch /tmp/x):80",
+        "`id`:22",
+        "-x:80",
+        "10.0.0.1:0",
+        "10.0.0.1:65536",
+        "10.0.0.1",
+        "fd00::1:80",
+        "[fd00::1]",
+        "host name:80",
+        "a|b:80",
+        "10.0.0.1:80 ",
+        "-h:1",
+        ":80",
+    ],
+)
 def test_host_port_bad(value):
     with pytest.raises(ValidationError):
         TcpCheckParams(targets=[value])
@@ -200,7 +241,7 @@ def test_tcp_params_bounds():
 def test_tcpconnect_split_and_errors():
     assert tcpconnect.split("[fd00::1]:22") == ("fd00::1", 22) and tcpconnect.split("h:1") == ("h", 1)
     assert tcpconnect.describe(ConnectionRefusedError(111, "x"), 3) == "refused"
-    assert tcpconnect.describe(asyncio.TimeoutError(), 0.5) == "timeout after 0.5 s"
+    assert tcpconnect.describe(TimeoutError(), 0.5) == "timeout after 0.5 s"
     assert tcpconnect.describe(OSError(113, "No route to host"), 3) == "no route to host"
 
 
@@ -236,7 +277,9 @@ Sent 2 probes (2 broadcast(s))
 Received 0 response(s)
 """
 IPUTILS_NO_DEVICE = "/tmp/h3-iputils/root/usr/bin/arping: Device nosuch not available.\n"
-IPUTILS_VERSION = "arping from iputils 20221126\nlibcap: yes, IDN: yes, NLS: no, error.h: yes, getrandom(): yes, __fpending(): yes\n"
+IPUTILS_VERSION = (
+    "arping from iputils 20221126\nlibcap: yes, IDN: yes, NLS: no, error.h: yes, getrandom(): yes, __fpending(): yes\n"
+)
 # Habets arping 2.23: `arping -c 3 -W 1 -w 4 -i data0 10.86.0.12`
 HABETS_REPLY = """ARPING 10.86.0.12
 42 bytes from 9a:21:b2:e5:27:29 (10.86.0.12): index=0 time=9.775 usec
@@ -256,7 +299,7 @@ Timeout
 
 """
 HABETS_NO_DEVICE = "arping: libnet_init(LIBNET_LINK, nosuch): libnet_check_iface() ioctl: No such device\n"
-HABETS_VERSION = "arping: option requires an argument -- 'V'\nARPing 2.23, by Thomas Habets <thomas@habets.se>\nusage: arping [ -0aAbdDeFpPqrRuUvzZ ] [ -w <sec> ] [ -W <sec> ] [ -S <host/ip> ]\n"  # noqa: E501
+HABETS_VERSION = "arping: option requires an argument -- 'V'\nARPing 2.23, by Thomas Habets <thomas@habets.se>\nusage: arping [ -0aAbdDeFpPqrRuUvzZ ] [ -w <sec> ] [ -W <sec> ] [ -S <host/ip> ]\n"
 
 
 def _p(target="10.86.0.12", count=3):
@@ -271,7 +314,18 @@ def test_arping_variant_detection():
 
 def test_arping_argv_per_variant():
     assert arping_probe.arping_argv("iputils", _p()) == ["arping", "-c", "3", "-w", "4", "-I", "data0", "10.86.0.12"]
-    assert arping_probe.arping_argv("habets", _p()) == ["arping", "-c", "3", "-W", "1", "-w", "4", "-i", "data0", "10.86.0.12"]
+    assert arping_probe.arping_argv("habets", _p()) == [
+        "arping",
+        "-c",
+        "3",
+        "-W",
+        "1",
+        "-w",
+        "4",
+        "-i",
+        "data0",
+        "10.86.0.12",
+    ]
 
 
 def test_arping_iputils_parse():
@@ -295,14 +349,21 @@ def test_arping_habets_parse():
 
 def test_arping_two_macs_is_a_conflict():
     # The captured reply with a second (made-up) answering MAC added: what an address conflict looks like.
-    doubled = HABETS_REPLY.replace("from 9a:21:b2:e5:27:29 (10.86.0.12): index=2", "from 02:00:00:00:00:01 (10.86.0.12): index=2")
+    doubled = HABETS_REPLY.replace(
+        "from 9a:21:b2:e5:27:29 (10.86.0.12): index=2", "from 02:00:00:00:00:01 (10.86.0.12): index=2"
+    )
     row = arping_probe.parse_arping("habets", _p(), doubled, "", 0)
     assert row.macs == ["9a:21:b2:e5:27:29", "02:00:00:00:00:01"]
 
 
 def test_arping_params_bounds():
-    for bad in (dict(count=1_000_000), dict(interface="-x"), dict(target="fd00::1"), dict(target="10.0.0.1 -x"),
-                dict(netns="-n")):  # fmt: skip
+    for bad in (
+        dict(count=1_000_000),
+        dict(interface="-x"),
+        dict(target="fd00::1"),
+        dict(target="10.0.0.1 -x"),
+        dict(netns="-n"),
+    ):
         with pytest.raises(ValidationError):
             ArpingParams(**{"target": "10.0.0.1", "interface": "data0", **bad})
     with pytest.raises(ValidationError):
@@ -355,8 +416,23 @@ def test_mtu_parse_probes():
 
 def test_mtu_argv():
     p = MtuParams(target="10.0.0.1", attempts=2, wait_s=0.5, interface="data0")
-    assert mtu_probe.ping_argv(1472, p) == ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "0.5", "-M", "do", "-s", "1472",
-                                            "-I", "data0", "10.0.0.1"]  # fmt: skip
+    assert mtu_probe.ping_argv(1472, p) == [
+        "ping",
+        "-n",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "0.5",
+        "-M",
+        "do",
+        "-s",
+        "1472",
+        "-I",
+        "data0",
+        "10.0.0.1",
+    ]
 
 
 def test_mtu_next_sizes():
@@ -383,7 +459,9 @@ def _simulate(path_mtu: int, local_mtu: int, **kw):
         mtu_probe.try_size = real
 
 
-@pytest.mark.parametrize("path,local", [(1404, 1500), (1500, 1500), (9000, 9000), (68, 1500), (8999, 9000), (1450, 1450)])
+@pytest.mark.parametrize(
+    "path,local", [(1404, 1500), (1500, 1500), (9000, 9000), (68, 1500), (8999, 9000), (1450, 1450)]
+)
 def test_mtu_search_finds_the_path_mtu(path, local):
     out = _simulate(path, local)
     assert out.status is Status.OK and out.result["path_mtu_bytes"] == path
@@ -398,8 +476,15 @@ def test_mtu_below_expect_is_failed_and_dead_target_too():
 
 
 def test_mtu_params_bounds():
-    for bad in (dict(expect_bytes=10), dict(max_bytes=100_000), dict(attempts=1_000_000), dict(wait_s=60),
-                dict(target="10.0.0.1;reboot"), dict(interface="-x"), dict(netns="-x")):  # fmt: skip
+    for bad in (
+        dict(expect_bytes=10),
+        dict(max_bytes=100_000),
+        dict(attempts=1_000_000),
+        dict(wait_s=60),
+        dict(target="10.0.0.1;reboot"),
+        dict(interface="-x"),
+        dict(netns="-x"),
+    ):
         with pytest.raises(ValidationError):
             MtuParams(**{"target": "10.0.0.1", **bad})
     assert MtuParams(target="fd00::1").version() == 6

@@ -35,7 +35,9 @@ def test_single_target_probe_runs_once_per_target():
     entry = c.schedule[0]
     assert entry.target_param == "target" and entry.per_target
     assert entry.param_sets(lambda t: "10.0.0.9" if t.startswith("node:") else t) == [
-        {"max_bytes": 1500, "target": "10.0.0.1"}, {"max_bytes": 1500, "target": "10.0.0.9"}]  # fmt: skip
+        {"max_bytes": 1500, "target": "10.0.0.1"},
+        {"max_bytes": 1500, "target": "10.0.0.9"},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -85,8 +87,13 @@ def test_mesh_results_metrics_sections_and_env_overrides(tmp_path):
     c = load(path, environ={"STETH_MESH_K": "5", "STETH_MESH_ROLES": "compute,network", "STETH_SCHEDULE": "ignored"})
     assert c.metrics.listen == "10.0.0.5:9273" and c.mesh.enabled and c.mesh.k == 5
     assert c.mesh.roles == ["compute", "network"] and c.results.max_age_s == 3600 and c.schedule[0].name == "gw"
-    for bad in ({"metrics": {"listen": "nonsense"}}, {"metrics": {"listen": "1.2.3.4:99999"}}, {"mesh": {"k": 0}},
-                {"mesh": {"roles": ["Bad"]}}, {"results": {"stream": "a.b"}}):  # fmt: skip
+    for bad in (
+        {"metrics": {"listen": "nonsense"}},
+        {"metrics": {"listen": "1.2.3.4:99999"}},
+        {"mesh": {"k": 0}},
+        {"mesh": {"roles": ["Bad"]}},
+        {"results": {"stream": "a.b"}},
+    ):
         with pytest.raises(ValidationError):
             config(**bad)
 
@@ -113,8 +120,10 @@ def test_metrics_series_follow_targets_and_stay_bounded(monkeypatch):
     from steth.agent import metrics as metrics_mod
 
     m = metrics_mod.AgentMetrics("compute-1", ["compute"], "0.1.0", lambda: None)
-    rows = [{"target": "10.0.0.2", "sent": 5, "received": 4, "rtt_avg_ms": 0.5},
-            {"target": "10.0.0.3", "sent": 5, "received": 0, "rtt_avg_ms": None}]  # fmt: skip
+    rows = [
+        {"target": "10.0.0.2", "sent": 5, "received": 4, "rtt_avg_ms": 0.5},
+        {"target": "10.0.0.3", "sent": 5, "received": 0, "rtt_avg_ms": None},
+    ]
     m.set_targets("mesh", {"compute-2", "compute-3"})
     m.observe_ping(rows, {"10.0.0.2": "compute-2", "10.0.0.3": "compute-3"}, "default")
     s = _samples(m)
@@ -178,12 +187,16 @@ def test_file_sd_keeps_departed_agents_for_a_while(tmp_path):
         "compute-1": Present(AgentInfo(node="compute-1", roles=["compute"], metrics_address="10.0.0.11:9273"), 1.0),
         "network-1": Present(AgentInfo(node="network-1", roles=["network"]), 1.0),  # no metrics: not a target
     }
-    old = [{"targets": ["10.0.0.12:9273"], "labels": {"node": "compute-2", LAST_SEEN: f"{now - 600:.0f}"}},
-           {"targets": ["10.0.0.13:9273"], "labels": {"node": "compute-3", LAST_SEEN: f"{now - 7200:.0f}"}}]  # fmt: skip
+    old = [
+        {"targets": ["10.0.0.12:9273"], "labels": {"node": "compute-2", LAST_SEEN: f"{now - 600:.0f}"}},
+        {"targets": ["10.0.0.13:9273"], "labels": {"node": "compute-3", LAST_SEEN: f"{now - 7200:.0f}"}},
+    ]
     groups, kept = target_groups(present, Selection(), old, keep_s=3600, now=now)
     assert [g["labels"]["node"] for g in groups] == ["compute-1", "compute-2"] and kept == 1
-    assert groups[0] == {"targets": ["10.0.0.11:9273"],
-                         "labels": {"node": "compute-1", "roles": "compute", "version": "", LAST_SEEN: f"{now:.0f}"}}
+    assert groups[0] == {
+        "targets": ["10.0.0.11:9273"],
+        "labels": {"node": "compute-1", "roles": "compute", "version": "", LAST_SEEN: f"{now:.0f}"},
+    }
     path = tmp_path / "sd" / "agents.json"
     write_atomically(path, groups)
     assert read_previous(path) == groups and json.loads(path.read_text()) == groups

@@ -232,15 +232,27 @@ def test_unit_suffixes_match_column_units(spec: ProbeSpec):
 def test_controller_statuses_are_incomplete_or_findings():
     assert Status.FAILED not in INCOMPLETE and Status.OK not in INCOMPLETE
     assert Status.UNEXPECTED not in INCOMPLETE  # an extra answer does not make the known answers incomplete
-    assert {Status.NO_REPLY, Status.TIMEOUT, Status.ABORTED, Status.INVALID, Status.ERROR, Status.UNKNOWN_PROBE} == INCOMPLETE
+    assert {
+        Status.NO_REPLY,
+        Status.TIMEOUT,
+        Status.ABORTED,
+        Status.INVALID,
+        Status.ERROR,
+        Status.UNKNOWN_PROBE,
+    } == INCOMPLETE
 
 
 def test_request_bounds_and_defaults():
     req = Request(probe="ping", deadline=5.0)
     assert len(req.id) == 16 and req.args == {} and req.v == 1
     assert Request(probe="ping", deadline=5.0).id != req.id
-    for bad in ({"probe": "x" * 65, "deadline": 1}, {"probe": "ping"}, {"probe": "ping", "deadline": "soon"},
-                {"probe": "ping", "deadline": 1, "id": "i" * 65}, {"probe": "ping", "deadline": 1, "args": [1]}):  # fmt: skip
+    for bad in (
+        {"probe": "x" * 65, "deadline": 1},
+        {"probe": "ping"},
+        {"probe": "ping", "deadline": "soon"},
+        {"probe": "ping", "deadline": 1, "id": "i" * 65},
+        {"probe": "ping", "deadline": 1, "args": [1]},
+    ):
         with pytest.raises(ValidationError):
             Request.model_validate(bad)
 
@@ -284,14 +296,35 @@ def test_dotted_node_names_stay_one_token_reversibly():
     assert subjects.token("a%2Eb") != subjects.token("a.b")  # escaping '%' first keeps it reversible
 
 
-@pytest.mark.parametrize("name, ok", [("compute-1", True), ("node.example.org", True), ("-x", False),
-                                      ("a b", False), ("a*", False), ("a>", False), ("", False), ("x" * 254, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("compute-1", True),
+        ("node.example.org", True),
+        ("-x", False),
+        ("a b", False),
+        ("a*", False),
+        ("a>", False),
+        ("", False),
+        ("x" * 254, False),
+    ],
+)
 def test_node_names(name, ok):
     assert bool(subjects.NODE_NAME_RE.match(name)) is ok
 
 
-@pytest.mark.parametrize("role, ok", [("compute", True), ("l3-agent", True), ("Compute", False), ("a.b", False),
-                                      ("*", False), (">", False), ("-x", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "role, ok",
+    [
+        ("compute", True),
+        ("l3-agent", True),
+        ("Compute", False),
+        ("a.b", False),
+        ("*", False),
+        (">", False),
+        ("-x", False),
+    ],
+)
 def test_role_names(role, ok):
     assert bool(subjects.ROLE_RE.match(role)) is ok
 
@@ -301,11 +334,14 @@ def test_role_names(role, ok):
 
 def test_address_on_a_plane():
     info = AgentInfo(
-        node="n", data_plane="10.98.0.11",
-        interfaces=[InterfaceAddresses(name="lo", addresses=["127.0.0.1/8", "::1/128"]),
-                    InterfaceAddresses(name="mgmt0", addresses=["10.99.0.11/24", "fe80::1/64"]),
-                    InterfaceAddresses(name="data0", addresses=["fe80::2/64", "10.98.0.11/24"])],
-    )  # fmt: skip
+        node="n",
+        data_plane="10.98.0.11",
+        interfaces=[
+            InterfaceAddresses(name="lo", addresses=["127.0.0.1/8", "::1/128"]),
+            InterfaceAddresses(name="mgmt0", addresses=["10.99.0.11/24", "fe80::1/64"]),
+            InterfaceAddresses(name="data0", addresses=["fe80::2/64", "10.98.0.11/24"]),
+        ],
+    )
     assert info.address_on(None) == "10.98.0.11"
     assert info.address_on("10.99.0.0/24") == "10.99.0.11"
     assert info.address_on("10.99.0.0/16") == "10.99.0.11"

@@ -65,7 +65,8 @@ def test_bad_key_files(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ec
 
     other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     (tmp_path / "ec.key").write_bytes(other)
     with pytest.raises(UsageError, match="not an ed25519 key"):
         signing.load(tmp_path / "ec.key")
@@ -77,29 +78,57 @@ def test_trusted_key_forms(keypair, tmp_path):
     pub_file = str(tmp_path / "ctl.key.pub")
     for entry in (bare, signer.public_line, pub_file):
         assert list(auth.load_trusted_keys([entry])) == [signer.kid]
-    for bad, why in (("@@@", "not base64"), (base64.b64encode(b"x" * 31).decode(), "31 bytes"),
-                     (str(tmp_path / "none.pub"), "No such file")):  # fmt: skip
+    for bad, why in (
+        ("@@@", "not base64"),
+        (base64.b64encode(b"x" * 31).decode(), "31 bytes"),
+        (str(tmp_path / "none.pub"), "No such file"),
+    ):
         with pytest.raises(ValueError, match=why):
             auth.load_trusted_keys([bad])
     # The agent's config refuses a bad key at load time, naming it (check-config and start fail clearly).
     with pytest.raises(ValueError, match="trusted_keys"):
         load(None, {"STETH_NODE": "n1", "STETH_SECURITY_TRUSTED_KEYS": "@@@"})
-    cfg = load(None, {"STETH_NODE": "n1", "STETH_SECURITY_TRUSTED_KEYS": f"{bare},{pub_file}",
-                      "STETH_SECURITY_REQUIRE_SIGNED": "true"})  # fmt: skip
+    cfg = load(
+        None,
+        {
+            "STETH_NODE": "n1",
+            "STETH_SECURITY_TRUSTED_KEYS": f"{bare},{pub_file}",
+            "STETH_SECURITY_REQUIRE_SIGNED": "true",
+        },
+    )
     assert cfg.security.require_signed and len(cfg.security.trusted_keys) == 2
 
 
 def test_payload_is_canonical(keypair):
     """Key order and the float repr of args do not matter; every signed field does."""
-    req = Request(id="abc", probe="ping", args={"targets": ["10.0.0.1"], "count": 3}, deadline=1700000000.1234,
-                  sender="me", kid="k")  # fmt: skip
-    same = Request(id="abc", probe="ping", args={"count": 3, "targets": ["10.0.0.1"]}, deadline=1700000000.1234,
-                   sender="me", kid="k", sent=1.0)  # fmt: skip
+    req = Request(
+        id="abc",
+        probe="ping",
+        args={"targets": ["10.0.0.1"], "count": 3},
+        deadline=1700000000.1234,
+        sender="me",
+        kid="k",
+    )
+    same = Request(
+        id="abc",
+        probe="ping",
+        args={"count": 3, "targets": ["10.0.0.1"]},
+        deadline=1700000000.1234,
+        sender="me",
+        kid="k",
+        sent=1.0,
+    )
     assert signing_payload(req, SUBJECT) == signing_payload(same, SUBJECT)
     assert signing_payload(req, SUBJECT).startswith(b"steth-request-v1\n{")
     assert b'"deadline_ms":1700000000123' in signing_payload(req, SUBJECT)
-    for change in ({"id": "abd"}, {"probe": "hello"}, {"args": {"count": 4, "targets": ["10.0.0.1"]}},
-                   {"deadline": 1700000001.0}, {"sender": "you"}, {"kid": "j"}):  # fmt: skip
+    for change in (
+        {"id": "abd"},
+        {"probe": "hello"},
+        {"args": {"count": 4, "targets": ["10.0.0.1"]}},
+        {"deadline": 1700000001.0},
+        {"sender": "you"},
+        {"kid": "j"},
+    ):
         other = req.model_copy(update=change)
         assert signing_payload(other, SUBJECT) != signing_payload(req, SUBJECT), change
     assert signing_payload(req, subjects.req_all("ping")) != signing_payload(req, SUBJECT)
@@ -195,7 +224,10 @@ def test_runtime_answers(keypair):
     again = dispatch(rt, req)
     assert again.status is Status.INVALID and "replayed" in again.message
     unsigned = dispatch(rt, Request(probe="hello", deadline=time.time() + 5))
-    assert unsigned.status is Status.INVALID and unsigned.message == "refused: unsigned request: this agent requires signed requests"
+    assert (
+        unsigned.status is Status.INVALID
+        and unsigned.message == "refused: unsigned request: this agent requires signed requests"
+    )
     forged = signed(signer)
     forged.sender = "someone-else"
     assert "bad signature" in dispatch(rt, forged).message
@@ -217,8 +249,9 @@ def test_audit_line(keypair, caplog):
             self.data = codec.encode(req.model_dump(mode="json"))
 
     req = signed(signer)
-    req_evil = Request(probe="hello", args={"x": "a\nrequest id=forged " + "y" * 500}, deadline=time.time() + 5,
-                       sender="evil\nline")  # fmt: skip
+    req_evil = Request(
+        probe="hello", args={"x": "a\nrequest id=forged " + "y" * 500}, deadline=time.time() + 5, sender="evil\nline"
+    )
     with caplog.at_level(logging.INFO, logger="steth.agent"):
         asyncio.run(rt._handle(Msg(req)))
         asyncio.run(rt._handle(Msg(req_evil)))

@@ -22,8 +22,11 @@ def find_holdings(data: list[dict[str, Any]], wanted: set[str], netns: str = "")
                 continue
             address = str(ipaddress.ip_address(local))  # the same spelling the params normalised to
             if address in wanted:
-                found.append(Holding(address=address, interface=link.get("ifname", "?"), prefixlen=a.get("prefixlen"),
-                                     netns=netns))  # fmt: skip
+                found.append(
+                    Holding(
+                        address=address, interface=link.get("ifname", "?"), prefixlen=a.get("prefixlen"), netns=netns
+                    )
+                )
     return found
 
 

@@ -41,8 +41,22 @@ _MAGIC = {0xA1B2C3D4: "<", 0xA1B23C4D: "<", 0xD4C3B2A1: ">", 0x4D3CB2A1: ">"}
 def tcpdump_argv(p: CaptureParams, path: Path) -> list[str]:
     # -U with --immediate-mode: each packet reaches the file at once, so stopping loses nothing. -Z root: stay
     # root to write into the job's root-only folder. The filter is ONE argument after `--`: never an option.
-    argv = ["tcpdump", "-i", p.interface, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", str(p.snaplen_bytes),
-            "-c", str(p.count), "-w", str(path)]  # fmt: skip
+    argv = [
+        "tcpdump",
+        "-i",
+        p.interface,
+        "-n",
+        "-U",
+        "--immediate-mode",
+        "-Z",
+        "root",
+        "-s",
+        str(p.snaplen_bytes),
+        "-c",
+        str(p.count),
+        "-w",
+        str(path),
+    ]
     if p.filter:
         argv += ["--", p.filter]
     return argv
@@ -133,7 +147,7 @@ async def _watch(table: JobTable, job: Job, p: CaptureParams, ctx: ProbeContext,
         break
     try:
         await asyncio.wait_for(job.proc.wait(), timeout=1.0)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await procs.kill_group(job.proc)
     if reason == "count" and job.proc.returncode not in (0, None):
         reason = "deadline"  # `timeout` killed it at the job's lifetime
@@ -172,10 +186,16 @@ async def run(params: CaptureParams, ctx: ProbeContext) -> Outcome:
         packets, size, digest = finish_pcap(pcap, params.max_pcap_bytes)
         lines = await _summaries(pcap, params, ctx)
         result = CaptureResult(
-            interface=params.interface, packets=packets, stopped_by=stopped_by, duration_s=round(duration, 3),
-            pcap_bytes=size, sha256=digest, lines=lines, lines_truncated=packets > len(lines),
+            interface=params.interface,
+            packets=packets,
+            stopped_by=stopped_by,
+            duration_s=round(duration, 3),
+            pcap_bytes=size,
+            sha256=digest,
+            lines=lines,
+            lines_truncated=packets > len(lines),
             **parse_stats(log.read_text(errors="replace")),
-        )  # fmt: skip
+        )
         if params.write:
             job.deadline = time.time() + params.keep_s
             job.info.update(complete=True, size=size, sha256=digest)

@@ -24,7 +24,13 @@ async def run(params: CaptureFetchParams, ctx: ProbeContext) -> Outcome:
     if params.release:
         await table.end(job.id)
     result = CaptureFetchResult(
-        capture_id=job.id, offset_bytes=params.offset_bytes, length_bytes=len(data), size_bytes=size,
-        sha256=job.info["sha256"], eof=eof, released=params.release, data_b64=base64.b64encode(data).decode(),
-    )  # fmt: skip
+        capture_id=job.id,
+        offset_bytes=params.offset_bytes,
+        length_bytes=len(data),
+        size_bytes=size,
+        sha256=job.info["sha256"],
+        eof=eof,
+        released=params.release,
+        data_b64=base64.b64encode(data).decode(),
+    )
     return Outcome(Status.OK, "", result.model_dump())

@@ -46,16 +46,32 @@ async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
         else:
             in_port = row["ofport"]
     xid = params.xid or random.randint(1, 0xFFFFFFFF)
-    job = {"mac": params.mac, "listen": listen, "listen_s": params.listen_s, "inject": inject,
-           "inject_port": params.inject_port, "bridge": params.bridge, "in_port": in_port,
-           "inject_delay_s": params.inject_delay_s, "inject_count": params.inject_count, "xid": xid}  # fmt: skip
+    job = {
+        "mac": params.mac,
+        "listen": listen,
+        "listen_s": params.listen_s,
+        "inject": inject,
+        "inject_port": params.inject_port,
+        "bridge": params.bridge,
+        "in_port": in_port,
+        "inject_delay_s": params.inject_delay_s,
+        "inject_count": params.inject_count,
+        "xid": xid,
+    }
     out = await packets.probe_job(job, ctx, module="steth.agent.probes.dhcp_watch")
     if out is None:
         raise ProbeAborted("the scapy child did not finish before the deadline")
-    res = DhcpWatchResult(mac=params.mac, listen_s=params.listen_s, injected=out.get("injected", 0),
-                          xid=xid if out.get("injected") else None, inject_note=out.get("inject_note") or note,
-                          hops=out.get("hops", []), offers=out.get("offers", []), listening_since=out.get("listening_since"),
-                          last_injected_at=out.get("last_injected_at"))  # fmt: skip
+    res = DhcpWatchResult(
+        mac=params.mac,
+        listen_s=params.listen_s,
+        injected=out.get("injected", 0),
+        xid=xid if out.get("injected") else None,
+        inject_note=out.get("inject_note") or note,
+        hops=out.get("hops", []),
+        offers=out.get("offers", []),
+        listening_since=out.get("listening_since"),
+        last_injected_at=out.get("last_injected_at"),
+    )
     seen_o = sum(h.offer for h in res.hops)
     message = f"DISCOVER seen on {sum(1 for h in res.hops if h.discover)}, OFFER on {sum(1 for h in res.hops if h.offer)} of {len(res.hops)} interfaces"
     if res.inject_note:
@@ -74,9 +90,13 @@ def _discover(mac: str, xid: int):
     from scapy.layers.l2 import Ether
 
     chaddr = bytes.fromhex(mac.replace(":", "")) + b"\0" * 10
-    return (Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
-            / BOOTP(chaddr=chaddr, xid=xid, flags=0x8000)
-            / DHCP(options=[("message-type", "discover"), ("param_req_list", [1, 3, 6, 26]), "end"]))  # fmt: skip
+    return (
+        Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="0.0.0.0", dst="255.255.255.255")
+        / UDP(sport=68, dport=67)
+        / BOOTP(chaddr=chaddr, xid=xid, flags=0x8000)
+        / DHCP(options=[("message-type", "discover"), ("param_req_list", [1, 3, 6, 26]), "end"])
+    )
 
 
 def _message_type(pkt) -> int | None:
@@ -128,8 +148,14 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
                     hop["discover"] += 1
                 elif kind == 2:
                     hop["offer"] += 1
-                    offers.append({"interface": iface, "server_ip": pkt[IP].src if pkt.haslayer(IP) else None,
-                                   "offered_ip": b.yiaddr, "vlan": vlan})  # fmt: skip
+                    offers.append(
+                        {
+                            "interface": iface,
+                            "server_ip": pkt[IP].src if pkt.haslayer(IP) else None,
+                            "offered_ip": b.yiaddr,
+                            "vlan": vlan,
+                        }
+                    )
                 else:
                     return
                 if vlan not in hop["vlans"]:
@@ -138,7 +164,15 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         return prn
 
     for iface, role in job["listen"]:
-        hops[iface] = {"interface": iface, "role": role, "exists": True, "discover": 0, "offer": 0, "vlans": [], "error": ""}
+        hops[iface] = {
+            "interface": iface,
+            "role": role,
+            "exists": True,
+            "discover": 0,
+            "offer": 0,
+            "vlans": [],
+            "error": "",
+        }
         if not Path(f"/sys/class/net/{iface}").exists():
             hops[iface].update(exists=False, error="no such interface")
             continue
@@ -168,9 +202,17 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
                 else:
                     import subprocess
 
-                    done = subprocess.run(["ovs-ofctl", "packet-out", job["bridge"],
-                                           f"in_port={job['in_port']} packet={bytes(frame).hex()} actions=NORMAL"],
-                                          capture_output=True, text=True, timeout=5)  # fmt: skip
+                    done = subprocess.run(
+                        [
+                            "ovs-ofctl",
+                            "packet-out",
+                            job["bridge"],
+                            f"in_port={job['in_port']} packet={bytes(frame).hex()} actions=NORMAL",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=5,
+                    )
                     if done.returncode != 0:
                         raise RuntimeError((done.stderr.strip().splitlines() or ["ovs-ofctl failed"])[-1])
                 injected += 1
@@ -184,8 +226,14 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             sniffer.stop(join=True)
         except Exception:
             pass
-    return {"hops": list(hops.values()), "offers": offers[:16], "injected": injected, "inject_note": note,
-            "listening_since": started, "last_injected_at": sent_at[-1] if sent_at else None}
+    return {
+        "hops": list(hops.values()),
+        "offers": offers[:16],
+        "injected": injected,
+        "inject_note": note,
+        "listening_since": started,
+        "last_injected_at": sent_at[-1] if sent_at else None,
+    }
 
 
 if __name__ == "__main__":

@@ -12,8 +12,20 @@ from steth.schemas.probes.iperf_client import IperfClientParams, IperfClientResu
 
 
 def client_argv(p: IperfClientParams) -> list[str]:
-    argv = ["iperf3", "-c", p.server, "-p", str(p.port), "-J", "-t", f"{p.duration_s:g}", "-P", str(p.parallel),
-            "--connect-timeout", "3000"]  # fmt: skip
+    argv = [
+        "iperf3",
+        "-c",
+        p.server,
+        "-p",
+        str(p.port),
+        "-J",
+        "-t",
+        f"{p.duration_s:g}",
+        "-P",
+        str(p.parallel),
+        "--connect-timeout",
+        "3000",
+    ]
     if p.omit_s:
         argv += ["-O", f"{p.omit_s:g}"]
     if p.protocol == "udp":
@@ -29,7 +41,9 @@ def client_argv(p: IperfClientParams) -> list[str]:
 
 def parse_iperf(text: str, p: IperfClientParams) -> IperfClientResult:
     """iperf3 -J output (TCP or UDP, either direction) to the result; `error` says why there are no numbers."""
-    result = IperfClientResult(server=p.server, port=p.port, protocol=p.protocol, reverse=p.reverse, parallel=p.parallel)
+    result = IperfClientResult(
+        server=p.server, port=p.port, protocol=p.protocol, reverse=p.reverse, parallel=p.parallel
+    )
     try:
         doc: dict[str, Any] = json.loads(text)
     except (json.JSONDecodeError, ValueError):
@@ -82,7 +96,10 @@ async def run(params: IperfClientParams, ctx: ProbeContext) -> Outcome:
         raise ProbeAborted(str(exc)) from None
     result = parse_iperf(done.stdout, params)
     if done.timed_out:
-        return Outcome(Status.TIMEOUT, f"iperf3 did not finish before the deadline ({params.duration_s:g} s test)",
-                       result.model_dump())  # fmt: skip
+        return Outcome(
+            Status.TIMEOUT,
+            f"iperf3 did not finish before the deadline ({params.duration_s:g} s test)",
+            result.model_dump(),
+        )
     status, message = verdict(result, params)
     return Outcome(status, message, result.model_dump())

@@ -20,8 +20,18 @@ PORT_TAKEN = "Address already in use"
 def server_argv(address: str, port: int, lifetime_s: float) -> list[str]:
     # -1: serve one test, then exit. --idle-timeout: exit if no client comes. --forceflush: the
     # "Server listening" line reaches the log at once, which is how we know it is ready.
-    return ["iperf3", "-s", "-1", "-B", address, "-p", str(port), "--idle-timeout", str(max(1, int(lifetime_s))),
-            "--forceflush"]  # fmt: skip
+    return [
+        "iperf3",
+        "-s",
+        "-1",
+        "-B",
+        address,
+        "-p",
+        str(port),
+        "--idle-timeout",
+        str(max(1, int(lifetime_s))),
+        "--forceflush",
+    ]
 
 
 def port_free(address: str, port: int) -> bool:
@@ -54,8 +64,13 @@ async def run(params: IperfServerParams, ctx: ProbeContext) -> Outcome:
         if port in taken or not port_free(address, port):
             continue
         try:
-            job = table.add("iperf-server", params.lifetime_s, directory=True, end_on_exit=True,
-                            info={"port": port, "address": address})  # fmt: skip
+            job = table.add(
+                "iperf-server",
+                params.lifetime_s,
+                directory=True,
+                end_on_exit=True,
+                info={"port": port, "address": address},
+            )
         except TooManyJobs as exc:
             raise ProbeAborted(str(exc)) from None
         try:

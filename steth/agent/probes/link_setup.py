@@ -19,5 +19,14 @@ async def run(params: LinkSetupParams, ctx: ProbeContext) -> Outcome:
         add_args = [params.name, "link", params.parent, "type", "macvlan", "mode", "bridge"]
     else:
         add_args = [params.name, "type", "bridge"]
-    return await build(ctx, names, add_args, kind=params.kind, cidr=params.cidr, mtu=params.mtu, ttl_s=params.ttl_s,
-                       check=params.check, check_count=params.check_count)  # fmt: skip
+    return await build(
+        ctx,
+        names,
+        add_args,
+        kind=params.kind,
+        cidr=params.cidr,
+        mtu=params.mtu,
+        ttl_s=params.ttl_s,
+        check=params.check,
+        check_count=params.check_count,
+    )

@@ -64,11 +64,18 @@ async def all_links(ctx: ProbeContext) -> list[dict[str, Any]]:
 
 
 def row_of(link: dict[str, Any], action: str, kind: str = "") -> LinkRow:
-    addrs = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if "local" in a and a.get("scope") != "link"]
+    addrs = [
+        f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if "local" in a and a.get("scope") != "link"
+    ]
     flags = link.get("flags", [])
-    return LinkRow(name=link.get("ifname", "?"), kind=kind or (link.get("linkinfo") or {}).get("info_kind", ""),
-                   action=action, alias=link.get("ifalias", ""), addresses=addrs,
-                   up="UP" in flags and "LOWER_UP" in flags)  # fmt: skip
+    return LinkRow(
+        name=link.get("ifname", "?"),
+        kind=kind or (link.get("linkinfo") or {}).get("info_kind", ""),
+        action=action,
+        alias=link.get("ifalias", ""),
+        addresses=addrs,
+        up="UP" in flags and "LOWER_UP" in flags,
+    )
 
 
 @dataclass
@@ -92,8 +99,15 @@ class Plumbing:
                 rows.append(LinkRow(name=name, action="refused", alias=alias, error="not this request's mark"))
                 continue
             done = await ip(self.ctx, "link", "del", "dev", name)
-            rows.append(LinkRow(name=name, kind=self.kind, action="removed" if done.returncode == 0 else "failed",
-                                alias=alias, error="" if done.returncode == 0 else done.stderr.strip()))  # fmt: skip
+            rows.append(
+                LinkRow(
+                    name=name,
+                    kind=self.kind,
+                    action="removed" if done.returncode == 0 else "failed",
+                    alias=alias,
+                    error="" if done.returncode == 0 else done.stderr.strip(),
+                )
+            )
         return rows
 
 
@@ -177,9 +191,19 @@ async def ping_check(ctx: ProbeContext, name: str, target: str, count: int, resu
     return ""
 
 
-async def build(ctx: ProbeContext, names: list[str], add_args: list[str], *, kind: str, cidr: str | None,
-                mtu: int | None, ttl_s: float, check: str | None = None, check_count: int = 3,
-                unsupported: tuple[str, str] | None = None) -> Outcome:  # fmt: skip
+async def build(
+    ctx: ProbeContext,
+    names: list[str],
+    add_args: list[str],
+    *,
+    kind: str,
+    cidr: str | None,
+    mtu: int | None,
+    ttl_s: float,
+    check: str | None = None,
+    check_count: int = 3,
+    unsupported: tuple[str, str] | None = None,
+) -> Outcome:
     """The whole setup: refuse existing names, create, mark, configure, check; undo all of it on any failure."""
     if not ctx.allow_mutating:  # the runtime refuses first; this holds even if a caller forgets
         return Outcome(Status.ABORTED, "refused: mutating probes are off in this agent's policy")
@@ -203,14 +227,21 @@ async def build(ctx: ProbeContext, names: list[str], add_args: list[str], *, kin
             return Outcome(Status.ABORTED, f"cannot create {names[0]}: {err}")
         problem = await configure(ctx, names, cidr, mtu)
         if problem:
-            return Outcome(Status.ABORTED, f"{problem}; removed what this request created", await _rows(result, plumbing))
+            return Outcome(
+                Status.ABORTED, f"{problem}; removed what this request created", await _rows(result, plumbing)
+            )
         if check:
             problem = await ping_check(ctx, names[0], check, check_count, result)
             if problem == "timeout":
-                return Outcome(Status.TIMEOUT, "the check did not finish before the deadline; removed what this "
-                               "request created", await _rows(result, plumbing))  # fmt: skip
+                return Outcome(
+                    Status.TIMEOUT,
+                    "the check did not finish before the deadline; removed what this request created",
+                    await _rows(result, plumbing),
+                )
             if problem:
-                return Outcome(Status.FAILED, f"{problem}; removed what this request created", await _rows(result, plumbing))
+                return Outcome(
+                    Status.FAILED, f"{problem}; removed what this request created", await _rows(result, plumbing)
+                )
         for name in names:
             link = await show(ctx, name)
             if link is not None:

@@ -32,8 +32,20 @@ class Probe:
 
 
 def ping_argv(payload: int, p: MtuParams) -> list[str]:
-    argv = ["ping", "-n", "-c", str(p.attempts), "-i", f"{_INTERVAL_S:g}", "-W", f"{p.wait_s:g}", "-M", "do",
-            "-s", str(payload)]  # fmt: skip
+    argv = [
+        "ping",
+        "-n",
+        "-c",
+        str(p.attempts),
+        "-i",
+        f"{_INTERVAL_S:g}",
+        "-W",
+        f"{p.wait_s:g}",
+        "-M",
+        "do",
+        "-s",
+        str(payload),
+    ]
     if p.interface:
         argv += ["-I", p.interface]
     return argv + [p.target]
@@ -142,11 +154,14 @@ async def run(params: MtuParams, ctx: ProbeContext) -> Outcome:
     result.largest_payload_bytes = search.best
     result.path_mtu_bytes = search.best + search.overhead
     if stopped:
-        result.error = (f"search stopped at the deadline: path MTU between {result.path_mtu_bytes} and "
-                        f"{search.worst - 1 + search.overhead} bytes")  # fmt: skip
+        result.error = (
+            f"search stopped at the deadline: path MTU between {result.path_mtu_bytes} and "
+            f"{search.worst - 1 + search.overhead} bytes"
+        )
         return Outcome(Status.TIMEOUT, result.error, result.model_dump())
     if params.expect_bytes and result.path_mtu_bytes < params.expect_bytes:
-        message = (f"path MTU to {params.target} is {result.path_mtu_bytes} bytes, "
-                   f"below the expected {params.expect_bytes}")  # fmt: skip
+        message = (
+            f"path MTU to {params.target} is {result.path_mtu_bytes} bytes, below the expected {params.expect_bytes}"
+        )
         return Outcome(Status.FAILED, message, result.model_dump())
     return Outcome(Status.OK, "", result.model_dump())

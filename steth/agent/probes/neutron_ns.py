@@ -25,7 +25,9 @@ def parse_addr(text: str) -> list[NsInterface]:
         if link.get("ifname") == "lo":
             continue
         addrs = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if "local" in a]
-        out.append(NsInterface(name=link["ifname"], up="UP" in link.get("flags", []), mtu=link.get("mtu"), addresses=addrs))
+        out.append(
+            NsInterface(name=link["ifname"], up="UP" in link.get("flags", []), mtu=link.get("mtu"), addresses=addrs)
+        )
     return out
 
 
@@ -105,8 +107,12 @@ async def _ping_df(ctx: ProbeContext, p: NeutronNsParams, target: str) -> NsChec
     if got > 0:
         return NsCheck(check="mtu", target=target, detail=f"{size}-byte don't-fragment packets pass ({got}/{sent})")
     if small > 0:
-        return NsCheck(check="mtu", target=target, ok=False,
-                       detail=f"{size}-byte don't-fragment packets are lost while small ones pass" + (f" ({err})" if err else ""))  # fmt: skip
+        return NsCheck(
+            check="mtu",
+            target=target,
+            ok=False,
+            detail=f"{size}-byte don't-fragment packets are lost while small ones pass" + (f" ({err})" if err else ""),
+        )
     return NsCheck(check="mtu", target=target, ok=False, detail="no echo reply at all" + (f" ({err})" if err else ""))
 
 
@@ -115,7 +121,9 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
     checks = res.checks
     res.exists = (NETNS_DIR / params.netns).exists()
     if not res.exists:
-        checks.append(NsCheck(check="netns", target=params.netns, ok=False, detail="namespace does not exist on this node"))
+        checks.append(
+            NsCheck(check="netns", target=params.netns, ok=False, detail="namespace does not exist on this node")
+        )
         return Outcome(Status.FAILED, f"{params.netns} does not exist", res.model_dump())
     try:
         addr = await procs.run(["ip", "-n", params.netns, "-j", "addr", "show"], timeout=ctx.remaining(0.1))
@@ -130,7 +138,9 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
     for want in params.expect_addresses:
         iface = held.get(ipaddress.ip_address(want))
         if iface is None:
-            checks.append(NsCheck(check="address", target=want, ok=False, detail="not on any interface of the namespace"))
+            checks.append(
+                NsCheck(check="address", target=want, ok=False, detail="not on any interface of the namespace")
+            )
         elif not iface.up:
             checks.append(NsCheck(check="address", target=want, ok=False, detail=f"on {iface.name}, which is down"))
         else:
@@ -138,23 +148,44 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
     if params.dnsmasq or params.host_entries:
         pid, hostsfile = find_dnsmasq([int(x) for x in pids.stdout.split() if x.isdigit()])
         res.dnsmasq_pid, res.hostsfile = pid, hostsfile
-        checks.append(NsCheck(check="dnsmasq", target=params.netns, ok=pid is not None,
-                              detail=f"pid {pid}" if pid else "no dnsmasq runs in the namespace"))  # fmt: skip
+        checks.append(
+            NsCheck(
+                check="dnsmasq",
+                target=params.netns,
+                ok=pid is not None,
+                detail=f"pid {pid}" if pid else "no dnsmasq runs in the namespace",
+            )
+        )
         if params.host_entries:
             pairs: set[tuple[str, str]] | None = None
             if hostsfile:
                 try:
                     pairs = parse_hosts(Path(hostsfile).read_text())
                 except OSError as exc:
-                    checks.append(NsCheck(check="host-entry", target=hostsfile, ok=False, detail=f"cannot read: {exc.strerror}"))
+                    checks.append(
+                        NsCheck(check="host-entry", target=hostsfile, ok=False, detail=f"cannot read: {exc.strerror}")
+                    )
             for entry in params.host_entries:
                 if pairs is None:
                     if pid is not None and not hostsfile:
-                        checks.append(NsCheck(check="host-entry", target=f"{entry.mac} {entry.ip}", ok=False, detail="dnsmasq has no --dhcp-hostsfile"))
+                        checks.append(
+                            NsCheck(
+                                check="host-entry",
+                                target=f"{entry.mac} {entry.ip}",
+                                ok=False,
+                                detail="dnsmasq has no --dhcp-hostsfile",
+                            )
+                        )
                     continue
                 ok = (entry.mac, entry.ip) in pairs
-                checks.append(NsCheck(check="host-entry", target=f"{entry.mac} {entry.ip}", ok=ok,
-                                      detail="in " + hostsfile if ok else f"missing from {hostsfile}"))  # fmt: skip
+                checks.append(
+                    NsCheck(
+                        check="host-entry",
+                        target=f"{entry.mac} {entry.ip}",
+                        ok=ok,
+                        detail="in " + hostsfile if ok else f"missing from {hostsfile}",
+                    )
+                )
     try:
         jobs = []
         for target in params.arping:
@@ -170,6 +201,9 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
         raise ProbeAborted(str(exc)) from None
     bad = [c for c in checks if not c.ok]
     if bad:
-        return Outcome(Status.FAILED, f"{bad[0].check} {bad[0].target}: {bad[0].detail}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""),
-                       res.model_dump())  # fmt: skip
+        return Outcome(
+            Status.FAILED,
+            f"{bad[0].check} {bad[0].target}: {bad[0].detail}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""),
+            res.model_dump(),
+        )
     return Outcome(Status.OK, "", res.model_dump())

@@ -31,9 +31,18 @@ async def run(params: OvsParams, ctx: ProbeContext) -> Outcome:
     if params.view != "bridges":
         findings += [f"{p['name']}: {f}" for p in ports_shown for f in p["findings"]]
     if params.view == "check" or params.bridge:
-        findings = ovsdb.requested_findings(bridges, ports, params.bridge, params.ports if params.view == "check" else []) + findings
-    result = OvsResult(db=params.db or ovsdb.default_db(), view=params.view, ovs_version=version, bridges=bridges_shown,
-                       ports=ports_shown if params.view != "bridges" else [], findings=findings)  # fmt: skip
+        findings = (
+            ovsdb.requested_findings(bridges, ports, params.bridge, params.ports if params.view == "check" else [])
+            + findings
+        )
+    result = OvsResult(
+        db=params.db or ovsdb.default_db(),
+        view=params.view,
+        ovs_version=version,
+        bridges=bridges_shown,
+        ports=ports_shown if params.view != "bridges" else [],
+        findings=findings,
+    )
     if findings:
         more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
         return Outcome(Status.FAILED, findings[0] + more, result.model_dump())

@@ -15,9 +15,19 @@ async def run(params: OvsUplinksParams, ctx: ProbeContext) -> Outcome:
         raise ProbeAborted(str(exc)) from None
     names = {b["name"] for b in bridges}
     res = OvsUplinksResult(missing_bridges=[b for b in params.bridges if b not in names])
-    res.uplinks = [Uplink(bridge=p["bridge"], interface=p["name"], type=p.get("type") or "", ofport=p.get("ofport"),
-                          link_state=p.get("link_state"), tag=p.get("tag"), trunks=p.get("trunks") or [])
-                   for p in ports if p["bridge"] in params.bridges and p.get("type") not in ("patch", "internal")]  # fmt: skip
+    res.uplinks = [
+        Uplink(
+            bridge=p["bridge"],
+            interface=p["name"],
+            type=p.get("type") or "",
+            ofport=p.get("ofport"),
+            link_state=p.get("link_state"),
+            tag=p.get("tag"),
+            trunks=p.get("trunks") or [],
+        )
+        for p in ports
+        if p["bridge"] in params.bridges and p.get("type") not in ("patch", "internal")
+    ]
     bare = [b for b in params.bridges if b in names and not any(u.bridge == b for u in res.uplinks)]
     if res.missing_bridges or bare:
         parts = [f"no bridge {b}" for b in res.missing_bridges] + [f"{b} has no uplink" for b in bare]

@@ -13,8 +13,15 @@ from steth.schemas.probes.tcp_check import TcpCheckParams, TcpCheckResult, TcpTa
 
 
 def helper_argv(params: TcpCheckParams) -> list[str]:
-    return [sys.executable, "-m", "steth.agent.tools.tcpconnect", "--timeout", f"{params.connect_timeout_s:g}", "--",
-            *params.targets]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "steth.agent.tools.tcpconnect",
+        "--timeout",
+        f"{params.connect_timeout_s:g}",
+        "--",
+        *params.targets,
+    ]
 
 
 async def in_namespace(params: TcpCheckParams, ctx: ProbeContext) -> list[dict]:

@@ -25,8 +25,15 @@ def device(role: str, name: str, links: dict[str, dict]) -> VifDevice:
     link = links.get(name)
     if link is None:
         return VifDevice(role=role, name=name, exists=False)
-    return VifDevice(role=role, name=name, exists=True, admin_up="UP" in link.get("flags", []),
-                     oper=link.get("operstate"), mtu=link.get("mtu"), master=link.get("master"))  # fmt: skip
+    return VifDevice(
+        role=role,
+        name=name,
+        exists=True,
+        admin_up="UP" in link.get("flags", []),
+        oper=link.get("operstate"),
+        mtu=link.get("mtu"),
+        master=link.get("master"),
+    )
 
 
 def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResult:
@@ -37,7 +44,12 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
     mine = [row for row in ports if row.get("iface_id") == p.port_id]
     row = next((r for r in mine if r["bridge"] == p.bridge), mine[0] if mine else None)
     if row is not None:
-        res.ovs_port, res.ovs_bridge, res.tag, res.ofport = row["name"], row["bridge"], row.get("tag"), row.get("ofport")
+        res.ovs_port, res.ovs_bridge, res.tag, res.ofport = (
+            row["name"],
+            row["bridge"],
+            row.get("tag"),
+            row.get("ofport"),
+        )
         res.iface_id, res.attached_mac, res.vm_uuid = row.get("iface_id"), row.get("attached_mac"), row.get("vm_uuid")
     # Plugging style: from the OVS port's name, else from the devices left behind.
     if res.ovs_port == names["qvo"] or (res.ovs_port is None and names["qbr"] in links):
@@ -48,30 +60,68 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
     res.devices = [device(role, names[role], links) for role in chain]
 
     if row is None:
-        checks.append(VifCheck(check="ovs-port", target=p.bridge, ok=False,
-                               detail=f"no port with external_ids:iface-id={p.port_id} on any bridge"
-                               + (f" (expected {names['qvo' if res.plugging == 'hybrid' else 'tap']} on {p.bridge})" if res.plugging != "unknown" else "")))  # fmt: skip
+        checks.append(
+            VifCheck(
+                check="ovs-port",
+                target=p.bridge,
+                ok=False,
+                detail=f"no port with external_ids:iface-id={p.port_id} on any bridge"
+                + (
+                    f" (expected {names['qvo' if res.plugging == 'hybrid' else 'tap']} on {p.bridge})"
+                    if res.plugging != "unknown"
+                    else ""
+                ),
+            )
+        )
     elif row["bridge"] != p.bridge:
-        checks.append(VifCheck(check="ovs-port", target=row["name"], ok=False, detail=f"on {row['bridge']}, not {p.bridge}"))
+        checks.append(
+            VifCheck(check="ovs-port", target=row["name"], ok=False, detail=f"on {row['bridge']}, not {p.bridge}")
+        )
     else:
         checks.append(VifCheck(check="ovs-port", target=row["name"], detail=f"on {p.bridge}, iface-id matches"))
     if row is not None:
         if p.mac:
             same = (row.get("attached_mac") or "").lower() == p.mac
-            checks.append(VifCheck(check="attached-mac", target=row["name"], ok=same,
-                                   detail=f"{row.get('attached_mac') or 'none'}" + ("" if same else f", Neutron says {p.mac}")))  # fmt: skip
+            checks.append(
+                VifCheck(
+                    check="attached-mac",
+                    target=row["name"],
+                    ok=same,
+                    detail=f"{row.get('attached_mac') or 'none'}" + ("" if same else f", Neutron says {p.mac}"),
+                )
+            )
         tag = row.get("tag")
         if tag == DEAD_VLAN:
-            checks.append(VifCheck(check="tag", target=row["name"], ok=False,
-                                   detail="tag 4095: the OVS agent's dead VLAN (port not bound or wiring failed)"))  # fmt: skip
+            checks.append(
+                VifCheck(
+                    check="tag",
+                    target=row["name"],
+                    ok=False,
+                    detail="tag 4095: the OVS agent's dead VLAN (port not bound or wiring failed)",
+                )
+            )
         elif tag is None:
-            checks.append(VifCheck(check="tag", target=row["name"], ok=False, detail="no local VLAN tag: the OVS agent has not wired it"))
+            checks.append(
+                VifCheck(
+                    check="tag",
+                    target=row["name"],
+                    ok=False,
+                    detail="no local VLAN tag: the OVS agent has not wired it",
+                )
+            )
         else:
             checks.append(VifCheck(check="tag", target=row["name"], detail=f"local VLAN {tag}"))
         ofport = row.get("ofport")
         ok = isinstance(ofport, int) and ofport > 0
-        checks.append(VifCheck(check="ofport", target=row["name"], ok=ok,
-                               detail=f"ofport {ofport}" + ("" if ok else f": OVS cannot use the device {row.get('error') or ''}".rstrip())))  # fmt: skip
+        checks.append(
+            VifCheck(
+                check="ofport",
+                target=row["name"],
+                ok=ok,
+                detail=f"ofport {ofport}"
+                + ("" if ok else f": OVS cannot use the device {row.get('error') or ''}".rstrip()),
+            )
+        )
     for d in res.devices:
         if not d.exists:
             checks.append(VifCheck(check="device", target=d.name, ok=False, detail=f"{d.role} device missing"))
@@ -79,21 +129,45 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
         if not d.admin_up:
             checks.append(VifCheck(check="device", target=d.name, ok=False, detail=f"{d.role} is down (admin)"))
         elif d.oper not in ("UP", "UNKNOWN"):
-            checks.append(VifCheck(check="device", target=d.name, ok=False, detail=f"{d.role} operstate {d.oper} (no carrier: its peer is down)"))
+            checks.append(
+                VifCheck(
+                    check="device",
+                    target=d.name,
+                    ok=False,
+                    detail=f"{d.role} operstate {d.oper} (no carrier: its peer is down)",
+                )
+            )
         else:
             want = {"tap": names["qbr"], "qvb": names["qbr"]}.get(d.role) if res.plugging == "hybrid" else None
             if want and d.master != want:
-                checks.append(VifCheck(check="device", target=d.name, ok=False, detail=f"not in {want} (master: {d.master or 'none'})"))
+                checks.append(
+                    VifCheck(
+                        check="device", target=d.name, ok=False, detail=f"not in {want} (master: {d.master or 'none'})"
+                    )
+                )
             else:
                 checks.append(VifCheck(check="device", target=d.name, detail=f"{d.role} up"))
         if p.expect_mtu_bytes and d.mtu is not None:
             ok = d.mtu >= p.expect_mtu_bytes
-            checks.append(VifCheck(check="mtu", target=d.name, ok=ok,
-                                   detail=f"MTU {d.mtu}" + ("" if ok else f" < network MTU {p.expect_mtu_bytes}")))  # fmt: skip
+            checks.append(
+                VifCheck(
+                    check="mtu",
+                    target=d.name,
+                    ok=ok,
+                    detail=f"MTU {d.mtu}" + ("" if ok else f" < network MTU {p.expect_mtu_bytes}"),
+                )
+            )
     if p.expect_hybrid is not None and res.plugging != "unknown":
         ok = (res.plugging == "hybrid") == p.expect_hybrid
-        checks.append(VifCheck(check="plugging", target=res.plugging, ok=ok,
-                               detail=res.plugging + ("" if ok else f", but binding:vif_details says ovs_hybrid_plug={p.expect_hybrid}")))  # fmt: skip
+        checks.append(
+            VifCheck(
+                check="plugging",
+                target=res.plugging,
+                ok=ok,
+                detail=res.plugging
+                + ("" if ok else f", but binding:vif_details says ovs_hybrid_plug={p.expect_hybrid}"),
+            )
+        )
     return res
 
 
@@ -110,6 +184,9 @@ async def run(params: VifParams, ctx: ProbeContext) -> Outcome:
     res = evaluate(params, ports, parse_links(links.stdout))
     bad = [c for c in res.checks if not c.ok]
     if bad:
-        return Outcome(Status.FAILED, f"{bad[0].target}: {bad[0].detail}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""),
-                       res.model_dump())  # fmt: skip
+        return Outcome(
+            Status.FAILED,
+            f"{bad[0].target}: {bad[0].detail}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""),
+            res.model_dump(),
+        )
     return Outcome(Status.OK, f"{res.plugging} plugging, {res.ovs_port} tag {res.tag}", res.model_dump())

@@ -31,7 +31,9 @@ def peer_rows(params: VlanCheckParams, node: str, seen: list[dict]) -> list[Vlan
                 continue
             got = intact.get((vlan, peer), 0)
             detail = f"arrived {', '.join(altered[(vlan, peer)])}" if (vlan, peer) in altered else ""
-            rows.append(VlanPeerRow(vlan=vlan, peer=peer, frames=got, expected=params.frames, passed=got > 0, detail=detail))
+            rows.append(
+                VlanPeerRow(vlan=vlan, peer=peer, frames=got, expected=params.frames, passed=got > 0, detail=detail)
+            )
     return rows
 
 
@@ -59,23 +61,37 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
         raise ProbeAborted("no token: vlan-check is run by the controller (steth vlan-check)")
     send_at = time.time() + params.send_delay_s
     job = {
-        "job": "vlan", "interface": params.interface, "vlans": params.vlans, "token": params.token, "node": ctx.node,
-        "frames": params.frames, "send_at": send_at, "listen_until": send_at + params.listen_s,
+        "job": "vlan",
+        "interface": params.interface,
+        "vlans": params.vlans,
+        "token": params.token,
+        "node": ctx.node,
+        "frames": params.frames,
+        "send_at": send_at,
+        "listen_until": send_at + params.listen_s,
         # frames that arrived in the window but still wait in the socket are read until then
         "drain_until": min(send_at + params.listen_s + 1.0, time.time() + ctx.remaining(0.4)),
-    }  # fmt: skip
+    }
     out = await packets.probe_job(job, ctx)
     if out is None:
         return Outcome(Status.TIMEOUT, "the scapy child was killed at the deadline: give a longer --timeout")
     rows = peer_rows(params, ctx.node, out["seen"])
     result = VlanCheckResult(
-        interface=params.interface, mode=params.mode, mac=out["mac"], vlans=params.vlans,
-        listening_since=out["listening_since"], sent_at=out["sent_at"], socket_drops=out.get("socket_drops"),
-        rows=rows, seen=out["seen"],
-    )  # fmt: skip
+        interface=params.interface,
+        mode=params.mode,
+        mac=out["mac"],
+        vlans=params.vlans,
+        listening_since=out["listening_since"],
+        sent_at=out["sent_at"],
+        socket_drops=out.get("socket_drops"),
+        rows=rows,
+        seen=out["seen"],
+    )
     message = verdict(rows)
     if out.get("socket_drops"):
         message = (message + "; " if message else "") + f"the capture socket dropped {out['socket_drops']} frame(s)"
     if out["listening_since"] > send_at:
-        message = (message + "; " if message else "") + f"listener started {out['listening_since'] - send_at:.2f} s after the send time"
+        message = (
+            message + "; " if message else ""
+        ) + f"listener started {out['listening_since'] - send_at:.2f} s after the send time"
     return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, message, result.model_dump())

@@ -55,9 +55,9 @@ async def check(target: str, timeout: float) -> dict:
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), 1.0)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         row["error"] = describe(exc, timeout)
     return row
 
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m steth.agent.tools.tcpconnect --timeout S -- HOST:PORT...", file=sys.stderr)
         return 2
     timeout = min(30.0, max(0.1, float(argv[1])))
-    print(json.dumps(asyncio.run(check_all(argv[3:65 + 3], timeout))))
+    print(json.dumps(asyncio.run(check_all(argv[3 : 65 + 3], timeout))))
     return 0
 
 

@@ -24,8 +24,14 @@ def holders(gathered, addresses: list[str]) -> list[dict]:
             continue
         for h in (node.result or {}).get("holdings", []):
             if h.get("address") in found:
-                found[h["address"]].append({"node": node.node, "interface": h.get("interface", ""),
-                                            "netns": h.get("netns", ""), "prefixlen": h.get("prefixlen")})  # fmt: skip
+                found[h["address"]].append(
+                    {
+                        "node": node.node,
+                        "interface": h.get("interface", ""),
+                        "netns": h.get("netns", ""),
+                        "prefixlen": h.get("prefixlen"),
+                    }
+                )
     report = []
     for address, held in found.items():
         scopes: dict[str, set[str]] = {}
@@ -34,8 +40,14 @@ def holders(gathered, addresses: list[str]) -> list[dict]:
         clashes = sorted(ns for ns, nodes in scopes.items() if len(nodes) > 1)
         # Not found, but some node did not answer: it might hold the address.
         verdict = "duplicate" if clashes else "held" if held else "unknown" if incomplete else "not held"
-        report.append({"address": address, "verdict": verdict, "holders": held,
-                       "duplicate_in": ["(node)" if ns == "" else ns for ns in clashes]})  # fmt: skip
+        report.append(
+            {
+                "address": address,
+                "verdict": verdict,
+                "holders": held,
+                "duplicate_in": ["(node)" if ns == "" else ns for ns in clashes],
+            }
+        )
     return report
 
 
@@ -66,8 +78,14 @@ def command(inv: Invocation, addresses: tuple[str, ...], **options) -> None:
     report = holders(gathered, params.addresses)
     duplicates = [r["address"] for r in report if r["verdict"] == "duplicate"]
     if inv.output == "table":
-        rows = [[r["address"], r["verdict"].upper() if r["verdict"] == "duplicate" else r["verdict"],
-                 ", ".join(_where(h) for h in r["holders"]) or "-"] for r in report]  # fmt: skip
+        rows = [
+            [
+                r["address"],
+                r["verdict"].upper() if r["verdict"] == "duplicate" else r["verdict"],
+                ", ".join(_where(h) for h in r["holders"]) or "-",
+            ]
+            for r in report
+        ]
         click.echo(table(["ADDRESS", "VERDICT", "HELD BY"], rows))
         for n in gathered.nodes:
             if n.status is not Status.OK:

@@ -3,9 +3,9 @@ from __future__ import annotations
 import click
 
 from steth.controller.errors import EXIT_INCOMPLETE, EXIT_OK
+from steth.controller.inventory import inventory_report, os_options
 from steth.controller.options import Invocation, gathering_command, run_async
 from steth.controller.output import emit_document, fmt, table
-from steth.controller.inventory import inventory_report, os_options
 
 
 def _addresses(info) -> str:
@@ -13,16 +13,37 @@ def _addresses(info) -> str:
 
 
 @click.command("agents")
-@click.option("--inventory", is_flag=True, help="Compare with OpenStack: hosts with Neutron agents or a hypervisor but "
-              "no steth agent, steth agents OpenStack does not know, Neutron agents down (exit 1 on a finding).")
+@click.option(
+    "--inventory",
+    is_flag=True,
+    help="Compare with OpenStack: hosts with Neutron agents or a hypervisor but "
+    "no steth agent, steth agents OpenStack does not know, Neutron agents down (exit 1 on a finding).",
+)
 @os_options
-@click.option("--write-sd", "write_sd", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write a Prometheus file_sd target list (agents with a metrics address) to FILE and exit.")
-@click.option("--sd-keep", type=click.FloatRange(0, 30 * 86400), default=86400, show_default=True, metavar="S",
-              help="With --write-sd: keep agents gone from presence this long, so their `up` turns 0.")
+@click.option(
+    "--write-sd",
+    "write_sd",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write a Prometheus file_sd target list (agents with a metrics address) to FILE and exit.",
+)
+@click.option(
+    "--sd-keep",
+    type=click.FloatRange(0, 30 * 86400),
+    default=86400,
+    show_default=True,
+    metavar="S",
+    help="With --write-sd: keep agents gone from presence this long, so their `up` turns 0.",
+)
 @gathering_command
-def command(inv: Invocation, inventory: bool = False, os_cloud: str | None = None, os_api_timeout: float = 10.0,
-            write_sd: str | None = None, sd_keep: float = 86400) -> None:
+def command(
+    inv: Invocation,
+    inventory: bool = False,
+    os_cloud: str | None = None,
+    os_api_timeout: float = 10.0,
+    write_sd: str | None = None,
+    sd_keep: float = 86400,
+) -> None:
     """List the agents in presence: roles, version, addresses, probes, heartbeat age, alive or stale.
 
     Reads the heartbeat entries agents keep in NATS JetStream (no request is sent). An agent whose
@@ -43,13 +64,29 @@ def command(inv: Invocation, inventory: bool = False, os_cloud: str | None = Non
     missing = [n for n in inv.selection.nodes if n not in present]
     stale = [p.info.node for p in chosen if not p.alive]
     if inv.output == "table":
-        rows = [[p.info.node, fmt(p.info.roles), p.info.version, "alive" if p.alive else "STALE", f"{p.age_s:.1f}s",
-                 p.info.data_plane or "-", len(p.info.probes), _addresses(p.info)] for p in chosen]  # fmt: skip
+        rows = [
+            [
+                p.info.node,
+                fmt(p.info.roles),
+                p.info.version,
+                "alive" if p.alive else "STALE",
+                f"{p.age_s:.1f}s",
+                p.info.data_plane or "-",
+                len(p.info.probes),
+                _addresses(p.info),
+            ]
+            for p in chosen
+        ]
         rows += [[n, "-", "-", "MISSING", "-", "-", "-", "-"] for n in missing]
         click.echo(table(["NODE", "ROLES", "VERSION", "STATE", "HEARTBEAT", "DATA PLANE", "PROBES", "ADDRESSES"], rows))
-        click.echo(f"{len(chosen) - len(stale)} alive, {len(stale)} stale" + (f", missing: {', '.join(missing)}" if missing else ""))
+        click.echo(
+            f"{len(chosen) - len(stale)} alive, {len(stale)} stale"
+            + (f", missing: {', '.join(missing)}" if missing else "")
+        )
     else:
-        agents = [{**p.info.model_dump(mode="json"), "heartbeat_age_s": round(p.age_s, 3), "alive": p.alive} for p in chosen]
+        agents = [
+            {**p.info.model_dump(mode="json"), "heartbeat_age_s": round(p.age_s, 3), "alive": p.alive} for p in chosen
+        ]
         summary = {"present": len(chosen), "alive": len(chosen) - len(stale), "stale": len(stale), "missing": missing}
         emit_document({"summary": summary, "agents": agents}, inv.output)
     click.get_current_context().exit(EXIT_INCOMPLETE if stale or missing or not chosen else EXIT_OK)
@@ -66,5 +103,7 @@ def _write_sd(path: str, present: dict, inv: Invocation, keep_s: float) -> int:
         write_atomically(Path(path), groups)
     except OSError as exc:
         raise StethError(f"cannot write {path}: {exc}") from None
-    click.echo(f"wrote {len(groups)} target(s) to {path}" + (f" ({kept} gone from presence, kept)" if kept else ""), err=True)
+    click.echo(
+        f"wrote {len(groups)} target(s) to {path}" + (f" ({kept} gone from presence, kept)" if kept else ""), err=True
+    )
     return EXIT_OK

@@ -52,13 +52,26 @@ def plan_pairs(nodes: list[str], mode: str) -> list[tuple[str, str]]:
     return [(server, client) for client in nodes for server in nodes if server != client]
 
 
-async def measure(s, server: str, client: str, addresses: dict[str, str], params_args: dict, lifetime: float,
-                  timeout: float) -> dict:  # fmt: skip
+async def measure(
+    s, server: str, client: str, addresses: dict[str, str], params_args: dict, lifetime: float, timeout: float
+) -> dict:
     """One pair: server up, client test, server stopped. A dict shaped like a node entry, plus the pair."""
-    pair = {"server": server, "client": client, "server_address": addresses[server], "port": None,
-            "status": Status.NO_REPLY.value, "message": "", "duration_s": None, "result": None}  # fmt: skip
-    started = await s.run("iperf-server", None, SERVER_START_S,
-                          per_node_args={server: {"bind": addresses[server], "lifetime_s": lifetime}})  # fmt: skip
+    pair = {
+        "server": server,
+        "client": client,
+        "server_address": addresses[server],
+        "port": None,
+        "status": Status.NO_REPLY.value,
+        "message": "",
+        "duration_s": None,
+        "result": None,
+    }
+    started = await s.run(
+        "iperf-server",
+        None,
+        SERVER_START_S,
+        per_node_args={server: {"bind": addresses[server], "lifetime_s": lifetime}},
+    )
     srv = started.nodes[0]
     if srv.status is not Status.OK:
         pair.update(status=srv.status.value, message=f"server {server}: {srv.message or srv.status.value}")
@@ -99,18 +112,35 @@ def render(pairs: list[dict]) -> str:
     for p in pairs:
         r = p["result"] or {}
         sender, receiver = (p["server"], p["client"]) if r.get("reverse") else (p["client"], p["server"])
-        rows.append([sender, receiver, r.get("protocol", "-"), fmt(r.get("sent_bps"), "bps"),
-                     fmt(r.get("received_bps"), "bps"), fmt(r.get("retransmits")), fmt(r.get("jitter_ms"), "ms"),
-                     fmt(r.get("loss"), "ratio"), p["status"], p["message"]])  # fmt: skip
+        rows.append(
+            [
+                sender,
+                receiver,
+                r.get("protocol", "-"),
+                fmt(r.get("sent_bps"), "bps"),
+                fmt(r.get("received_bps"), "bps"),
+                fmt(r.get("retransmits")),
+                fmt(r.get("jitter_ms"), "ms"),
+                fmt(r.get("loss"), "ratio"),
+                p["status"],
+                p["message"],
+            ]
+        )
     return table(["FROM", "TO", "PROTO", "SENT", "RECEIVED", "RETR", "JITTER", "LOSS", "STATUS", "MESSAGE"], rows)
 
 
 @click.command("bandwidth")
 @click.option("--server", metavar="NODE", help="Node that runs the iperf3 server (with --client).")
 @click.option("--client", metavar="NODE", help="Node that runs the iperf3 client (with --server).")
-@click.option("--pairs", "pair_mode", type=click.Choice(["ring", "all"]),
-              help="Pair the selected nodes: ring (each to the next) or all (every ordered pair).")  # fmt: skip
-@click.option("--plane", metavar="CIDR|IFACE", help="Measure between the nodes' addresses on this plane (default: data plane).")
+@click.option(
+    "--pairs",
+    "pair_mode",
+    type=click.Choice(["ring", "all"]),
+    help="Pair the selected nodes: ring (each to the next) or all (every ordered pair).",
+)
+@click.option(
+    "--plane", metavar="CIDR|IFACE", help="Measure between the nodes' addresses on this plane (default: data plane)."
+)
 @click.option("--bitrate", type=Rate(), help="Target bits/s per stream, e.g. 100M (UDP default: 1M).")
 @click.option("--min-bps", type=Rate(), metavar="RATE", help="Received bits/s below which a pair is failed, e.g. 900M.")
 @params_options(IperfClientParams, exclude=("server", "port", "bind", "bitrate_bps", "min_bps"))

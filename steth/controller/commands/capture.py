@@ -53,7 +53,9 @@ async def fetch(s, node: str, capture_id: str, size: int, sha256: str, chunk: in
                 got = await s.run("capture-fetch", None, FETCH_TIMEOUT_S, per_node_args={node: args})
                 reply = got.nodes[0]
                 if reply.status is not Status.OK:
-                    raise StethError(f"{node}: fetching capture {capture_id} at {offset}: {reply.status.value}: {reply.message}")
+                    raise StethError(
+                        f"{node}: fetching capture {capture_id} at {offset}: {reply.status.value}: {reply.message}"
+                    )
                 data = base64.b64decode(reply.result["data_b64"])
                 out.write(data)
                 digest.update(data)
@@ -67,8 +69,12 @@ async def fetch(s, node: str, capture_id: str, size: int, sha256: str, chunk: in
         tmp.unlink(missing_ok=True)
         if offset + chunk < size:  # not released by a last read: release it now (best effort)
             try:
-                await s.run("capture-fetch", None, FETCH_TIMEOUT_S, per_node_args={node: {
-                    "capture_id": capture_id, "length_bytes": 0, "release": True}})  # fmt: skip
+                await s.run(
+                    "capture-fetch",
+                    None,
+                    FETCH_TIMEOUT_S,
+                    per_node_args={node: {"capture_id": capture_id, "length_bytes": 0, "release": True}},
+                )
             except Exception:
                 pass
         raise
@@ -88,9 +94,12 @@ def render(gathered) -> str:
             lines.append(f"{node.node}: {node.status.value}: {node.message}")
             continue
         dropped = r.get("dropped_by_kernel")
-        head = (f"{node.node}: {r.get('packets', 0)} packets on {r.get('interface')} in {fmt(r.get('duration_s'), 's')}"
-                f" (stopped by {r.get('stopped_by')}; pcap {fmt(r.get('pcap_bytes'), 'bytes')}"
-                + (f"; {dropped} dropped by kernel" if dropped else "") + ")")  # fmt: skip
+        head = (
+            f"{node.node}: {r.get('packets', 0)} packets on {r.get('interface')} in {fmt(r.get('duration_s'), 's')}"
+            f" (stopped by {r.get('stopped_by')}; pcap {fmt(r.get('pcap_bytes'), 'bytes')}"
+            + (f"; {dropped} dropped by kernel" if dropped else "")
+            + ")"
+        )
         lines.append(head)
         rows = [[clock(p["time"]), p["summary"]] for p in r.get("lines", [])]
         if rows:
@@ -101,10 +110,20 @@ def render(gathered) -> str:
 
 
 @click.command("capture")
-@click.option("-w", "--write-to", "write_to", metavar="FILE",
-              help="Write each node's pcap on this machine: FILE.NODE.pcap (or {node} in FILE).")  # fmt: skip
-@click.option("--chunk-size", type=click.IntRange(1024, MAX_CHUNK_BYTES), default=None, metavar="BYTES",
-              help="Bytes per fetch request (default: the most the NATS payload limit allows).")  # fmt: skip
+@click.option(
+    "-w",
+    "--write-to",
+    "write_to",
+    metavar="FILE",
+    help="Write each node's pcap on this machine: FILE.NODE.pcap (or {node} in FILE).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1024, MAX_CHUNK_BYTES),
+    default=None,
+    metavar="BYTES",
+    help="Bytes per fetch request (default: the most the NATS payload limit allows).",
+)
 @params_options(CaptureParams, exclude=("write",))
 @gathering_command
 def command(inv: Invocation, write_to: str | None, chunk_size: int | None, **options) -> None:
@@ -132,7 +151,9 @@ def command(inv: Invocation, write_to: str | None, chunk_size: int | None, **opt
 
     async def go():
         async with inv.session() as s:
-            gathered = await s.run("capture", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params))
+            gathered = await s.run(
+                "capture", inv.selection, inv.timeout_or(spec.timeout_for(params)), wire_args(params)
+            )
             written, problems = [], []
             if write_to:
                 chunk = chunk_size_for(s, chunk_size)
@@ -140,8 +161,17 @@ def command(inv: Invocation, write_to: str | None, chunk_size: int | None, **opt
                     r = node.result or {}
                     if node.status is Status.OK and r.get("capture_id"):
                         try:
-                            written.append(await fetch(s, node.node, r["capture_id"], r["pcap_bytes"], r["sha256"],
-                                                       chunk, pcap_path(write_to, node.node)))  # fmt: skip
+                            written.append(
+                                await fetch(
+                                    s,
+                                    node.node,
+                                    r["capture_id"],
+                                    r["pcap_bytes"],
+                                    r["sha256"],
+                                    chunk,
+                                    pcap_path(write_to, node.node),
+                                )
+                            )
                         except StethError as exc:
                             problems.append(str(exc))
             return gathered, written, problems
@@ -150,7 +180,9 @@ def command(inv: Invocation, write_to: str | None, chunk_size: int | None, **opt
     if inv.output == "table":
         click.echo(render(gathered))
         for w in written:
-            click.echo(f"wrote {w['path']}: {fmt(w['bytes'], 'bytes')} in {w['chunks']} chunk(s), sha256 {w['sha256'][:16]}")
+            click.echo(
+                f"wrote {w['path']}: {fmt(w['bytes'], 'bytes')} in {w['chunks']} chunk(s), sha256 {w['sha256'][:16]}"
+            )
     else:
         emit_document(document(gathered, written=written, fetch_errors=problems), inv.output)
     for problem in problems:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 import time
@@ -11,9 +10,20 @@ from steth.controller.errors import StethError, UsageError
 from steth.controller.options import Invocation, run_async
 from steth.controller.output import emit_document, table
 from steth.controller.results_view import (
-    LINE_HEADERS, as_dict, check_probe, counts, decode, exit_code, footer, line_cells, parse_since, probe_rows,
-    results_command, selected, subject_filter,
-)  # fmt: skip
+    LINE_HEADERS,
+    as_dict,
+    check_probe,
+    counts,
+    decode,
+    exit_code,
+    footer,
+    line_cells,
+    parse_since,
+    probe_rows,
+    results_command,
+    selected,
+    subject_filter,
+)
 from steth.schemas.results import RESULTS_STREAM
 
 # Messages read at most, whatever the window: the stream's own limits bound it too.
@@ -30,12 +40,20 @@ async def read_results(nc, stream: str, subject: str, since: float, idle_s: floa
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
-        raise StethError(f"no results stream {stream!r} in JetStream: no agent has published a scheduled result yet") from None
+        raise StethError(
+            f"no results stream {stream!r} in JetStream: no agent has published a scheduled result yet"
+        ) from None
     if info.state.messages == 0:
         return []
-    start = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_TIME,
-                             config=ConsumerConfig(opt_start_time=start), inactive_threshold=30)  # fmt: skip
+    start = dt.datetime.fromtimestamp(since, dt.UTC).isoformat().replace("+00:00", "Z")
+    sub = await js.subscribe(
+        subject,
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        config=ConsumerConfig(opt_start_time=start),
+        inactive_threshold=30,
+    )
     out = []
     try:
         if (await sub.consumer_info()).num_pending == 0 and sub.delivered == 0:
@@ -43,7 +61,7 @@ async def read_results(nc, stream: str, subject: str, since: float, idle_s: floa
         while len(out) < MAX_READ:
             try:
                 msg = await sub.next_msg(timeout=idle_s)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 break  # nothing more came: we have read up to the end
             out.append(msg.data)
             if msg.metadata.num_pending == 0:
@@ -55,11 +73,17 @@ async def read_results(nc, stream: str, subject: str, since: float, idle_s: floa
 
 @click.command("history")
 @click.option("--probe", metavar="NAME", help="Only results of this probe (the table then shows its columns).")
-@click.option("--schedule", metavar="NAME", help="Only results of this schedule (\"mesh\" for the mesh).")
-@click.option("--since", default="1h", show_default=True, metavar="WHEN",
-              help="How far back: 30s, 15m, 1h, 2d, or an ISO time.")  # fmt: skip
-@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True,
-              help="Show at most the newest N results.")  # fmt: skip
+@click.option("--schedule", metavar="NAME", help='Only results of this schedule ("mesh" for the mesh).')
+@click.option(
+    "--since", default="1h", show_default=True, metavar="WHEN", help="How far back: 30s, 15m, 1h, 2d, or an ISO time."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Show at most the newest N results.",
+)
 @click.option("--stream", default=RESULTS_STREAM, show_default=True, help="The JetStream stream agents publish to.")
 @results_command
 def command(inv: Invocation, probe: str | None, schedule: str | None, since: str, limit: int, stream: str) -> None:
@@ -100,10 +124,15 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, since: str
             click.echo(table(LINE_HEADERS, [line_cells(r) for r in results]))
     else:
         doc = {
-            "probe": probe, "schedule": schedule, "since": dt.datetime.fromtimestamp(start).astimezone().isoformat(),
-            "summary": counts(results), "results": [as_dict(r) for r in results],
-        }  # fmt: skip
+            "probe": probe,
+            "schedule": schedule,
+            "since": dt.datetime.fromtimestamp(start).astimezone().isoformat(),
+            "summary": counts(results),
+            "results": [as_dict(r) for r in results],
+        }
         emit_document(doc, inv.output)
-    click.echo(footer(results, elapsed, f"since {dt.datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S}"),
-               err=inv.output != "table")  # fmt: skip
+    click.echo(
+        footer(results, elapsed, f"since {dt.datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S}"),
+        err=inv.output != "table",
+    )
     click.get_current_context().exit(exit_code(results))

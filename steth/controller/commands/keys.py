@@ -19,8 +19,14 @@ def command() -> None:
 
 
 @command.command("create")
-@click.option("--out", "path", type=click.Path(dir_okay=False, path_type=Path), default=str(DEFAULT_KEY),
-              show_default=True, help="Private key file; the public key goes to the same path plus .pub.")  # fmt: skip
+@click.option(
+    "--out",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=str(DEFAULT_KEY),
+    show_default=True,
+    help="Private key file; the public key goes to the same path plus .pub.",
+)
 @click.option("--comment", default="", metavar="TEXT", help="Text after the public key (default: user@host).")
 @click.option("--force", is_flag=True, help="Replace existing key files.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
@@ -46,7 +52,12 @@ def show_cmd(path: Path, output: str) -> None:
 
 
 def _emit(signer, path: Path, output: str) -> None:
-    doc = {"private_key": str(path), "public_key_file": f"{path}.pub", "key_id": signer.kid, "public_key": signer.public_line}
+    doc = {
+        "private_key": str(path),
+        "public_key_file": f"{path}.pub",
+        "key_id": signer.kid,
+        "public_key": signer.public_line,
+    }
     if output != "table":
         emit_document(doc, output)
         return

@@ -23,16 +23,42 @@ def command() -> None:
 @click.option("--network", type=click.IntRange(0, 16), default=1, show_default=True, help="Network nodes.")
 @click.option("--mgmt-cidr", default="10.99.0.0/24", show_default=True, help="Management network (NATS).")
 @click.option("--data-cidr", default="10.98.0.0/24", show_default=True, help="Data-plane fabric.")
-@click.option("--heartbeat", type=click.FloatRange(0.2, 60), default=1.0, show_default=True, metavar="S",
-              help="Agents' heartbeat interval (presence TTL is three of them).")  # fmt: skip
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(0.2, 60),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Agents' heartbeat interval (presence TTL is three of them).",
+)
 @click.option("--allow-mutating", is_flag=True, help="Let the agents run probes that change the host.")
-@click.option("--ovs", is_flag=True, help="Add an Open vSwitch fabric: each node's trunk0 is a trunk port of one OVS bridge.")
-@click.option("--trunks", default="0,100,101,102", show_default=True, metavar="VLANS",
-              help="VLANs the --ovs trunk ports carry (0: untagged), e.g. 0,100-110.")  # fmt: skip
-@click.option("--openstack", is_flag=True, help="A miniature ML2/OVS deployment on an --ovs fabric (br-int, br-phys, VMs, "
-              "qdhcp with dnsmasq, qrouter) and an OpenStack API describing it; writes clouds.yaml (see `steth lab env`).")
-def up_cmd(compute: int, network: int, mgmt_cidr: str, data_cidr: str, heartbeat: float, allow_mutating: bool,
-           ovs: bool, trunks: str, openstack: bool = False) -> None:  # fmt: skip
+@click.option(
+    "--ovs", is_flag=True, help="Add an Open vSwitch fabric: each node's trunk0 is a trunk port of one OVS bridge."
+)
+@click.option(
+    "--trunks",
+    default="0,100,101,102",
+    show_default=True,
+    metavar="VLANS",
+    help="VLANs the --ovs trunk ports carry (0: untagged), e.g. 0,100-110.",
+)
+@click.option(
+    "--openstack",
+    is_flag=True,
+    help="A miniature ML2/OVS deployment on an --ovs fabric (br-int, br-phys, VMs, "
+    "qdhcp with dnsmasq, qrouter) and an OpenStack API describing it; writes clouds.yaml (see `steth lab env`).",
+)
+def up_cmd(
+    compute: int,
+    network: int,
+    mgmt_cidr: str,
+    data_cidr: str,
+    heartbeat: float,
+    allow_mutating: bool,
+    ovs: bool,
+    trunks: str,
+    openstack: bool = False,
+) -> None:
     """Build the fleet; returns once every agent is present."""
     from steth.lab import fleet
     from steth.lab.ovs import parse_trunks
@@ -47,17 +73,36 @@ def up_cmd(compute: int, network: int, mgmt_cidr: str, data_cidr: str, heartbeat
         if openstack:  # steth.lab.ml2 (issue 4): the fleet with ovs=True, then the ML2 pieces and the API
             from steth.lab import ml2
 
-            state = ml2.up(compute, network, mgmt_cidr, data_cidr, heartbeat, allow_mutating,
-                           progress=lambda m: click.echo(f"lab: {m}", err=True), trunks=vlans)  # fmt: skip
+            state = ml2.up(
+                compute,
+                network,
+                mgmt_cidr,
+                data_cidr,
+                heartbeat,
+                allow_mutating,
+                progress=lambda m: click.echo(f"lab: {m}", err=True),
+                trunks=vlans,
+            )
         else:
-            state = fleet.up(compute, network, mgmt_cidr, data_cidr, heartbeat, allow_mutating,
-                             progress=lambda m: click.echo(f"lab: {m}", err=True), ovs=ovs, trunks=vlans)  # fmt: skip
+            state = fleet.up(
+                compute,
+                network,
+                mgmt_cidr,
+                data_cidr,
+                heartbeat,
+                allow_mutating,
+                progress=lambda m: click.echo(f"lab: {m}", err=True),
+                ovs=ovs,
+                trunks=vlans,
+            )
     except fleet.LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
     names = ", ".join(n["name"] for n in state["nodes"])
     click.echo(f"lab up: {len(state['nodes'])} nodes ({names}), NATS at {state['nats_url']}")
     if state.get("openstack", {}).get("auth_url"):
-        click.echo(f"lab OpenStack API at {state['openstack']['auth_url']}, clouds.yaml {state['openstack']['clouds_yaml']}")
+        click.echo(
+            f"lab OpenStack API at {state['openstack']['auth_url']}, clouds.yaml {state['openstack']['clouds_yaml']}"
+        )
 
 
 @command.command("down")
@@ -80,16 +125,29 @@ def status_cmd(output: str) -> None:
     elif not st:
         click.echo("no lab")
     else:
-        click.echo(f"lab {'up' if st['up'] else 'NOT up (incomplete)'}; NATS {st['nats_url']} "
-                   f"({'running' if st['nats_running'] else 'not running'})")  # fmt: skip
-        rows = [[n["name"], ",".join(n["roles"]), n["namespace"] or "-", n["agent_pid"] or "-",
-                 "running" if n["agent_running"] else "stopped", n["mgmt_address"], n["data_address"]]
-                for n in st["nodes"]]  # fmt: skip
+        click.echo(
+            f"lab {'up' if st['up'] else 'NOT up (incomplete)'}; NATS {st['nats_url']} "
+            f"({'running' if st['nats_running'] else 'not running'})"
+        )
+        rows = [
+            [
+                n["name"],
+                ",".join(n["roles"]),
+                n["namespace"] or "-",
+                n["agent_pid"] or "-",
+                "running" if n["agent_running"] else "stopped",
+                n["mgmt_address"],
+                n["data_address"],
+            ]
+            for n in st["nodes"]
+        ]
         click.echo(table(["NODE", "ROLES", "NAMESPACE", "PID", "AGENT", "MGMT", "DATA"], rows))
         if st.get("ovs"):
             o = st["ovs"]
-            click.echo(f"OVS fabric: bridge {o['bridge']} in namespace {o['netns']} ({'running' if o['running'] else 'NOT running'}), "
-                       f"db {o['db']}, trunk0 of each node carries VLANs {','.join(map(str, o['trunks']))}")  # fmt: skip
+            click.echo(
+                f"OVS fabric: bridge {o['bridge']} in namespace {o['netns']} ({'running' if o['running'] else 'NOT running'}), "
+                f"db {o['db']}, trunk0 of each node carries VLANs {','.join(map(str, o['trunks']))}"
+            )
     click.get_current_context().exit(0 if st and st["up"] else 3)
 
 

@@ -21,7 +21,12 @@ def mesh_pairs(gathered, addresses: dict[str, str]) -> list[dict]:
             row = rows.get(address)
             pair = {"from": node.node, "to": peer, "address": address, "status": node.status.value}
             if row:
-                pair.update({k: row.get(k) for k in ("sent", "received", "loss", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "error")})
+                pair.update(
+                    {
+                        k: row.get(k)
+                        for k in ("sent", "received", "loss", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "error")
+                    }
+                )
             else:
                 pair.update({"loss": None, "rtt_avg_ms": None, "error": node.message or node.status.value})
             pairs.append(pair)
@@ -46,7 +51,9 @@ def matrix(nodes: list[str], pairs: list[dict]) -> str:
 
 
 @click.command("mesh")
-@click.option("--plane", metavar="CIDR|IFACE", help="Ping each agent's address on this plane (default: its data plane).")
+@click.option(
+    "--plane", metavar="CIDR|IFACE", help="Ping each agent's address on this plane (default: its data plane)."
+)
 @params_options(PingParams, exclude=("targets", "interface", "netns"))
 @gathering_command
 def command(inv: Invocation, plane: str | None, **options) -> None:
@@ -80,7 +87,13 @@ def command(inv: Invocation, plane: str | None, **options) -> None:
             for node in chosen:
                 params = collect(PingParams, options, targets=[a for n, a in addresses.items() if n != node])
                 per_node[node] = wire_args(params)
-            timeout = inv.timeout_or(PingParams(targets=["127.0.0.1"], **{k: v for k, v in options.items() if v is not None}).expected_duration_s() * 1.2 + 2)
+            timeout = inv.timeout_or(
+                PingParams(
+                    targets=["127.0.0.1"], **{k: v for k, v in options.items() if v is not None}
+                ).expected_duration_s()
+                * 1.2
+                + 2
+            )
             return await s.run("ping", inv.selection, timeout, per_node_args=per_node), addresses
 
     gathered, addresses = run_async(go())

@@ -26,8 +26,13 @@ async def _senders(s, inv: Invocation, exclude: str) -> list[str]:
 
 
 @click.command("mtu")
-@click.option("--to", "to", required=True, metavar="ADDRESS|node:NAME",
-              help="The target: an address, or an agent's address on --plane.")  # fmt: skip
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="ADDRESS|node:NAME",
+    help="The target: an address, or an agent's address on --plane.",
+)
 @click.option("--plane", metavar="CIDR|IFACE", help="Resolve node:NAME on this plane (default: its data plane).")
 @params_options(MtuParams, exclude=("target",))
 @gathering_command

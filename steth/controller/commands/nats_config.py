@@ -9,17 +9,33 @@ from steth.controller.output import emit_document, table
 
 
 @click.command("nats-config")
-@click.option("--agent", "agents", multiple=True, metavar="NODE[=ROLE,...]",
-              help="An agent identity: its node name and roles (repeatable).")  # fmt: skip
-@click.option("--controller", "controllers", multiple=True, metavar="NAME",
-              help="A controller identity (repeatable; default: one named 'steth').")  # fmt: skip
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for auth.conf and one <identity>.env per identity (created, mode 0700).")  # fmt: skip
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    metavar="NODE[=ROLE,...]",
+    help="An agent identity: its node name and roles (repeatable).",
+)
+@click.option(
+    "--controller",
+    "controllers",
+    multiple=True,
+    metavar="NAME",
+    help="A controller identity (repeatable; default: one named 'steth').",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for auth.conf and one <identity>.env per identity (created, mode 0700).",
+)
 @click.option("--bcrypt", is_flag=True, help="Put bcrypt hashes, not passwords, into auth.conf.")
 @click.option("--rotate", is_flag=True, help="New passwords for everyone (default: keep those in existing .env files).")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
-def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, rotate: bool,
-            output: str) -> None:  # fmt: skip
+def command(
+    agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, rotate: bool, output: str
+) -> None:
     """Write a nats-server authorization block with per-identity subject permissions.
 
     \b
@@ -41,11 +57,22 @@ def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise StethError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    rows = [{"user": i.user, "kind": i.kind, "name": i.name, "roles": i.roles, "env_file": str(i.env_file)} for i in identities]
+    rows = [
+        {"user": i.user, "kind": i.kind, "name": i.name, "roles": i.roles, "env_file": str(i.env_file)}
+        for i in identities
+    ]
     if output != "table":
-        emit_document({"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows}, output)
+        emit_document(
+            {"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows}, output
+        )
         return
-    click.echo(table(["USER", "KIND", "ROLES", "CREDENTIALS"],
-                     [[r["user"], r["kind"], ",".join(r["roles"]) or "-", r["env_file"]] for r in rows]))  # fmt: skip
-    click.echo(f"wrote {conf} ({'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
-               f"in nats-server.conf: include {conf.name}")  # fmt: skip
+    click.echo(
+        table(
+            ["USER", "KIND", "ROLES", "CREDENTIALS"],
+            [[r["user"], r["kind"], ",".join(r["roles"]) or "-", r["env_file"]] for r in rows],
+        )
+    )
+    click.echo(
+        f"wrote {conf} ({'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
+        f"in nats-server.conf: include {conf.name}"
+    )

@@ -13,8 +13,14 @@ from steth.controller.options import output_options, run_async
 @click.argument("network")
 @os_options
 @output_options
-def command(network: str, os_cloud: str | None, os_api_timeout: float, output: str | None = None,
-            timeout: float | None = None, _debug: bool = False) -> None:  # fmt: skip
+def command(
+    network: str,
+    os_cloud: str | None,
+    os_api_timeout: float,
+    output: str | None = None,
+    timeout: float | None = None,
+    _debug: bool = False,
+) -> None:
     """Check a Neutron network: its DHCP servers and the segment between the hosts that carry it.
 
     NETWORK is a name or id. On every DHCP agent host: qdhcp-<network> with the DHCP port's address,

@@ -7,8 +7,12 @@ from steth.controller.output import document, emit_document, emit_footer, emit_g
 from steth.controller.params import collect
 from steth.schemas.probes.ovs import OvsParams
 
-db_option = click.option("--db", default=None, metavar="SOCKET",
-                         help="OVSDB to read: unix:/path or tcp:IP:PORT [default: the agent's $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock].")  # fmt: skip
+db_option = click.option(
+    "--db",
+    default=None,
+    metavar="SOCKET",
+    help="OVSDB to read: unix:/path or tcp:IP:PORT [default: the agent's $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock].",
+)
 
 
 def _gather(inv: Invocation, **fields):
@@ -55,10 +59,21 @@ def bridges_cmd(inv: Invocation, db: str | None) -> None:
         for node in gathered.nodes:
             bridges = (node.result or {}).get("bridges") or [{}]
             for i, b in enumerate(bridges):
-                rows.append([node.node if i == 0 else "", node.status.value if i == 0 else "", fmt(b.get("name")),
-                             fmt(b.get("datapath_type")), fmt(b.get("fail_mode")), fmt(b.get("ports")),
-                             fmt(b.get("controllers")), node.message if i == 0 else ""])  # fmt: skip
-        click.echo(table(["NODE", "STATUS", "BRIDGE", "DATAPATH", "FAIL-MODE", "PORTS", "CONTROLLERS", "MESSAGE"], rows))
+                rows.append(
+                    [
+                        node.node if i == 0 else "",
+                        node.status.value if i == 0 else "",
+                        fmt(b.get("name")),
+                        fmt(b.get("datapath_type")),
+                        fmt(b.get("fail_mode")),
+                        fmt(b.get("ports")),
+                        fmt(b.get("controllers")),
+                        node.message if i == 0 else "",
+                    ]
+                )
+        click.echo(
+            table(["NODE", "STATUS", "BRIDGE", "DATAPATH", "FAIL-MODE", "PORTS", "CONTROLLERS", "MESSAGE"], rows)
+        )
         emit_footer(gathered, inv.output)
     else:
         emit_gathered(gathered, spec, inv.output)
@@ -78,9 +93,30 @@ def ports_cmd(inv: Invocation, bridge: str | None, db: str | None) -> None:
     click.get_current_context().exit(gathered.exit_code())
 
 
-DETAIL = ("bridge", "type", "ofport", "tag", "trunks", "vlan_mode", "interfaces", "mac_in_use", "link_state",
-          "admin_state", "error", "iface_id", "attached_mac", "vm_uuid", "iface_status", "net_uuid",
-          "segmentation_id", "network_type", "physical_network", "peer", "peer_ok", "findings")  # fmt: skip
+DETAIL = (
+    "bridge",
+    "type",
+    "ofport",
+    "tag",
+    "trunks",
+    "vlan_mode",
+    "interfaces",
+    "mac_in_use",
+    "link_state",
+    "admin_state",
+    "error",
+    "iface_id",
+    "attached_mac",
+    "vm_uuid",
+    "iface_status",
+    "net_uuid",
+    "segmentation_id",
+    "network_type",
+    "physical_network",
+    "peer",
+    "peer_ok",
+    "findings",
+)
 
 
 @command.command("port")
@@ -94,7 +130,9 @@ def port_cmd(inv: Invocation, name: str, db: str | None) -> None:
     if inv.output == "table":
         for node in gathered.nodes:
             for port in (node.result or {}).get("ports", []):
-                click.echo(f"{node.node}: port {port['name']} ({node.status.value}{': ' + node.message if node.message else ''})")
+                click.echo(
+                    f"{node.node}: port {port['name']} ({node.status.value}{': ' + node.message if node.message else ''})"
+                )
                 rows = [[f"  {key}", fmt(port.get(key))] for key in DETAIL]
                 rows += [[f"  external_ids:{k}", v] for k, v in sorted(port.get("external_ids", {}).items())]
                 rows += [[f"  other_config:{k}", v] for k, v in sorted(port.get("other_config", {}).items())]
@@ -116,7 +154,9 @@ def port_cmd(inv: Invocation, name: str, db: str | None) -> None:
 
 @command.command("check")
 @click.option("--bridge", default=None, metavar="NAME", help="This bridge must exist; only its ports are checked.")
-@click.option("--port", "ports", multiple=True, metavar="NAME", help="This port must exist (repeatable); only these are checked.")
+@click.option(
+    "--port", "ports", multiple=True, metavar="NAME", help="This port must exist (repeatable); only these are checked."
+)
 @db_option
 @gathering_command
 def check_cmd(inv: Invocation, bridge: str | None, ports: tuple[str, ...], db: str | None) -> None:
@@ -126,4 +166,3 @@ def check_cmd(inv: Invocation, bridge: str | None, ports: tuple[str, ...], db: s
     if inv.output == "table":
         _findings_lines(gathered)
     click.get_current_context().exit(gathered.exit_code())
-

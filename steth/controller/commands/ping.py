@@ -21,7 +21,9 @@ async def resolve_targets(session, targets: tuple[str, ...], plane: str | None) 
 
 @click.command("ping")
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
-@click.option("--plane", metavar="CIDR|IFACE", help="Resolve node:NAME on this plane (default: each agent's data plane).")
+@click.option(
+    "--plane", metavar="CIDR|IFACE", help="Resolve node:NAME on this plane (default: each agent's data plane)."
+)
 @params_options(PingParams, exclude=("targets",))
 @gathering_command
 def command(inv: Invocation, targets: tuple[str, ...], plane: str | None, **options) -> None:

@@ -20,8 +20,16 @@ def port_uuid(value: str, what: str = "PORT_ID") -> str:
 @click.command("port-check")
 @click.argument("port_id")
 @options
-def command(port_id: str, listen_s: float, no_inject: bool, os_cloud: str | None, os_api_timeout: float,
-            output: str | None = None, timeout: float | None = None, _debug: bool = False) -> None:  # fmt: skip
+def command(
+    port_id: str,
+    listen_s: float,
+    no_inject: bool,
+    os_cloud: str | None,
+    os_api_timeout: float,
+    output: str | None = None,
+    timeout: float | None = None,
+    _debug: bool = False,
+) -> None:
     """Check one Neutron port end to end and name the first failing hop.
 
     Asks OpenStack (admin credentials) for the port's host, MAC, addresses and plugging, its network's

@@ -6,9 +6,17 @@ from steth.controller.errors import UsageError
 from steth.controller.output import emit_document, table
 from steth.controller.params import option_name
 
-
-BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-              "minItems", "maxItems", "pattern")
+BOUND_KEYS = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+)
 
 
 def _bounds(prop: dict) -> dict:
@@ -27,15 +35,26 @@ def describe(spec) -> dict:
     schema = spec.params.model_json_schema().get("properties", {})
     for name, field in spec.params.model_fields.items():
         bounds = _bounds(schema.get(name, {}))
-        params.append({
-            "name": name, "option": option_name(name)[0], "type": _type_name(schema.get(name, {})),
-            "required": field.is_required(), "default": None if field.is_required() else field.get_default(call_default_factory=True),
-            "bounds": bounds, "description": field.description or "",
-        })  # fmt: skip
+        params.append(
+            {
+                "name": name,
+                "option": option_name(name)[0],
+                "type": _type_name(schema.get(name, {})),
+                "required": field.is_required(),
+                "default": None if field.is_required() else field.get_default(call_default_factory=True),
+                "bounds": bounds,
+                "description": field.description or "",
+            }
+        )
     return {
-        "name": spec.name, "summary": spec.summary, "mutating": spec.mutating, "max_timeout_s": spec.max_timeout_s,
-        "tools": list(spec.tools), "params": params, "result": spec.result.model_json_schema(),
-    }  # fmt: skip
+        "name": spec.name,
+        "summary": spec.summary,
+        "mutating": spec.mutating,
+        "max_timeout_s": spec.max_timeout_s,
+        "tools": list(spec.tools),
+        "params": params,
+        "result": spec.result.model_json_schema(),
+    }
 
 
 def _type_name(prop: dict) -> str:
@@ -60,7 +79,9 @@ def command(ctx: click.Context, output: str) -> None:
 
     specs = registry().values()
     if output == "table":
-        click.echo(table(["PROBE", "MUTATING", "SUMMARY"], [[s.name, "yes" if s.mutating else "no", s.summary] for s in specs]))
+        click.echo(
+            table(["PROBE", "MUTATING", "SUMMARY"], [[s.name, "yes" if s.mutating else "no", s.summary] for s in specs])
+        )
     else:
         emit_document({"probes": [describe(s) for s in specs]}, output)
 
@@ -80,8 +101,10 @@ def show(name: str, output: str) -> None:
         emit_document(doc, output)
         return
     click.echo(f"{spec.name}: {spec.summary}")
-    click.echo(f"mutating: {'yes (needs policy.allow_mutating on the agent)' if spec.mutating else 'no'}; "
-               f"longest deadline: {spec.max_timeout_s:g} s" + (f"; runs: {', '.join(spec.tools)}" if spec.tools else ""))  # fmt: skip
+    click.echo(
+        f"mutating: {'yes (needs policy.allow_mutating on the agent)' if spec.mutating else 'no'}; "
+        f"longest deadline: {spec.max_timeout_s:g} s" + (f"; runs: {', '.join(spec.tools)}" if spec.tools else "")
+    )
     click.echo("\nparameters:")
     rows = []
     for p in doc["params"]:
@@ -92,4 +115,9 @@ def show(name: str, output: str) -> None:
     click.echo("\nresult fields:")
     schema = doc["result"]
     fields = schema.get("properties", {})
-    click.echo(table(["FIELD", "TYPE"], [[k, v.get("type", v.get("$ref", "object").rsplit("/", 1)[-1])] for k, v in fields.items()]))
+    click.echo(
+        table(
+            ["FIELD", "TYPE"],
+            [[k, v.get("type", v.get("$ref", "object").rsplit("/", 1)[-1])] for k, v in fields.items()],
+        )
+    )

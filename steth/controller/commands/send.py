@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from steth.controller.options import Invocation, gathering_command
-from steth.controller.output import emit_gathered, emit_footer, fmt, table
+from steth.controller.output import emit_footer, emit_gathered, fmt, table
 from steth.controller.params import collect, params_options
 from steth.schemas.probes.send import SendParams
 
@@ -26,10 +26,23 @@ def render(gathered) -> str:
             elif r.get("answered_mac"):
                 detail = f"is-at {r['answered_mac']}"
             first = i == 0
-            rows.append([node.node if first else "", node.status.value if first else "", sent if first else "",
-                         fmt(r.get("kind")), fmt(r.get("from_ip")), fmt(r.get("from_mac")), fmt(r.get("vlan")),
-                         fmt(r.get("delay_ms"), "ms"), detail or ("-" if r else ""), node.message if first else ""])  # fmt: skip
-    return table(["NODE", "STATUS", "SENT", "REPLY", "FROM IP", "FROM MAC", "VLAN", "DELAY MS", "DETAIL", "MESSAGE"], rows)
+            rows.append(
+                [
+                    node.node if first else "",
+                    node.status.value if first else "",
+                    sent if first else "",
+                    fmt(r.get("kind")),
+                    fmt(r.get("from_ip")),
+                    fmt(r.get("from_mac")),
+                    fmt(r.get("vlan")),
+                    fmt(r.get("delay_ms"), "ms"),
+                    detail or ("-" if r else ""),
+                    node.message if first else "",
+                ]
+            )
+    return table(
+        ["NODE", "STATUS", "SENT", "REPLY", "FROM IP", "FROM MAC", "VLAN", "DELAY MS", "DETAIL", "MESSAGE"], rows
+    )
 
 
 @click.command("send")

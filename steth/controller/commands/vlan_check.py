@@ -21,19 +21,28 @@ def build_pairs(gathered, nodes: list[str], vlans: list[int]) -> list[dict]:
     pairs = []
     for vlan in vlans:
         for receiver in nodes:
-            rows = {(r["vlan"], r["peer"]): r for r in ((by_node.get(receiver) and by_node[receiver].result) or {}).get("rows", [])}
+            rows = {
+                (r["vlan"], r["peer"]): r
+                for r in ((by_node.get(receiver) and by_node[receiver].result) or {}).get("rows", [])
+            }
             for sender in nodes:
                 if sender == receiver:
                     continue
                 pair = {"vlan": vlan, "from": sender, "to": receiver, "result": "unknown", "frames": None, "detail": ""}
                 ends = [by_node.get(sender), by_node.get(receiver)]
                 if any(e is None or e.status not in RAN for e in ends):
-                    pair["detail"] = "; ".join(f"{e.node} {e.status.value}" for e in ends if e is not None and e.status not in RAN)
+                    pair["detail"] = "; ".join(
+                        f"{e.node} {e.status.value}" for e in ends if e is not None and e.status not in RAN
+                    )
                 else:
                     row = rows.get((vlan, sender))
                     late = _late(by_node[receiver].result, by_node[sender].result)
                     if row is not None and not (late and not row["passed"]):
-                        pair.update(result="passed" if row["passed"] else "lost", frames=row["frames"], detail=row.get("detail", ""))
+                        pair.update(
+                            result="passed" if row["passed"] else "lost",
+                            frames=row["frames"],
+                            detail=row.get("detail", ""),
+                        )
                     elif late:  # no frame, but the receiver was not listening yet when they were sent
                         pair["detail"] = f"{receiver} listened {late:.2f} s too late: raise --send-delay"
                 pairs.append(pair)
@@ -86,7 +95,9 @@ def render(pairs: list[dict], nodes: list[str], vlans: list[int]) -> str:
     head = ""
     if len(vlans) > MATRIX_MAX_VLANS:
         clean = {p["vlan"] for p in pairs} - {p["vlan"] for p in pairs if p["result"] != "passed"}
-        head = f"{len(clean)} of {len(vlans)} VLANs pass between every pair" + ("; the others:\n" if len(clean) < len(vlans) else "")
+        head = f"{len(clean)} of {len(vlans)} VLANs pass between every pair" + (
+            "; the others:\n" if len(clean) < len(vlans) else ""
+        )
         vlans = [v for v in vlans if v not in clean]
         if not vlans:
             return head
@@ -99,7 +110,13 @@ def render(pairs: list[dict], nodes: list[str], vlans: list[int]) -> str:
         mine = [cell[(v, s, r)] for s, r in ordered]
         passed = sum(p["result"] == "passed" for p in mine)
         lost = [f"{p['from']}>{p['to']}" for p in mine if p["result"] == "lost"]
-        rows.append([str(v), f"{passed}/{len(mine)}", ", ".join(lost[:6]) + (f" (+{len(lost) - 6})" if len(lost) > 6 else "") or "-"])
+        rows.append(
+            [
+                str(v),
+                f"{passed}/{len(mine)}",
+                ", ".join(lost[:6]) + (f" (+{len(lost) - 6})" if len(lost) > 6 else "") or "-",
+            ]
+        )
     return head + table(["VLAN", "PASSED", "LOST (FROM>TO)"], rows)
 
 
@@ -136,13 +153,21 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
             missing = [n for n in inv.selection.nodes if n not in present]
             if missing:
                 raise UsageError(f"not in presence: {', '.join(missing)}")
-            chosen = sorted(n for n, p in present.items() if inv.selection.matches(p.info) and (n in inv.selection.nodes or p.alive))
+            chosen = sorted(
+                n for n, p in present.items() if inv.selection.matches(p.info) and (n in inv.selection.nodes or p.alive)
+            )
             if len(chosen) < 2:
-                raise UsageError(f"a VLAN check needs at least two present nodes; selected: {', '.join(chosen) or 'none'}")
+                raise UsageError(
+                    f"a VLAN check needs at least two present nodes; selected: {', '.join(chosen) or 'none'}"
+                )
             params = collect(VlanCheckParams, options, vlans=vlans, nodes=chosen, token=secrets.token_hex(6))
             args = wire_args(params)
-            gathered = await s.run("vlan-check", inv.selection, inv.timeout_or(spec.timeout_for(params)),
-                                   per_node_args={n: args for n in chosen})  # fmt: skip
+            gathered = await s.run(
+                "vlan-check",
+                inv.selection,
+                inv.timeout_or(spec.timeout_for(params)),
+                per_node_args={n: args for n in chosen},
+            )
             return gathered, chosen
 
     gathered, chosen = run_async(go())

@@ -14,8 +14,17 @@ from steth.controller.options import run_async
 @click.argument("server")
 @click.option("--port", "port_ids", multiple=True, metavar="PORT_ID", help="Only this port of the server (repeatable).")
 @options
-def command(server: str, port_ids: tuple[str, ...], listen_s: float, no_inject: bool, os_cloud: str | None,
-            os_api_timeout: float, output: str | None = None, timeout: float | None = None, _debug: bool = False) -> None:  # fmt: skip
+def command(
+    server: str,
+    port_ids: tuple[str, ...],
+    listen_s: float,
+    no_inject: bool,
+    os_cloud: str | None,
+    os_api_timeout: float,
+    output: str | None = None,
+    timeout: float | None = None,
+    _debug: bool = False,
+) -> None:
     """Check a server's ports end to end (port-check for each, all at once); name the first failing hop.
 
     SERVER is a Nova server name or id. The server's host (OS-EXT-SRV-ATTR:host) must match each port's
@@ -45,10 +54,16 @@ def command(server: str, port_ids: tuple[str, ...], listen_s: float, no_inject: 
         raise UsageError(f"server {srv.name or srv.id} has no Neutron port")
     contexts = [resolve(os_inv, p.id, server_host=srv.host) for p in ports]
     openstack_s = time.monotonic() - started
-    subject = {"server": f"{srv.name} ({srv.id})", "host": srv.host or "?", "status": srv.status,
-               "ports": ", ".join(p.id for p in ports)}  # fmt: skip
+    subject = {
+        "server": f"{srv.name} ({srv.id})",
+        "host": srv.host or "?",
+        "status": srv.status,
+        "ports": ", ".join(p.id for p in ports),
+    }
     for c in contexts:
-        subject[f"port {c.port.id[:8]}"] = f"{c.port.mac} {', '.join(c.port.addresses)} on {c.host}, network {c.network.name or c.network.id}"
+        subject[f"port {c.port.id[:8]}"] = (
+            f"{c.port.mac} {', '.join(c.port.addresses)} on {c.host}, network {c.network.name or c.network.id}"
+        )
     diag = run_async(check_ports(inv, contexts, listen_s, not no_inject, inv.timeout, "vm-check", subject))
     diag.started = started
     diag.timings = {"openstack": openstack_s, **diag.timings}

@@ -9,16 +9,25 @@ import click
 
 from steth.controller.options import Invocation, run_async
 from steth.controller.results_view import (
-    LINE_HEADERS, as_dict, check_probe, decode, exit_code, footer, line_cells, results_command, selected,
+    LINE_HEADERS,
+    as_dict,
+    check_probe,
+    decode,
+    exit_code,
+    footer,
+    line_cells,
+    results_command,
+    selected,
     subject_filter,
-)  # fmt: skip
+)
 
 
 @click.command("watch")
 @click.option("--probe", metavar="NAME", help="Only results of this probe.")
-@click.option("--schedule", metavar="NAME", help="Only results of this schedule (\"mesh\" for the mesh).")
-@click.option("--duration", type=click.FloatRange(0.1, 86400), metavar="S",
-              help="Stop after S seconds (default: until Ctrl-C).")  # fmt: skip
+@click.option("--schedule", metavar="NAME", help='Only results of this schedule ("mesh" for the mesh).')
+@click.option(
+    "--duration", type=click.FloatRange(0.1, 86400), metavar="S", help="Stop after S seconds (default: until Ctrl-C)."
+)
 @results_command
 def command(inv: Invocation, probe: str | None, schedule: str | None, duration: float | None) -> None:
     """Show scheduled results live, as the agents publish them.
@@ -63,7 +72,7 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, duration: 
             sub = await s.nc.subscribe(subject, cb=on_result)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=duration)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 await sub.unsubscribe()
@@ -79,4 +88,4 @@ WIDTHS = (8, 16, 12, 8, 8, 8)
 
 
 def _line(cells: list[str]) -> str:
-    return "  ".join([*(c.ljust(w) for c, w in zip(cells, WIDTHS)), *cells[len(WIDTHS):]]).rstrip()
+    return "  ".join([*(c.ljust(w) for c, w in zip(cells, WIDTHS)), *cells[len(WIDTHS) :]]).rstrip()

@@ -15,7 +15,7 @@ class AddressParams(Params):
     max_namespaces: int = Field(500, ge=1, le=5000, description="with --all-netns, search at most this many")
 
     @model_validator(mode="after")
-    def _one_scope(self) -> "AddressParams":
+    def _one_scope(self) -> AddressParams:
         if self.netns and self.all_netns:
             raise ValueError("give netns or all_netns, not both")
         return self
@@ -43,7 +43,11 @@ SPEC = ProbeSpec(
     result=AddressResult,
     max_timeout_s=60,
     rows_key="holdings",
-    columns=(Column("ADDRESS", "address"), Column("NETNS", "netns"), Column("INTERFACE", "interface"),
-             Column("PREFIX", "prefixlen")),  # fmt: skip
+    columns=(
+        Column("ADDRESS", "address"),
+        Column("NETNS", "netns"),
+        Column("INTERFACE", "interface"),
+        Column("PREFIX", "prefixlen"),
+    ),
     tools=("ip -j addr show (iproute2)",),
 )

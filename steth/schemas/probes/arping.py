@@ -45,8 +45,14 @@ SPEC = ProbeSpec(
     params=ArpingParams,
     result=ArpingResult,
     max_timeout_s=120,
-    columns=(Column("TARGET", "target"), Column("IFACE", "interface"), Column("SENT", "sent"),
-             Column("RECV", "received"), Column("MACS", "macs"), Column("AVG", "rtt_avg_ms", "ms"),
-             Column("ERROR", "error")),  # fmt: skip
+    columns=(
+        Column("TARGET", "target"),
+        Column("IFACE", "interface"),
+        Column("SENT", "sent"),
+        Column("RECV", "received"),
+        Column("MACS", "macs"),
+        Column("AVG", "rtt_avg_ms", "ms"),
+        Column("ERROR", "error"),
+    ),
     tools=("arping (iputils or Thomas Habets' arping)",),
 )

@@ -47,7 +47,9 @@ class CaptureParams(Params):
     count: int = Field(100, ge=1, le=100_000, description="stop after this many packets")
     duration_s: float = Field(10.0, ge=0.1, le=300.0, description="stop after this many seconds")
     snaplen_bytes: int = Field(65535, ge=64, le=65535, description="bytes kept of each packet")
-    max_pcap_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="stop when the pcap reaches this size")
+    max_pcap_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="stop when the pcap reaches this size"
+    )
     lines: int = Field(200, ge=0, le=2000, description="one-line packet summaries returned (the pcap keeps all)")
     write: bool = Field(False, description="keep the pcap on the node for capture-fetch")
     keep_s: float = Field(300.0, ge=10.0, le=3600.0, description="how long a kept pcap waits to be fetched")

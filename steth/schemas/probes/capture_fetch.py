@@ -40,7 +40,12 @@ SPEC = ProbeSpec(
     params=CaptureFetchParams,
     result=CaptureFetchResult,
     max_timeout_s=30,
-    columns=(Column("CAPTURE", "capture_id"), Column("OFFSET", "offset_bytes"), Column("LENGTH", "length_bytes"),
-             Column("SIZE", "size_bytes", "bytes"), Column("EOF", "eof")),  # fmt: skip
+    columns=(
+        Column("CAPTURE", "capture_id"),
+        Column("OFFSET", "offset_bytes"),
+        Column("LENGTH", "length_bytes"),
+        Column("SIZE", "size_bytes", "bytes"),
+        Column("EOF", "eof"),
+    ),
     tools=(),
 )

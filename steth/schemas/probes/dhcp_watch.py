@@ -22,18 +22,27 @@ from steth.schemas.types import InterfaceName, Params, Result
 class DhcpWatchParams(Params):
     mac: MacAddress = Field(description="the client MAC (BOOTP chaddr) to follow")
     interfaces: list[InterfaceName] = Field(default_factory=list, max_length=16, description="interfaces to listen on")
-    uplink_bridges: list[InterfaceName] = Field(default_factory=list, max_length=4,
-                                                description="also listen on these OVS bridges' uplinks (ports neither patch nor internal)")
+    uplink_bridges: list[InterfaceName] = Field(
+        default_factory=list,
+        max_length=4,
+        description="also listen on these OVS bridges' uplinks (ports neither patch nor internal)",
+    )
     listen_s: float = Field(4.0, ge=0.5, le=30.0, description="how long to listen")
-    inject: Literal["none", "send", "ovs"] = Field("none", description="inject a DISCOVER: send on inject_port, or ovs packet-out from it")
-    inject_port: InterfaceName | None = Field(None, description="the interface (send) or OVS port (ovs) the DISCOVER comes from")
+    inject: Literal["none", "send", "ovs"] = Field(
+        "none", description="inject a DISCOVER: send on inject_port, or ovs packet-out from it"
+    )
+    inject_port: InterfaceName | None = Field(
+        None, description="the interface (send) or OVS port (ovs) the DISCOVER comes from"
+    )
     bridge: InterfaceName = Field("br-int", description="the bridge of inject_port (ovs injection)")
-    inject_delay_s: float = Field(1.5, ge=0.0, le=10.0, description="wait this long after listening starts (peers start listening too)")
+    inject_delay_s: float = Field(
+        1.5, ge=0.0, le=10.0, description="wait this long after listening starts (peers start listening too)"
+    )
     inject_count: int = Field(3, ge=1, le=5, description="DISCOVERs to inject, 0.4 s apart")
     xid: int = Field(0, ge=0, le=0xFFFFFFFF, description="transaction id of the injected DISCOVER (0: random)")
 
     @model_validator(mode="after")
-    def _inject(self) -> "DhcpWatchParams":
+    def _inject(self) -> DhcpWatchParams:
         if self.inject != "none" and not self.inject_port:
             raise ValueError("injection needs inject_port")
         if not self.interfaces and not self.uplink_bridges:
@@ -83,8 +92,14 @@ SPEC = ProbeSpec(
     result=DhcpWatchResult,
     max_timeout_s=45,
     rows_key="hops",
-    columns=(Column("IFACE", "interface"), Column("ROLE", "role"), Column("DISCOVER", "discover"),
-             Column("OFFER", "offer"), Column("VLANS", "vlans"), Column("ERROR", "error")),  # fmt: skip
+    columns=(
+        Column("IFACE", "interface"),
+        Column("ROLE", "role"),
+        Column("DISCOVER", "discover"),
+        Column("OFFER", "offer"),
+        Column("VLANS", "vlans"),
+        Column("ERROR", "error"),
+    ),
     tools=("scapy (child process)", "ovs-vsctl, ovs-ofctl packet-out (ovs injection)"),
     description="Injection needs the agent's mutating policy; without it the probe listens only.",
 )

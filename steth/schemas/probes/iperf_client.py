@@ -13,14 +13,20 @@ from steth.schemas.types import IPAddress, Params, Result
 class IperfClientParams(Params):
     server: IPAddress = Field(description="the iperf3 server's address")
     port: int = Field(5201, ge=1024, le=65535, description="the iperf3 server's port")
-    protocol: Literal["tcp", "udp"] = Field("tcp", description="TCP, or UDP (set --bitrate: iperf3's UDP default is 1 Mbit/s)")
+    protocol: Literal["tcp", "udp"] = Field(
+        "tcp", description="TCP, or UDP (set --bitrate: iperf3's UDP default is 1 Mbit/s)"
+    )
     duration_s: float = Field(5.0, ge=1.0, le=300.0, description="seconds to send")
     omit_s: float = Field(0.0, ge=0.0, le=10.0, description="leave out the first seconds (TCP slow start)")
     parallel: int = Field(1, ge=1, le=16, description="parallel streams")
-    bitrate_bps: int | None = Field(None, ge=1000, le=400_000_000_000, description="target bits/s per stream (UDP: default 1M)")
+    bitrate_bps: int | None = Field(
+        None, ge=1000, le=400_000_000_000, description="target bits/s per stream (UDP: default 1M)"
+    )
     reverse: bool = Field(False, description="the server sends, the client receives")
     bind: IPAddress | None = Field(None, description="send from this local address")
-    min_bps: float | None = Field(None, ge=0, le=400_000_000_000, description="received bits/s below which the test is a finding")
+    min_bps: float | None = Field(
+        None, ge=0, le=400_000_000_000, description="received bits/s below which the test is a finding"
+    )
 
     def expected_duration_s(self) -> float:
         return self.duration_s + self.omit_s + 2.0  # connect, and the end-of-test exchange
@@ -52,9 +58,14 @@ SPEC = ProbeSpec(
     result=IperfClientResult,
     max_timeout_s=330,
     columns=(
-        Column("SERVER", "server"), Column("PROTO", "protocol"), Column("SENT", "sent_bps", "bps"),
-        Column("RECEIVED", "received_bps", "bps"), Column("RETR", "retransmits"),
-        Column("JITTER", "jitter_ms", "ms"), Column("LOSS", "loss", "ratio"), Column("ERROR", "error"),
-    ),  # fmt: skip
+        Column("SERVER", "server"),
+        Column("PROTO", "protocol"),
+        Column("SENT", "sent_bps", "bps"),
+        Column("RECEIVED", "received_bps", "bps"),
+        Column("RETR", "retransmits"),
+        Column("JITTER", "jitter_ms", "ms"),
+        Column("LOSS", "loss", "ratio"),
+        Column("ERROR", "error"),
+    ),
     tools=("iperf3 -c -J (3.x)",),
 )

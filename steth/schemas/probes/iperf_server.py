@@ -36,7 +36,11 @@ SPEC = ProbeSpec(
     params=IperfServerParams,
     result=IperfServerResult,
     max_timeout_s=15,
-    columns=(Column("JOB", "job_id"), Column("ADDRESS", "address"), Column("PORT", "port"),
-             Column("LIFETIME", "lifetime_s", "s")),  # fmt: skip
+    columns=(
+        Column("JOB", "job_id"),
+        Column("ADDRESS", "address"),
+        Column("PORT", "port"),
+        Column("LIFETIME", "lifetime_s", "s"),
+    ),
     tools=("iperf3 -s -1 (3.x)", "timeout (coreutils)"),
 )

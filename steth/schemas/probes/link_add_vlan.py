@@ -22,7 +22,7 @@ class LinkAddVlanParams(Params):
     ttl_s: float = Field(3600.0, ge=1.0, le=86400.0, description="remove the subinterface after this many seconds")
 
     @model_validator(mode="after")
-    def _name(self) -> "LinkAddVlanParams":
+    def _name(self) -> LinkAddVlanParams:
         if self.name is None:
             name = f"{self.parent}.{self.vlan_id}"
             if len(name) > 15:

@@ -47,7 +47,7 @@ class LinkSetupParams(Params):
     check_count: int = Field(3, ge=1, le=50, description="echo requests of the check")
 
     @model_validator(mode="after")
-    def _shape(self) -> "LinkSetupParams":
+    def _shape(self) -> LinkSetupParams:
         if self.kind == "macvlan" and not self.parent:
             raise ValueError("a macvlan needs --parent")
         if self.kind != "macvlan" and self.parent:
@@ -89,9 +89,14 @@ class LinkResult(Result):
 
 
 LINK_COLUMNS = (
-    Column("LINK", "name"), Column("KIND", "kind"), Column("ACTION", "action"), Column("ADDRESSES", "addresses"),
-    Column("UP", "up"), Column("ALIAS", "alias"), Column("ERROR", "error"),
-)  # fmt: skip
+    Column("LINK", "name"),
+    Column("KIND", "kind"),
+    Column("ACTION", "action"),
+    Column("ADDRESSES", "addresses"),
+    Column("UP", "up"),
+    Column("ALIAS", "alias"),
+    Column("ERROR", "error"),
+)
 
 SPEC = ProbeSpec(
     name="link-setup",

@@ -14,7 +14,7 @@ class LinkTeardownParams(Params):
     all_marked: bool = Field(False, description="remove every steth-marked link on the node")
 
     @model_validator(mode="after")
-    def _one_way(self) -> "LinkTeardownParams":
+    def _one_way(self) -> LinkTeardownParams:
         if bool(self.names) == self.all_marked:
             raise ValueError("name the links to remove, or ask for all steth-marked links (not both)")
         return self

@@ -31,15 +31,28 @@ class HostEntry(Params):
 
 class NeutronNsParams(Params):
     netns: NetnsName = Field(description="the namespace, e.g. qdhcp-<network id> or qrouter-<router id>")
-    expect_addresses: list[IPAddress] = Field(default_factory=list, max_length=16, description="addresses that must be on its interfaces")
+    expect_addresses: list[IPAddress] = Field(
+        default_factory=list, max_length=16, description="addresses that must be on its interfaces"
+    )
     dnsmasq: bool = Field(False, description="a dnsmasq must run in the namespace")
-    host_entries: list[HostEntry] = Field(default_factory=list, max_length=64, description="MAC,address pairs dnsmasq's host file must hold")
-    arping: list[Annotated[IPAddress, AfterValidator(_v4)]] = Field(default_factory=list, max_length=8, description="addresses ARP must reach from the namespace")
-    ping_size_bytes: int | None = Field(None, ge=68, le=9216, description="don't-fragment ping of this packet size (IP header included) to each arping target")
+    host_entries: list[HostEntry] = Field(
+        default_factory=list, max_length=64, description="MAC,address pairs dnsmasq's host file must hold"
+    )
+    arping: list[Annotated[IPAddress, AfterValidator(_v4)]] = Field(
+        default_factory=list, max_length=8, description="addresses ARP must reach from the namespace"
+    )
+    ping_size_bytes: int | None = Field(
+        None,
+        ge=68,
+        le=9216,
+        description="don't-fragment ping of this packet size (IP header included) to each arping target",
+    )
     count: int = Field(2, ge=1, le=10, description="ARP requests and pings per target")
 
     def expected_duration_s(self) -> float:
-        return 1.0 + (self.count + 1.0 if self.arping else 0.0) + (self.count * 0.2 + 1.0 if self.ping_size_bytes else 0.0)
+        return (
+            1.0 + (self.count + 1.0 if self.arping else 0.0) + (self.count * 0.2 + 1.0 if self.ping_size_bytes else 0.0)
+        )
 
 
 class NsInterface(Result):

@@ -46,11 +46,16 @@ OvsDb = Annotated[str, AfterValidator(_db)]
 class OvsParams(Params):
     view: Literal["bridges", "ports", "port", "check"] = Field("ports", description="what to list or check")
     bridge: InterfaceName | None = Field(None, description="only this bridge (check: it must exist)")
-    ports: list[InterfaceName] = Field(default_factory=list, max_length=256, description="ports to show (port) or that must exist (check)")
-    db: OvsDb | None = Field(None, description="OVSDB socket: unix:/path or tcp:IP:PORT (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)")
+    ports: list[InterfaceName] = Field(
+        default_factory=list, max_length=256, description="ports to show (port) or that must exist (check)"
+    )
+    db: OvsDb | None = Field(
+        None,
+        description="OVSDB socket: unix:/path or tcp:IP:PORT (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)",
+    )
 
     @model_validator(mode="after")
-    def _view(self) -> "OvsParams":
+    def _view(self) -> OvsParams:
         if self.view == "port" and len(self.ports) != 1:
             raise ValueError("view port takes exactly one port name")
         return self

@@ -13,7 +13,9 @@ from steth.schemas.types import InterfaceName, Params, Result
 
 class OvsUplinksParams(Params):
     bridges: list[InterfaceName] = Field(min_length=1, max_length=8, description="OVS bridges to look at")
-    db: OvsDb | None = Field(None, description="OVSDB socket (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)")
+    db: OvsDb | None = Field(
+        None, description="OVSDB socket (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)"
+    )
 
 
 class Uplink(Result):
@@ -38,7 +40,13 @@ SPEC = ProbeSpec(
     result=OvsUplinksResult,
     max_timeout_s=20,
     rows_key="uplinks",
-    columns=(Column("BRIDGE", "bridge"), Column("UPLINK", "interface"), Column("TYPE", "type"), Column("OFPORT", "ofport"),
-             Column("LINK", "link_state"), Column("TRUNKS", "trunks")),  # fmt: skip
+    columns=(
+        Column("BRIDGE", "bridge"),
+        Column("UPLINK", "interface"),
+        Column("TYPE", "type"),
+        Column("OFPORT", "ofport"),
+        Column("LINK", "link_state"),
+        Column("TRUNKS", "trunks"),
+    ),
     tools=("ovs-vsctl",),
 )

@@ -7,7 +7,6 @@ from pydantic import Field, model_validator
 from steth.schemas.probe import Column, ProbeSpec
 from steth.schemas.types import InterfaceName, IPAddress, NetnsName, Params, Result
 
-
 MAX_RUN_S = 480
 
 
@@ -22,7 +21,7 @@ class PingParams(Params):
     netns: NetnsName | None = Field(None, description="run inside this network namespace on the node")
 
     @model_validator(mode="after")
-    def _fits_the_longest_deadline(self) -> "PingParams":
+    def _fits_the_longest_deadline(self) -> PingParams:
         # SPEC.max_timeout_s (600 s) must cover count x interval with the deadline's margin.
         if self.count * self.interval_s > MAX_RUN_S:
             raise ValueError(f"count x interval is {self.count * self.interval_s:g} s; at most {MAX_RUN_S} s per run")

@@ -45,13 +45,17 @@ class SendParams(Params):
     interface: InterfaceName = Field(description="send and listen on this interface")
     packet: Literal["dhcp-discover", "arp-request", "icmp-echo", "tcp-syn", "udp"] = Field(description="what to send")
     vlan: int | None = Field(None, ge=1, le=4094, description="tag the frame with this 802.1Q VLAN")
-    src_mac: MacAddress | None = Field(None, description="source MAC (another than the interface's needs the mutating policy)")
+    src_mac: MacAddress | None = Field(
+        None, description="source MAC (another than the interface's needs the mutating policy)"
+    )
     dst: IPv4Address | None = Field(None, description="destination address (all but dhcp-discover)")
-    port: int | None = Field(None, ge=1, le=65535, description="destination port for tcp-syn (default 80) and udp (default 53)")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="destination port for tcp-syn (default 80) and udp (default 53)"
+    )
     listen_s: float = Field(2.0, ge=0.1, le=30.0, description="listen this long for replies")
 
     @model_validator(mode="after")
-    def _fits_packet(self) -> "SendParams":
+    def _fits_packet(self) -> SendParams:
         if self.packet == "dhcp-discover" and self.dst:
             raise ValueError("dhcp-discover is broadcast: no dst")
         if self.packet != "dhcp-discover" and not self.dst:

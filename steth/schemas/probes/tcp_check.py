@@ -72,7 +72,12 @@ SPEC = ProbeSpec(
     result=TcpCheckResult,
     max_timeout_s=60,
     rows_key="targets",
-    columns=(Column("TARGET", "target"), Column("ADDRESS", "address"), Column("CONNECTED", "connected"),
-             Column("CONNECT", "connect_ms", "ms"), Column("ERROR", "error")),  # fmt: skip
+    columns=(
+        Column("TARGET", "target"),
+        Column("ADDRESS", "address"),
+        Column("CONNECTED", "connected"),
+        Column("CONNECT", "connect_ms", "ms"),
+        Column("ERROR", "error"),
+    ),
     tools=("python asyncio (in a namespace: ip netns exec NS python -m steth.agent.tools.tcpconnect)",),
 )

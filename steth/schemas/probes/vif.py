@@ -21,9 +21,13 @@ class VifParams(Params):
     port_id: PortId = Field(description="Neutron port id (external_ids:iface-id on br-int)")
     mac: MacAddress | None = Field(None, description="the port's MAC (external_ids:attached-mac must match)")
     bridge: InterfaceName = Field("br-int", description="the integration bridge")
-    expect_mtu_bytes: int | None = Field(None, ge=68, le=65535, description="every device of the chain needs at least this MTU")
+    expect_mtu_bytes: int | None = Field(
+        None, ge=68, le=65535, description="every device of the chain needs at least this MTU"
+    )
     expect_hybrid: bool | None = Field(None, description="what binding:vif_details ovs_hybrid_plug says")
-    db: OvsDb | None = Field(None, description="OVSDB socket (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)")
+    db: OvsDb | None = Field(
+        None, description="OVSDB socket (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)"
+    )
 
     def expected_duration_s(self) -> float:
         return 1.5

@@ -56,16 +56,25 @@ def parse_vlans(text: str) -> list[int]:
 class VlanCheckParams(Params):
     interface: InterfaceName = Field(description="the trunk interface to send and listen on")
     vlans: list[VlanId] = Field(min_length=1, max_length=MAX_VLANS, description="VLAN ids to check (1..4094)")
-    mode: Literal["frames", "subinterface"] = Field("frames", description="frames: tagged frames, changes nothing; subinterface: VLAN interfaces and ping (mutating, needs 802.1Q)")
-    nodes: list[NodeName] = Field(default_factory=list, max_length=256, description="every node taking part (set by the controller)")
-    token: str = Field("", pattern=r"^[a-f0-9]{0,32}$", description="per-request token carried by the frames (set by the controller)")
+    mode: Literal["frames", "subinterface"] = Field(
+        "frames",
+        description="frames: tagged frames, changes nothing; subinterface: VLAN interfaces and ping (mutating, needs 802.1Q)",
+    )
+    nodes: list[NodeName] = Field(
+        default_factory=list, max_length=256, description="every node taking part (set by the controller)"
+    )
+    token: str = Field(
+        "", pattern=r"^[a-f0-9]{0,32}$", description="per-request token carried by the frames (set by the controller)"
+    )
     frames: int = Field(3, ge=1, le=20, description="frames (or pings) per VLAN")
     send_delay_s: float = Field(1.5, ge=0.2, le=10.0, description="wait before sending, so that every peer listens")
     listen_s: float = Field(1.0, ge=0.2, le=30.0, description="keep listening this long after sending")
-    cidr: Ipv4Network | None = Field(None, description="subinterface mode: addresses for the VLAN interfaces (node k gets host k)")
+    cidr: Ipv4Network | None = Field(
+        None, description="subinterface mode: addresses for the VLAN interfaces (node k gets host k)"
+    )
 
     @model_validator(mode="after")
-    def _mode(self) -> "VlanCheckParams":
+    def _mode(self) -> VlanCheckParams:
         if self.mode == "subinterface":
             if not self.cidr:
                 raise ValueError("subinterface mode needs cidr")

@@ -30,8 +30,11 @@ def ns(name: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess
 
 
 def iperf(name: str, *client_args: str, port: int = 5201) -> None:
-    server = subprocess.Popen(["ip", "netns", "exec", B, "iperf3", "-s", "-1", "-B", ADDR_B, "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", B, "iperf3", "-s", "-1", "-B", ADDR_B, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(0.3)
     argv = ["iperf3", "-c", ADDR_B, "-p", str(port), "-J", *client_args]
     done = ns(A, *argv, check=False)
@@ -64,9 +67,31 @@ def main() -> None:
 
         folder = Path(tempfile.mkdtemp())
         pcap = folder / "icmp.pcap"
-        dump = subprocess.Popen(["ip", "netns", "exec", A, "tcpdump", "-i", "h5tva", "-n", "-U", "--immediate-mode",
-                                 "-Z", "root", "-c", "100", "-w", str(pcap), "--", "icmp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        dump = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                A,
+                "tcpdump",
+                "-i",
+                "h5tva",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-Z",
+                "root",
+                "-c",
+                "100",
+                "-w",
+                str(pcap),
+                "--",
+                "icmp",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(1.0)
         ns(B, "ping", "-c", "5", "-i", "0.05", "-q", ADDR_A)
         time.sleep(0.3)
