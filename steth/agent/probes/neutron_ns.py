@@ -11,9 +11,10 @@ from pathlib import Path
 from steth.agent import procs
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
 from steth.agent.probes import arping as arping_probe
+from steth.schemas.checks import CheckRow
 from steth.schemas.envelope import Status
 from steth.schemas.probes.arping import ArpingParams
-from steth.schemas.probes.neutron_ns import NeutronNsParams, NeutronNsResult, NsCheck, NsInterface
+from steth.schemas.probes.neutron_ns import NeutronNsParams, NeutronNsResult, NsInterface
 
 NETNS_DIR = Path("/run/netns")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -80,16 +81,18 @@ def iface_for(target: str, interfaces: list[NsInterface]) -> str | None:
     return interfaces[0].name if interfaces else None
 
 
-async def _arping(ctx: ProbeContext, p: NeutronNsParams, target: str, iface: str) -> NsCheck:
+async def _arping(ctx: ProbeContext, p: NeutronNsParams, target: str, iface: str) -> CheckRow:
     params = ArpingParams(target=target, interface=iface, count=p.count, netns=p.netns)
     kind = await arping_probe.variant(ctx)
     done = await procs.run(arping_probe.arping_argv(kind, params), timeout=ctx.remaining(0.2), netns=p.netns)
     row = arping_probe.parse_arping(kind, params, done.stdout, done.stderr, done.returncode)
     if row.error and row.sent == 0:
-        return NsCheck(check="arping", target=target, ok=False, detail=f"arping failed: {row.error}")
+        return CheckRow(check="arping", target=target, ok=False, detail=f"arping failed: {row.error}")
     if row.received == 0:
-        return NsCheck(check="arping", target=target, ok=False, detail=f"no ARP reply on {iface} ({row.sent} sent)")
-    return NsCheck(check="arping", target=target, detail=f"{row.received}/{row.sent} replies from {','.join(row.macs)}")
+        return CheckRow(check="arping", target=target, ok=False, detail=f"no ARP reply on {iface} ({row.sent} sent)")
+    return CheckRow(
+        check="arping", target=target, detail=f"{row.received}/{row.sent} replies from {','.join(row.macs)}"
+    )
 
 
 async def _ping(ctx: ProbeContext, p: NeutronNsParams, target: str, payload: int) -> tuple[int, int, str]:
@@ -100,20 +103,20 @@ async def _ping(ctx: ProbeContext, p: NeutronNsParams, target: str, payload: int
     return (int(m.group(1)), int(m.group(2)), err) if m else (0, 0, err or f"ping exited {done.returncode}")
 
 
-async def _ping_df(ctx: ProbeContext, p: NeutronNsParams, target: str) -> NsCheck:
+async def _ping_df(ctx: ProbeContext, p: NeutronNsParams, target: str) -> CheckRow:
     """A don't-fragment ping of the full size, and a small one beside it: only big ones lost is an MTU problem."""
     size = p.ping_size_bytes or 0
     (sent, got, err), (_, small, _) = await asyncio.gather(_ping(ctx, p, target, size - 28), _ping(ctx, p, target, 56))
     if got > 0:
-        return NsCheck(check="mtu", target=target, detail=f"{size}-byte don't-fragment packets pass ({got}/{sent})")
+        return CheckRow(check="mtu", target=target, detail=f"{size}-byte don't-fragment packets pass ({got}/{sent})")
     if small > 0:
-        return NsCheck(
+        return CheckRow(
             check="mtu",
             target=target,
             ok=False,
             detail=f"{size}-byte don't-fragment packets are lost while small ones pass" + (f" ({err})" if err else ""),
         )
-    return NsCheck(check="mtu", target=target, ok=False, detail="no echo reply at all" + (f" ({err})" if err else ""))
+    return CheckRow(check="mtu", target=target, ok=False, detail="no echo reply at all" + (f" ({err})" if err else ""))
 
 
 async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
@@ -122,7 +125,7 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
     res.exists = (NETNS_DIR / params.netns).exists()
     if not res.exists:
         checks.append(
-            NsCheck(check="netns", target=params.netns, ok=False, detail="namespace does not exist on this node")
+            CheckRow(check="netns", target=params.netns, ok=False, detail="namespace does not exist on this node")
         )
         return Outcome(Status.FAILED, f"{params.netns} does not exist", res.model_dump())
     try:
@@ -133,23 +136,23 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
     if addr.returncode != 0:
         raise ProbeAborted(f"ip -n {params.netns}: {addr.stderr.strip() or addr.returncode}")
     res.interfaces = parse_addr(addr.stdout)
-    checks.append(NsCheck(check="netns", target=params.netns, detail=f"{len(res.interfaces)} interface(s)"))
+    checks.append(CheckRow(check="netns", target=params.netns, detail=f"{len(res.interfaces)} interface(s)"))
     held = {ipaddress.ip_interface(a).ip: i for i in res.interfaces for a in i.addresses}
     for want in params.expect_addresses:
         iface = held.get(ipaddress.ip_address(want))
         if iface is None:
             checks.append(
-                NsCheck(check="address", target=want, ok=False, detail="not on any interface of the namespace")
+                CheckRow(check="address", target=want, ok=False, detail="not on any interface of the namespace")
             )
         elif not iface.up:
-            checks.append(NsCheck(check="address", target=want, ok=False, detail=f"on {iface.name}, which is down"))
+            checks.append(CheckRow(check="address", target=want, ok=False, detail=f"on {iface.name}, which is down"))
         else:
-            checks.append(NsCheck(check="address", target=want, detail=f"on {iface.name}"))
+            checks.append(CheckRow(check="address", target=want, detail=f"on {iface.name}"))
     if params.dnsmasq or params.host_entries:
         pid, hostsfile = find_dnsmasq([int(x) for x in pids.stdout.split() if x.isdigit()])
         res.dnsmasq_pid, res.hostsfile = pid, hostsfile
         checks.append(
-            NsCheck(
+            CheckRow(
                 check="dnsmasq",
                 target=params.netns,
                 ok=pid is not None,
@@ -163,13 +166,13 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
                     pairs = parse_hosts(Path(hostsfile).read_text())
                 except OSError as exc:
                     checks.append(
-                        NsCheck(check="host-entry", target=hostsfile, ok=False, detail=f"cannot read: {exc.strerror}")
+                        CheckRow(check="host-entry", target=hostsfile, ok=False, detail=f"cannot read: {exc.strerror}")
                     )
             for entry in params.host_entries:
                 if pairs is None:
                     if pid is not None and not hostsfile:
                         checks.append(
-                            NsCheck(
+                            CheckRow(
                                 check="host-entry",
                                 target=f"{entry.mac} {entry.ip}",
                                 ok=False,
@@ -179,7 +182,7 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
                     continue
                 ok = (entry.mac, entry.ip) in pairs
                 checks.append(
-                    NsCheck(
+                    CheckRow(
                         check="host-entry",
                         target=f"{entry.mac} {entry.ip}",
                         ok=ok,
@@ -191,7 +194,9 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
         for target in params.arping:
             iface = iface_for(target, res.interfaces)
             if iface is None:
-                checks.append(NsCheck(check="arping", target=target, ok=False, detail="the namespace has no interface"))
+                checks.append(
+                    CheckRow(check="arping", target=target, ok=False, detail="the namespace has no interface")
+                )
                 continue
             jobs.append(_arping(ctx, params, target, iface))
         if params.ping_size_bytes:

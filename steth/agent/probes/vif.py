@@ -6,8 +6,9 @@ import json
 
 from steth.agent import ovsdb, procs
 from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.schemas.checks import CheckRow
 from steth.schemas.envelope import Status
-from steth.schemas.probes.vif import VifCheck, VifDevice, VifParams, VifResult
+from steth.schemas.probes.vif import VifDevice, VifParams, VifResult
 
 DEAD_VLAN = 4095
 
@@ -61,7 +62,7 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
 
     if row is None:
         checks.append(
-            VifCheck(
+            CheckRow(
                 check="ovs-port",
                 target=p.bridge,
                 ok=False,
@@ -75,15 +76,15 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
         )
     elif row["bridge"] != p.bridge:
         checks.append(
-            VifCheck(check="ovs-port", target=row["name"], ok=False, detail=f"on {row['bridge']}, not {p.bridge}")
+            CheckRow(check="ovs-port", target=row["name"], ok=False, detail=f"on {row['bridge']}, not {p.bridge}")
         )
     else:
-        checks.append(VifCheck(check="ovs-port", target=row["name"], detail=f"on {p.bridge}, iface-id matches"))
+        checks.append(CheckRow(check="ovs-port", target=row["name"], detail=f"on {p.bridge}, iface-id matches"))
     if row is not None:
         if p.mac:
             same = (row.get("attached_mac") or "").lower() == p.mac
             checks.append(
-                VifCheck(
+                CheckRow(
                     check="attached-mac",
                     target=row["name"],
                     ok=same,
@@ -93,7 +94,7 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
         tag = row.get("tag")
         if tag == DEAD_VLAN:
             checks.append(
-                VifCheck(
+                CheckRow(
                     check="tag",
                     target=row["name"],
                     ok=False,
@@ -102,7 +103,7 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
             )
         elif tag is None:
             checks.append(
-                VifCheck(
+                CheckRow(
                     check="tag",
                     target=row["name"],
                     ok=False,
@@ -110,11 +111,11 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
                 )
             )
         else:
-            checks.append(VifCheck(check="tag", target=row["name"], detail=f"local VLAN {tag}"))
+            checks.append(CheckRow(check="tag", target=row["name"], detail=f"local VLAN {tag}"))
         ofport = row.get("ofport")
         ok = isinstance(ofport, int) and ofport > 0
         checks.append(
-            VifCheck(
+            CheckRow(
                 check="ofport",
                 target=row["name"],
                 ok=ok,
@@ -124,13 +125,13 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
         )
     for d in res.devices:
         if not d.exists:
-            checks.append(VifCheck(check="device", target=d.name, ok=False, detail=f"{d.role} device missing"))
+            checks.append(CheckRow(check="device", target=d.name, ok=False, detail=f"{d.role} device missing"))
             continue
         if not d.admin_up:
-            checks.append(VifCheck(check="device", target=d.name, ok=False, detail=f"{d.role} is down (admin)"))
+            checks.append(CheckRow(check="device", target=d.name, ok=False, detail=f"{d.role} is down (admin)"))
         elif d.oper not in ("UP", "UNKNOWN"):
             checks.append(
-                VifCheck(
+                CheckRow(
                     check="device",
                     target=d.name,
                     ok=False,
@@ -141,16 +142,16 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
             want = {"tap": names["qbr"], "qvb": names["qbr"]}.get(d.role) if res.plugging == "hybrid" else None
             if want and d.master != want:
                 checks.append(
-                    VifCheck(
+                    CheckRow(
                         check="device", target=d.name, ok=False, detail=f"not in {want} (master: {d.master or 'none'})"
                     )
                 )
             else:
-                checks.append(VifCheck(check="device", target=d.name, detail=f"{d.role} up"))
+                checks.append(CheckRow(check="device", target=d.name, detail=f"{d.role} up"))
         if p.expect_mtu_bytes and d.mtu is not None:
             ok = d.mtu >= p.expect_mtu_bytes
             checks.append(
-                VifCheck(
+                CheckRow(
                     check="mtu",
                     target=d.name,
                     ok=ok,
@@ -160,7 +161,7 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
     if p.expect_hybrid is not None and res.plugging != "unknown":
         ok = (res.plugging == "hybrid") == p.expect_hybrid
         checks.append(
-            VifCheck(
+            CheckRow(
                 check="plugging",
                 target=res.plugging,
                 ok=ok,

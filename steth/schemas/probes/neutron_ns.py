@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from steth.schemas.checks import CheckRow
 from steth.schemas.neutron_types import MacAddress
 from steth.schemas.probe import Column, ProbeSpec
 from steth.schemas.types import IPAddress, NetnsName, Params, Result
@@ -62,20 +63,13 @@ class NsInterface(Result):
     addresses: list[str] = []
 
 
-class NsCheck(Result):
-    check: str  # netns, address, dnsmasq, host-entry, arping, mtu
-    target: str = ""
-    ok: bool = True
-    detail: str = ""
-
-
 class NeutronNsResult(Result):
     netns: str
     exists: bool = False
     interfaces: list[NsInterface] = []
     dnsmasq_pid: int | None = None
     hostsfile: str | None = None
-    checks: list[NsCheck] = []
+    checks: list[CheckRow] = []
 
 
 SPEC = ProbeSpec(

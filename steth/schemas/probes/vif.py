@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from steth.schemas.checks import CheckRow
 from steth.schemas.neutron_types import MacAddress, PortId
 from steth.schemas.probe import Column, ProbeSpec
 from steth.schemas.probes.ovs import OvsDb
@@ -43,13 +44,6 @@ class VifDevice(Result):
     master: str | None = None
 
 
-class VifCheck(Result):
-    check: str  # "ovs-port", "attached-mac", "tag", "ofport", "device", "mtu", "plugging"
-    target: str = ""
-    ok: bool = True
-    detail: str = ""
-
-
 class VifResult(Result):
     port_id: str
     bridge: str
@@ -62,7 +56,7 @@ class VifResult(Result):
     attached_mac: str | None = None
     vm_uuid: str | None = None
     devices: list[VifDevice] = []
-    checks: list[VifCheck] = []
+    checks: list[CheckRow] = []
 
 
 SPEC = ProbeSpec(
