@@ -97,7 +97,7 @@ def parse_rate(value: Any) -> Any:
     return value  # pydantic reports the wrong type
 
 
-Rate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0, le=MAX_BPS)]
+Rate = Annotated[float, Field(ge=0, le=MAX_BPS), BeforeValidator(parse_rate)]
 
 
 def parse_vlan_ranges(text: str) -> list[int]:
