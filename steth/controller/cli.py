@@ -151,22 +151,16 @@ def main() -> None:
     except click.Abort:
         click.echo("steth: aborted", err=True)
         sys.exit(130)
-    except StethError as exc:
+    except StethError as exc:  # NatsUnavailable, InventoryError, UsageError, ...
         if _debug_requested():
             raise
-        click.echo(f"steth: error: {exc}", err=True)
+        hint = f" ({exc.hint})" if exc.hint else ""
+        click.echo(f"steth: error: {exc}{hint}", err=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # includes NatsUnavailable
+    except Exception as exc:
         if _debug_requested():
             raise
-        from steth.natsconn import NatsUnavailable
-
-        if isinstance(exc, NatsUnavailable):
-            click.echo(f"steth: error: {exc} (check --nats-url or STETH_NATS_URL)", err=True)
-        else:
-            click.echo(
-                f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True
-            )
+        click.echo(f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True)
         sys.exit(EXIT_UNAVAILABLE)
 
 
