@@ -7,13 +7,17 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from steth.errors import StethError
+
 # The CLI fails fast when no server answers at first, but once connected it keeps trying to reconnect
 # (0.5 s apart, per server) so that a restart or failover during a gather loses nothing.
 CLI_RECONNECT_ATTEMPTS = 40
 
 
-class NatsUnavailable(RuntimeError):
-    pass
+class NatsUnavailable(StethError):
+    """No NATS server answered (exit 4)."""
+
+    hint = "check --nats-url or STETH_NATS_URL"
 
 
 @dataclass

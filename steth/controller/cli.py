@@ -8,13 +8,15 @@ import sys
 
 import click
 
-# name -> (module under steth.controller.commands, one-line help shown by `steth --help`)
-COMMANDS: dict[str, tuple[str, str]] = {
+# Commands written by hand: name -> (module under steth.controller.commands, one-line help for `steth --help`).
+# Recipes span nodes or probes, or do more than params -> one gather -> a table (resolve node:NAME, render their
+# own view); commands that send no probe. A summary of None is the declaration's: the command runs the probe of
+# its name. Every other probe that declares a `command` gets one generated from its spec (controller.generated).
+HANDWRITTEN: dict[str, tuple[str, str | None]] = {
     "agents": ("agents", "List the agents in presence: roles, version, addresses, heartbeat age."),
-    "ping": ("ping", "Ping targets from the selected nodes; loss above --max-loss is a finding."),
+    "ping": ("ping", None),
     "mesh": ("mesh", "Every selected node pings every other: a loss and RTT matrix."),
     "probes": ("probes", "List the probe types, or show one's parameters and result."),
-    "hello": ("hello", "Ask the selected agents to answer: who is reachable over NATS right now."),
     "lab": ("lab", "A real local fleet in network namespaces: up, status, env, down."),
     "port-check": ("port_check", "One Neutron port end to end (wiring, DHCP path, dnsmasq, reach): the failing hop."),
     "vm-check": ("vm_check", "A server's ports end to end (port-check for each): the failing hop."),
@@ -24,39 +26,67 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "watch": ("watch", "Show the agents' scheduled results live (mesh, [[schedule]] entries)."),
     "history": ("history", "Read scheduled results back from the results stream: --probe, --since 1h."),
-    "ovs": ("ovs", "Open vSwitch bridges and ports from OVSDB; dead ports, ofport -1, broken patches are findings."),
-    "vlan-check": ("vlan_check", "Which VLANs pass between which nodes: 802.1Q frames, a VLAN x node-pair matrix."),
-    "send": ("send", "Send one crafted packet (DHCP DISCOVER, ARP, ICMP, TCP SYN, UDP) and show what came back."),
+    "ovs": ("ovs", None),
+    "vlan-check": ("vlan_check", None),
+    "send": ("send", None),
     "keys": ("keys", "Create or show the ed25519 key that signs requests; agents trust its public half."),
     "nats-config": ("nats_config", "Write a nats-server authorization block: per-identity subject permissions."),
-    "interface": ("interface", "Links on the selected nodes: state, carrier, MTU, MAC, addresses, counters."),
     "address-check": ("address", "Which nodes hold each address, on which interface; duplicates are findings."),
-    "tcp-check": ("tcp_check", "TCP connect to HOST:PORT from the selected nodes: handshake time or the error."),
-    "netns": ("netns", "Network namespaces (qdhcp-, qrouter-, snat-, fip-, ...) with interfaces and addresses."),
-    "arping": ("arping", "ARP-ping an address on an interface: replies and the answering MACs."),
-    "mtu": ("mtu", "Path MTU to an address or node: largest don't-fragment packet that passes."),
+    "mtu": ("mtu", None),
     "bandwidth": (
         "bandwidth",
         "iperf3 between node pairs, one pair at a time: bits/s, retransmits, UDP jitter and loss.",
     ),
-    "capture": ("capture", "tcpdump on the selected nodes, bounded: packet summaries, and a pcap per node with -w."),
+    "capture": ("capture", None),
     "link": ("link", "Create and remove steth-marked links (veth, macvlan, bridge, VLAN); mutating, policy-gated."),
 }
+
+# Probes with no command of their own: the command that sends them.
+INTERNAL: dict[str, str] = {
+    "address": "address-check",
+    "capture-fetch": "capture",
+    "dhcp-watch": "port-check",
+    "iperf-client": "bandwidth",
+    "iperf-server": "bandwidth",
+    "iperf-stop": "bandwidth",
+    "link-add-vlan": "link",
+    "link-setup": "link",
+    "link-teardown": "link",
+    "neutron-ns": "port-check",
+    "ovs-uplinks": "network-check",
+    "vif": "port-check",
+}
+
+
+def commands() -> dict[str, str]:
+    """Every command, sorted, with its one-line summary (read without importing the probes)."""
+    from steth.controller.catalog import declared
+
+    probes = declared()
+    found = {name: probes[name].summary for name, d in probes.items() if d.generated}
+    found.update({name: summary or probes[name].summary for name, (_, summary) in HANDWRITTEN.items()})
+    return dict(sorted(found.items()))
 
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return list(commands())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
+        if name in HANDWRITTEN:
+            return importlib.import_module(f"steth.controller.commands.{HANDWRITTEN[name][0]}").command
+        from steth.controller.catalog import declared
+
+        probe = declared().get(name)
+        if probe is None or not probe.generated:
             return None
-        module = importlib.import_module(f"steth.controller.commands.{COMMANDS[name][0]}")
-        return module.command
+        from steth.controller.generated import command_for
+
+        return command_for(importlib.import_module(f"steth.schemas.probes.{probe.module}").SPEC)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+            formatter.write_dl(list(commands().items()))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,22 +181,16 @@ def main() -> None:
     except click.Abort:
         click.echo("steth: aborted", err=True)
         sys.exit(130)
-    except StethError as exc:
+    except StethError as exc:  # NatsUnavailable, InventoryError, UsageError, ...
         if _debug_requested():
             raise
-        click.echo(f"steth: error: {exc}", err=True)
+        hint = f" ({exc.hint})" if exc.hint else ""
+        click.echo(f"steth: error: {exc}{hint}", err=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # includes NatsUnavailable
+    except Exception as exc:
         if _debug_requested():
             raise
-        from steth.natsconn import NatsUnavailable
-
-        if isinstance(exc, NatsUnavailable):
-            click.echo(f"steth: error: {exc} (check --nats-url or STETH_NATS_URL)", err=True)
-        else:
-            click.echo(
-                f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True
-            )
+        click.echo(f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True)
         sys.exit(EXIT_UNAVAILABLE)
 
 

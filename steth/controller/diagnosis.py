@@ -121,6 +121,17 @@ class Diagnosis:
         ]
 
 
+async def send(session, probe: str, per_node: dict[str, Any], timeout: float | None):
+    """One probe to the given nodes, each with its own validated params; the Gathered replies."""
+    from steth.controller.params import wire_args
+    from steth.controller.session import Selection
+    from steth.schemas.probes import get
+
+    longest = max(get(probe).timeout_for(p) for p in per_node.values())
+    wire = {n: wire_args(p) for n, p in per_node.items()}
+    return await session.run(probe, Selection(), timeout or longest, per_node_args=wire)
+
+
 def invocation(output: str | None, timeout: float | None):
     """The diagnosis commands pick their nodes from OpenStack: no selectors, the group's NATS options."""
     from steth.controller.options import Invocation

@@ -14,47 +14,69 @@ import asyncio
 import ipaddress
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, unanswered
-from steth.controller.inventory import OVS_AGENT_TYPE, Inventory
+from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, send, unanswered
+from steth.controller.gather import Gathered
+from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Subnet
 from steth.controller.output import document
-from steth.controller.session import Selection
 from steth.schemas.envelope import Status
+from steth.schemas.probes.neutron_ns import SPEC as NEUTRON_NS
+from steth.schemas.probes.neutron_ns import NeutronNsParams
+from steth.schemas.probes.ovs_uplinks import SPEC as OVS_UPLINKS
+from steth.schemas.probes.ovs_uplinks import OvsUplinksParams
+from steth.schemas.probes.ping import SPEC as PING
+from steth.schemas.probes.ping import PingParams
+from steth.schemas.probes.vlan_check import VlanCheckParams
 
 MAX_ARPING = 8
 TUNNEL_OVERHEAD = {"vxlan": 50, "gre": 42, "geneve": 58}
 
 
-async def _run(session, probe: str, per_node: dict[str, dict[str, Any]], timeout: float | None):
-    from steth.schemas.probes import get
+@dataclass
+class NetworkContext:
+    """What OpenStack says about the network: where it is served and carried."""
 
-    spec = get(probe)
-    parsed = {n: spec.params.model_validate(a) for n, a in per_node.items()}
-    longest = max(spec.timeout_for(p) for p in parsed.values())
-    wire = {n: p.model_dump(mode="json", exclude_defaults=True) for n, p in parsed.items()}
-    return await session.run(probe, Selection(), timeout or longest, per_node_args=wire)
+    network: Network
+    subnets: list[Subnet]
+    ports: list[Port]
+    dhcp_hosts: list[tuple[str, bool]]  # (host, Neutron agent alive)
+    computes: list[str]  # hosts of the network's VM ports
+    ovs_agents: dict[str, Any]  # host -> its Neutron OVS agent
 
 
-def resolve(inv: Inventory, name_or_id: str) -> dict[str, Any]:
+@dataclass
+class NetworkAnswers:
+    """The gathered replies, request by request (None: not sent)."""
+
+    dhcp_ns: Gathered | None = None  # neutron-ns in qdhcp- on every DHCP host
+    tunnel_ping: Gathered | None = None  # ping between tunnel endpoints (VXLAN, GRE, Geneve)
+    uplinks: Gathered | None = None  # ovs-uplinks of the provider bridges (VLAN, flat)
+    vlan_check: Gathered | None = None  # the VLAN on each host's uplink
+    uplink_of: dict[str, str] = field(default_factory=dict)  # host -> the uplink the VLAN check used
+
+    def documents(self) -> dict[str, Any]:
+        """Each request's document, under its probe's name (the JSON document's "probes")."""
+        sent = {"neutron-ns": self.dhcp_ns, "ping": self.tunnel_ping}
+        sent.update({"ovs-uplinks": self.uplinks, "vlan-check": self.vlan_check})
+        return {probe: document(g) for probe, g in sent.items() if g is not None}
+
+
+def resolve(inv: Inventory, name_or_id: str) -> NetworkContext:
     inv.require_admin("network-check (DHCP agents, bindings, provider network)")
     net = inv.network(name_or_id)
     ports = inv.ports(network_id=net.id)
     dhcp = inv.dhcp_agents(net.id)
     agents = [a for a in inv.neutron_agents() if a.agent_type == OVS_AGENT_TYPE]
     computes = sorted({p.host for p in ports if p.host and p.device_owner.startswith("compute:")})
-    return {
-        "network": net,
-        "subnets": inv.subnets(net.id),
-        "ports": ports,
-        "dhcp_hosts": [(a.host, a.alive) for a in dhcp],
-        "computes": computes,
-        "ovs_agents": {a.host: a for a in agents},
-    }
+    return NetworkContext(
+        net, inv.subnets(net.id), ports, [(a.host, a.alive) for a in dhcp], computes, {a.host: a for a in agents}
+    )
 
 
-def subject(r: dict[str, Any]) -> dict[str, Any]:
-    n = r["network"]
+def subject(r: NetworkContext) -> dict[str, Any]:
+    n = r.network
     seg = (
         f"{n.network_type or '?'}"
         + (f" {n.segmentation_id}" if n.segmentation_id is not None else "")
@@ -63,93 +85,86 @@ def subject(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "network": f"{n.name or n.id} ({n.id})",
         "segment": f"{seg}, MTU {n.mtu}",
-        "subnets": ", ".join(s.cidr for s in r["subnets"]) or "-",
-        "ports": len(r["ports"]),
-        "compute hosts": ", ".join(r["computes"]) or "none",
-        "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in r["dhcp_hosts"]) or "none",
+        "subnets": ", ".join(s.cidr for s in r.subnets) or "-",
+        "ports": len(r.ports),
+        "compute hosts": ", ".join(r.computes) or "none",
+        "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in r.dhcp_hosts) or "none",
     }
 
 
-async def check(invocation, r: dict[str, Any], timeout: float | None) -> Diagnosis:
-    net = r["network"]
+async def check(invocation, r: NetworkContext, timeout: float | None) -> Diagnosis:
+    net = r.network
     diag = Diagnosis("network-check", subject(r))
     started = time.monotonic()
-    vm_ports = [p for p in r["ports"] if p.device_owner.startswith("compute:")]
+    vm_ports = [p for p in r.ports if p.device_owner.startswith("compute:")]
     v4 = [ip for p in vm_ports for ip in p.addresses if ipaddress.ip_address(ip).version == 4][:MAX_ARPING]
-    hosts = sorted(set(r["computes"]) | {h for h, _ in r["dhcp_hosts"]})
+    hosts = sorted(set(r.computes) | {h for h, _ in r.dhcp_hosts})
+    done = NetworkAnswers()
     async with invocation.session() as s:
         present = await s.presence() or {}
         jobs: dict[str, Any] = {}
-        if r["dhcp_hosts"]:
-            entries = [{"mac": p.mac, "ip": ip} for p in r["ports"] for ip in p.addresses][:64]
+        if r.dhcp_hosts:
+            entries = [{"mac": p.mac, "ip": ip} for p in r.ports for ip in p.addresses][:64]
             per = {}
-            for host, _ in r["dhcp_hosts"]:
-                dport = [p for p in r["ports"] if p.device_owner == "network:dhcp" and p.host == host]
-                args = {
-                    "netns": f"qdhcp-{net.id}",
-                    "dnsmasq": True,
-                    "host_entries": entries,
-                    "arping": v4,
-                    "expect_addresses": dport[0].addresses if dport else [],
-                }
-                if net.mtu and v4:
-                    args["ping_size_bytes"] = net.mtu
-                per[host] = args
-            jobs["neutron-ns"] = _run(s, "neutron-ns", per, timeout)
-        segment = None
+            for host, _ in r.dhcp_hosts:
+                dport = [p for p in r.ports if p.device_owner == "network:dhcp" and p.host == host]
+                per[host] = NeutronNsParams(
+                    netns=f"qdhcp-{net.id}",
+                    dnsmasq=True,
+                    host_entries=entries,
+                    arping=v4,
+                    expect_addresses=dport[0].addresses if dport else [],
+                    ping_size_bytes=net.mtu if net.mtu and v4 else None,
+                )
+            jobs["dhcp_ns"] = send(s, "neutron-ns", per, timeout)
         if net.network_type in ("vlan", "flat") and len(hosts) > 1:
             bridges = {
-                h: (r["ovs_agents"][h].configurations.get("bridge_mappings") or {}).get(net.physical_network)
+                h: (r.ovs_agents[h].configurations.get("bridge_mappings") or {}).get(net.physical_network)
                 for h in hosts
-                if h in r["ovs_agents"]
+                if h in r.ovs_agents
             }
-            segment = ("vlan", bridges)
+            bridges = {h: b for h, b in bridges.items() if b}
+            if bridges:
+                per = {h: OvsUplinksParams(bridges=[b]) for h, b in bridges.items()}
+                jobs["uplinks"] = send(s, "ovs-uplinks", per, timeout)
         elif net.network_type in TUNNEL_OVERHEAD and len(hosts) > 1:
-            ips = {h: r["ovs_agents"][h].configurations.get("tunneling_ip") for h in hosts if h in r["ovs_agents"]}
+            ips = {h: r.ovs_agents[h].configurations.get("tunneling_ip") for h in hosts if h in r.ovs_agents}
             ips = {h: ip for h, ip in ips.items() if ip}
             size = (net.mtu or 1450) + TUNNEL_OVERHEAD[net.network_type]
             per = {
-                h: {
-                    "targets": [ip for o, ip in ips.items() if o != h],
-                    "count": 3,
-                    "interval_s": 0.2,
-                    "size_bytes": size - 28,
-                    "dont_fragment": True,
-                }
+                h: PingParams(
+                    targets=[ip for o, ip in ips.items() if o != h],
+                    count=3,
+                    interval_s=0.2,
+                    size_bytes=size - 28,
+                    dont_fragment=True,
+                )
                 for h in ips
                 if len(ips) > 1
             }
             if per:
-                jobs["ping"] = _run(s, "ping", per, timeout)
-            segment = ("tunnel", ips)
-        if segment and segment[0] == "vlan":
-            bridges = {h: b for h, b in segment[1].items() if b}
-            if bridges:
-                jobs["ovs-uplinks"] = _run(s, "ovs-uplinks", {h: {"bridges": [b]} for h, b in bridges.items()}, timeout)
-        keys = list(jobs)
-        done = dict(zip(keys, await asyncio.gather(*jobs.values())))
-        if "ovs-uplinks" in done:  # the second round: the VLAN check on each host's uplink
-            uplinks = {}
-            for n in done["ovs-uplinks"].nodes:
-                ups = [u["interface"] for u in (n.result or {}).get("uplinks", [])]
-                if n.status is Status.OK and ups:
-                    uplinks[n.node] = ups[0]
-            if len(uplinks) > 1 and net.segmentation_id:
+                jobs["tunnel_ping"] = send(s, "ping", per, timeout)
+        for name, gathered in zip(jobs, await asyncio.gather(*jobs.values())):
+            setattr(done, name, gathered)
+        if done.uplinks is not None:  # the second round: the VLAN check on each host's uplink
+            for n in done.uplinks.nodes:
+                found = n.parsed(OVS_UPLINKS)
+                if n.status is Status.OK and found and found.uplinks:
+                    done.uplink_of[n.node] = found.uplinks[0].interface
+            if len(done.uplink_of) > 1 and net.segmentation_id:
                 token = secrets.token_hex(6)
+                nodes = sorted(done.uplink_of)
                 per = {
-                    h: {"interface": i, "vlans": [net.segmentation_id], "nodes": sorted(uplinks), "token": token}
-                    for h, i in uplinks.items()
+                    h: VlanCheckParams(interface=i, vlans=[net.segmentation_id], nodes=nodes, token=token)
+                    for h, i in done.uplink_of.items()
                 }
-                done["vlan-check"] = await _run(s, "vlan-check", per, timeout)
-            done["_uplinks"] = uplinks
+                done.vlan_check = await send(s, "vlan-check", per, timeout)
     diag.timings["probes"] = time.monotonic() - started
-    uplinks = done.pop("_uplinks", {})
-    for key, gathered in done.items():
-        diag.raw[key] = document(gathered)
-    server_hops(diag, r, done.get("neutron-ns"), present)
-    segment_hops(diag, r, hosts, done, uplinks, present)
-    reach_hops(diag, r, done.get("neutron-ns"))
-    if not r["dhcp_hosts"] and any(s.enable_dhcp for s in r["subnets"]):
+    diag.raw.update(done.documents())
+    server_hops(diag, r, done.dhcp_ns, present)
+    segment_hops(diag, r, hosts, done, present)
+    reach_hops(diag, r, done.dhcp_ns)
+    if not r.dhcp_hosts and any(s.enable_dhcp for s in r.subnets):
         diag.add(
             "dhcp-server",
             "-",
@@ -161,8 +176,8 @@ async def check(invocation, r: dict[str, Any], timeout: float | None) -> Diagnos
     return diag
 
 
-def server_hops(diag: Diagnosis, r: dict, gathered, present) -> None:
-    for host, alive in r["dhcp_hosts"]:
+def server_hops(diag: Diagnosis, r: NetworkContext, gathered, present) -> None:
+    for host, alive in r.dhcp_hosts:
         if not alive:
             diag.add(
                 "dhcp-server",
@@ -175,18 +190,19 @@ def server_hops(diag: Diagnosis, r: dict, gathered, present) -> None:
         res = gathered.by_node().get(host) if gathered is not None else None
         if unanswered(diag, "dhcp-server", host, "neutron-ns qdhcp", res, present):
             continue
-        checks = (res.result or {}).get("checks", [])
-        missing = [c for c in checks if c["check"] == "host-entry" and not c["ok"]]
+        result = res.parsed(NEUTRON_NS)
+        checks = result.checks if result else []
+        missing = [c for c in checks if c.check == "host-entry" and not c.ok]
         for c in checks:
-            if c["check"] in ("netns", "address", "dnsmasq"):
+            if c.check in ("netns", "address", "dnsmasq"):
                 cause = {
                     "netns": f"the DHCP agent on {host} has not set up the network",
                     "address": "the DHCP port's address is not configured (neutron-dhcp-agent)",
                     "dnsmasq": f"dnsmasq is not running on {host}: neutron-dhcp-agent should respawn it",
-                }[c["check"]]
-                label = {"netns": "netns qdhcp", "dnsmasq": "dnsmasq"}.get(c["check"], f"address {c['target']}")
-                diag.add("dhcp-server", host, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else cause)
-        entries = [c for c in checks if c["check"] == "host-entry"]
+                }[c.check]
+                label = {"netns": "netns qdhcp", "dnsmasq": "dnsmasq"}.get(c.check, f"address {c.target}")
+                diag.add("dhcp-server", host, label, OK if c.ok else FAIL, c.detail, "" if c.ok else cause)
+        entries = [c for c in checks if c.check == "host-entry"]
         if entries:
             diag.add(
                 "dhcp-server",
@@ -194,20 +210,20 @@ def server_hops(diag: Diagnosis, r: dict, gathered, present) -> None:
                 "host entries",
                 FAIL if missing else OK,
                 f"{len(entries) - len(missing)}/{len(entries)} ports in the host file"
-                + (f"; missing {', '.join(c['target'] for c in missing[:3])}" if missing else ""),
+                + (f"; missing {', '.join(c.target for c in missing[:3])}" if missing else ""),
                 "the DHCP agent has not synced these ports into dnsmasq's host file" if missing else "",
             )
 
 
-def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks: dict, present) -> None:
-    net = r["network"]
+def segment_hops(diag: Diagnosis, r: NetworkContext, hosts: list[str], done: NetworkAnswers, present) -> None:
+    net = r.network
     if len(hosts) < 2:
         diag.add("segment", ", ".join(hosts) or "-", "segment", SKIPPED, "fewer than two hosts carry the network")
         return
     if net.network_type in ("vlan", "flat"):
-        ups = done.get("ovs-uplinks")
+        ups = done.uplinks
         for h in hosts:
-            if h not in r["ovs_agents"]:
+            if h not in r.ovs_agents:
                 diag.add(
                     "segment",
                     h,
@@ -225,10 +241,10 @@ def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks
                 h,
                 "uplink",
                 OK if res.status is Status.OK else FAIL,
-                uplinks.get(h) or res.message,
+                done.uplink_of.get(h) or res.message,
                 "" if res.status is Status.OK else "the provider bridge or its uplink is missing",
             )
-        vc = done.get("vlan-check")
+        vc = done.vlan_check
         if vc is None:
             if net.network_type == "vlan":
                 diag.add(
@@ -237,7 +253,7 @@ def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks
             return
         from steth.controller.commands.vlan_check import build_pairs
 
-        nodes = sorted(uplinks)
+        nodes = sorted(done.uplink_of)
         pairs = build_pairs(vc, nodes, [net.segmentation_id])
         for p in pairs:
             status = {"passed": OK, "lost": FAIL}.get(p["result"], SKIPPED)
@@ -256,21 +272,22 @@ def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks
                 f"(switch ports, {net.physical_network} uplinks)",
             )
         return
-    ping = done.get("ping")
+    ping = done.tunnel_ping
     if ping is None:
         diag.add("segment", "-", "tunnel mesh", SKIPPED, "fewer than two hosts with a tunnel endpoint (tunneling_ip)")
         return
     for n in ping.nodes:
         if unanswered(diag, "segment", n.node, "tunnel ping", n, present):
             continue
-        for t in (n.result or {}).get("targets", []):
-            ok = t.get("received", 0) > 0
+        result = n.parsed(PING)
+        for t in result.targets if result else []:
+            ok = t.received > 0
             diag.add(
                 "segment",
                 n.node,
-                f"tunnel -> {t['target']}",
+                f"tunnel -> {t.target}",
                 OK if ok else FAIL,
-                f"loss {t.get('loss', 1):.0%}" + (f" ({t['error']})" if t.get("error") else ""),
+                f"loss {t.loss:.0%}" + (f" ({t.error})" if t.error else ""),
                 ""
                 if ok
                 else "the underlay between the tunnel endpoints (routing, firewall, or an MTU below "
@@ -278,21 +295,22 @@ def segment_hops(diag: Diagnosis, r: dict, hosts: list[str], done: dict, uplinks
             )
 
 
-def reach_hops(diag: Diagnosis, r: dict, gathered) -> None:
+def reach_hops(diag: Diagnosis, r: NetworkContext, gathered) -> None:
     if gathered is None:
         return
-    where = {ip: p.host for p in r["ports"] for ip in p.addresses}
+    where = {ip: p.host for p in r.ports for ip in p.addresses}
     for n in gathered.nodes:
         if n.status not in (Status.OK, Status.FAILED):
             continue
-        for c in (n.result or {}).get("checks", []):
-            if c["check"] not in ("arping", "mtu"):
+        result = n.parsed(NEUTRON_NS)
+        for c in result.checks if result else []:
+            if c.check not in ("arping", "mtu"):
                 continue
-            to = where.get(c["target"]) or "?"
-            label = f"{'ARP' if c['check'] == 'arping' else 'MTU'} qdhcp -> {c['target']} ({to})"
+            to = where.get(c.target) or "?"
+            label = f"{'ARP' if c.check == 'arping' else 'MTU'} qdhcp -> {c.target} ({to})"
             cause = (
                 f"L2 between {n.node} and {to}: the port's wiring on {to} or the segment"
-                if c["check"] == "arping"
-                else f"an MTU below {r['network'].mtu} between {n.node} and {to}"
+                if c.check == "arping"
+                else f"an MTU below {r.network.mtu} between {n.node} and {to}"
             )
-            diag.add("reach", n.node, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else cause)
+            diag.add("reach", n.node, label, OK if c.ok else FAIL, c.detail, "" if c.ok else cause)

@@ -22,11 +22,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from steth.controller.diagnosis import FAIL, OK, SKIPPED, UNREACHED, Diagnosis, unanswered
+from steth.controller.diagnosis import FAIL, OK, SKIPPED, UNREACHED, Diagnosis, send, unanswered
 from steth.controller.errors import UsageError
+from steth.controller.gather import Gathered
 from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Router, Subnet
 from steth.controller.output import document
 from steth.schemas.envelope import Status
+from steth.schemas.probes.dhcp_watch import SPEC as DHCP_WATCH
+from steth.schemas.probes.dhcp_watch import DhcpHop, DhcpWatchParams
+from steth.schemas.probes.neutron_ns import SPEC as NEUTRON_NS
+from steth.schemas.probes.neutron_ns import NeutronNsParams
+from steth.schemas.probes.vif import SPEC as VIF
+from steth.schemas.probes.vif import VifParams
 
 DEFAULT_LISTEN_S = 5.0
 
@@ -113,16 +120,47 @@ def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> Por
 # --- the probes ------------------------------------------------------------------------------------
 
 
-def plan(ctx: PortContext, listen_s: float, inject: bool) -> dict[str, dict[str, dict[str, Any]]]:
-    """probe -> {node: args}; two requests of one probe to one node get distinct probe keys ("neutron-ns#router")."""
+@dataclass
+class PortPlan:
+    """What port-check sends for one port: per request, node -> validated params (one request per field)."""
+
+    vif: dict[str, VifParams] = field(default_factory=dict)
+    dhcp_watch: dict[str, DhcpWatchParams] = field(default_factory=dict)
+    dhcp_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qdhcp- on the DHCP hosts
+    router_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qrouter- on the L3 hosts
+
+    def requests(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(field, probe, node -> params) of every request to send."""
+        parts = [
+            ("vif", "vif", self.vif),
+            ("dhcp_watch", "dhcp-watch", self.dhcp_watch),
+            ("dhcp_ns", "neutron-ns", self.dhcp_ns),
+            ("router_ns", "neutron-ns", self.router_ns),
+        ]
+        return [p for p in parts if p[2]]
+
+
+@dataclass
+class PortAnswers:
+    """The gathered replies of a PortPlan, field by field (None: not sent)."""
+
+    vif: Gathered | None = None
+    dhcp_watch: Gathered | None = None
+    dhcp_ns: Gathered | None = None
+    router_ns: Gathered | None = None
+
+    # each request's key in the JSON document's "probes" (the router's namespaces: "neutron-ns#router")
+    LABELS = {"vif": "vif", "dhcp_watch": "dhcp-watch", "dhcp_ns": "neutron-ns", "router_ns": "neutron-ns#router"}
+
+    def documents(self) -> dict[str, Any]:
+        return {label: document(g) for name, label in self.LABELS.items() if (g := getattr(self, name)) is not None}
+
+
+def plan(ctx: PortContext, listen_s: float, inject: bool) -> PortPlan:
+    """Every request the port's checks need, node by node."""
     d = devs(ctx.port.id)
     mtu = ctx.network.mtu
-    calls: dict[str, dict[str, dict[str, Any]]] = {
-        "vif": {},
-        "dhcp-watch": {},
-        "neutron-ns": {},
-        "neutron-ns#router": {},
-    }
+    calls: dict[str, dict[str, dict[str, Any]]] = {"vif": {}, "dhcp_watch": {}, "dhcp_ns": {}, "router_ns": {}}
     vif = {"port_id": ctx.port.id, "mac": ctx.port.mac}
     if mtu:
         vif["expect_mtu_bytes"] = mtu
@@ -141,9 +179,9 @@ def plan(ctx: PortContext, listen_s: float, inject: bool) -> dict[str, dict[str,
             )
             # Later injection for a longer window: slow nodes get more time to start listening first.
             compute.update(inject_delay_s=max(1.0, min(listen_s * 0.4, listen_s - 2.0)))
-        calls["dhcp-watch"][ctx.host] = compute
+        calls["dhcp_watch"][ctx.host] = compute
         for host, _ in ctx.dhcp_hosts:
-            args = calls["dhcp-watch"].setdefault(host, {"mac": ctx.port.mac, "interfaces": [], "listen_s": listen_s})
+            args = calls["dhcp_watch"].setdefault(host, {"mac": ctx.port.mac, "interfaces": [], "listen_s": listen_s})
             dport = ctx.dhcp_ports.get(host)
             if dport is not None and devs(dport.id)["tap"] not in args["interfaces"]:
                 args["interfaces"] = [*args["interfaces"], devs(dport.id)["tap"]]
@@ -159,32 +197,24 @@ def plan(ctx: PortContext, listen_s: float, inject: bool) -> dict[str, dict[str,
                 ns["expect_addresses"] = dport.addresses
             if mtu and v4:
                 ns["ping_size_bytes"] = mtu
-            calls["neutron-ns"][host] = ns
+            calls["dhcp_ns"][host] = ns
     for router in ctx.routers:
         gw = [ip for s in ctx.subnets for sid, ip in router.interface_ips.items() if sid == s.id]
         for host, _ in router.l3_hosts:
-            calls["neutron-ns#router"][host] = {"netns": f"qrouter-{router.id}", "expect_addresses": gw, "arping": v4}
-    return {k: v for k, v in calls.items() if v}
+            calls["router_ns"][host] = {"netns": f"qrouter-{router.id}", "expect_addresses": gw, "arping": v4}
+    return PortPlan(
+        vif={n: VifParams.model_validate(a) for n, a in calls["vif"].items()},
+        dhcp_watch={n: DhcpWatchParams.model_validate(a) for n, a in calls["dhcp_watch"].items()},
+        dhcp_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["dhcp_ns"].items()},
+        router_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["router_ns"].items()},
+    )
 
 
-async def run_plan(session, calls: dict[str, dict[str, dict[str, Any]]], timeout: float | None):
-    """Every probe of the plan at once; returns probe key -> Gathered."""
-    from steth.controller.session import Selection
-    from steth.schemas.probes import get
-
-    async def one(key: str, per_node: dict[str, dict[str, Any]]):
-        probe = key.split("#")[0]
-        spec = get(probe)
-        if spec is None:
-            raise UsageError(f"this steth has no probe {probe!r}")
-        longest = max(spec.timeout_for(spec.params.model_validate(a)) for a in per_node.values())
-        wire = {
-            n: spec.params.model_validate(a).model_dump(mode="json", exclude_defaults=True) for n, a in per_node.items()
-        }
-        return key, await session.run(probe, Selection(), timeout or longest, per_node_args=wire)
-
-    done = await asyncio.gather(*(one(k, v) for k, v in calls.items()))
-    return dict(done)
+async def run_plan(session, port_plan: PortPlan, timeout: float | None) -> PortAnswers:
+    """Every request of the plan at once."""
+    requests = port_plan.requests()
+    done = await asyncio.gather(*(send(session, probe, per_node, timeout) for _, probe, per_node in requests))
+    return PortAnswers(**{name: gathered for (name, _, _), gathered in zip(requests, done)})
 
 
 # --- reading the answers into hops -------------------------------------------------------------------
@@ -198,7 +228,7 @@ def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
     r = _result(gathered, ctx.host)
     if unanswered(diag, "port", ctx.host, "vif", r, present):
         return
-    res = r.result or {}
+    res = r.parsed(VIF)
     causes = {
         "ovs-port": f"the port is not plugged into br-int on {ctx.host}: Nova/os-vif did not plug it or it was removed "
         "(nova-compute and neutron-openvswitch-agent logs)",
@@ -209,14 +239,14 @@ def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
         "mtu": f"a device of the chain has an MTU below the network's {ctx.network.mtu}",
         "plugging": "the plugging style differs from the firewall driver Neutron reports (firewall_driver mismatch)",
     }
-    for c in res.get("checks", []):
+    for c in res.checks if res else []:
         diag.add(
             "port",
             ctx.host,
-            f"{c['check']} {c['target']}".strip(),
-            OK if c["ok"] else FAIL,
-            c["detail"],
-            "" if c["ok"] else causes.get(c["check"], ""),
+            f"{c.check} {c.target}".strip(),
+            OK if c.ok else FAIL,
+            c.detail,
+            "" if c.ok else causes.get(c.check, ""),
         )
     if ctx.server_host and ctx.server_host != ctx.host:
         diag.add(
@@ -229,8 +259,9 @@ def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
         )
 
 
-def _hop(watch_result, iface: str) -> dict | None:
-    return next((h for h in (watch_result.result or {}).get("hops", []) if h["interface"] == iface), None)
+def _hop(watch_result, iface: str) -> DhcpHop | None:
+    watched = watch_result.parsed(DHCP_WATCH)
+    return next((h for h in watched.hops if h.interface == iface), None) if watched else None
 
 
 def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) -> None:
@@ -245,30 +276,27 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
     )
     comp = _result(watch, ctx.host)
     comp_ok = not unanswered(diag, "dhcp-path", ctx.host, "dhcp-watch", comp, present)
-    comp_res = (comp.result or {}) if comp_ok else {}
-    injected = comp_res.get("injected", 0) > 0
+    comp_res = comp.parsed(DHCP_WATCH) if comp_ok else None
+    injected = comp_res is not None and comp_res.injected > 0
     if comp_ok and not injected:
-        note = comp_res.get("inject_note") or "no DISCOVER injected"
+        note = (comp_res and comp_res.inject_note) or "no DISCOVER injected"
         diag.notes.append(f"DHCP path: {note} on {ctx.host}; the path hops count only traffic seen while listening")
-    traffic = injected or any(h["discover"] or h["offer"] for h in comp_res.get("hops", []))
+    traffic = injected or any(h.discover or h.offer for h in (comp_res.hops if comp_res else []))
     if injected:
         where = (
             f"DISCOVER injected at {d['qvb']}" if ctx.hybrid else f"DISCOVER injected into br-int as from {d['tap']}"
         )
-        diag.add("dhcp-path", ctx.host, where, OK, f"{comp_res['injected']} sent, xid {comp_res.get('xid')}")
+        diag.add("dhcp-path", ctx.host, where, OK, f"{comp_res.injected} sent, xid {comp_res.xid}")
 
     def seen(result, iface: str, kind: str) -> bool | None:
         h = _hop(result, iface) if result is not None else None
-        return None if h is None or not h["exists"] or h.get("error") else h[kind] > 0
+        return None if h is None or not h.exists or h.error else getattr(h, kind) > 0
 
     def uplink_names(result) -> list[str]:
-        return (
-            [h["interface"] for h in (result.result or {}).get("hops", []) if h.get("role") == "uplink"]
-            if result
-            else []
-        )
+        watched = result.parsed(DHCP_WATCH) if result else None
+        return [h.interface for h in watched.hops if h.role == "uplink"] if watched else []
 
-    last_sent = comp_res.get("last_injected_at")
+    last_sent = comp_res and comp_res.last_injected_at
 
     def add(node: str, iface: str, kind: str, result, cause: str, label: str = "") -> bool:
         """One path hop; True when it passed (or could not be tested)."""
@@ -277,7 +305,8 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
             diag.add("dhcp-path", node, check, SKIPPED, "not tested (nothing injected)")
             return True
         got = seen(result, iface, kind)
-        since = (result.result or {}).get("listening_since") if result is not None else None
+        watched = result.parsed(DHCP_WATCH) if result is not None else None
+        since = watched and watched.listening_since
         if got is False and injected and last_sent and since and since > last_sent:
             # A loaded node started listening after the last DISCOVER left: silence there proves nothing.
             diag.add(
@@ -291,7 +320,7 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
             return True
         if got is None:
             h = _hop(result, iface) if result is not None else None
-            diag.add("dhcp-path", node, check, SKIPPED, (h or {}).get("error") or "not listened on")
+            diag.add("dhcp-path", node, check, SKIPPED, (h and h.error) or "not listened on")
             return True
         if not got and any(h.status == FAIL for h in diag.hops if h.stage in ("port", "dhcp-path", "dhcp-server")):
             diag.add("dhcp-path", node, check, UNREACHED, "not seen (after the failure above)")
@@ -385,6 +414,12 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
             )
 
 
+def _checks(r) -> list:
+    """The CheckRows of a neutron-ns reply (none when it sent no readable result)."""
+    result = r.parsed(NEUTRON_NS) if r is not None else None
+    return result.checks if result else []
+
+
 def server_hops(diag: Diagnosis, ctx: PortContext, host: str, r, present) -> None:
     if unanswered(diag, "dhcp-server", host, f"qdhcp-{ctx.network.id[:8]}", r, present):
         return
@@ -394,12 +429,10 @@ def server_hops(diag: Diagnosis, ctx: PortContext, host: str, r, present) -> Non
         "dnsmasq": f"dnsmasq is not running for the network on {host}: neutron-dhcp-agent should respawn it (its log)",
         "host-entry": "dnsmasq does not know this port: the DHCP agent has not synced it into its host file",
     }
-    for c in (r.result or {}).get("checks", []):
-        if c["check"] in causes:
-            label = {"netns": "netns qdhcp", "dnsmasq": "dnsmasq"}.get(c["check"], f"{c['check']} {c['target']}")
-            diag.add(
-                "dhcp-server", host, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else causes[c["check"]]
-            )
+    for c in _checks(r):
+        if c.check in causes:
+            label = {"netns": "netns qdhcp", "dnsmasq": "dnsmasq"}.get(c.check, f"{c.check} {c.target}")
+            diag.add("dhcp-server", host, label, OK if c.ok else FAIL, c.detail, "" if c.ok else causes[c.check])
 
 
 def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, present) -> None:
@@ -412,28 +445,28 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
         r = _result(ns_gathered, host)
         if r is None or r.status not in (Status.OK, Status.FAILED):
             continue  # already reported as no reply / not run
-        for c in (r.result or {}).get("checks", []):
-            if c["check"] == "arping":
+        for c in _checks(r):
+            if c.check == "arping":
                 diag.add(
                     "reach",
                     host,
-                    f"ARP qdhcp -> {c['target']}",
-                    OK if c["ok"] else FAIL,
-                    c["detail"],
+                    f"ARP qdhcp -> {c.target}",
+                    OK if c.ok else FAIL,
+                    c.detail,
                     ""
-                    if c["ok"]
+                    if c.ok
                     else f"the L2 segment between {host} and {ctx.host} ({seg}): a VLAN not trunked, "
                     "a link down, or the port not wired",
                 )
-            elif c["check"] == "mtu":
+            elif c.check == "mtu":
                 diag.add(
                     "reach",
                     host,
-                    f"MTU qdhcp -> {c['target']}",
-                    OK if c["ok"] else FAIL,
-                    c["detail"],
+                    f"MTU qdhcp -> {c.target}",
+                    OK if c.ok else FAIL,
+                    c.detail,
                     ""
-                    if c["ok"]
+                    if c.ok
                     else f"an MTU below the network's {ctx.network.mtu} between {host} and {ctx.host} "
                     "(fabric, uplinks or the port's devices)",
                 )
@@ -442,18 +475,18 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
             r = _result(router_gathered, host)
             if unanswered(diag, "router", host, f"qrouter-{router.id[:8]}", r, present):
                 continue
-            for c in (r.result or {}).get("checks", []):
+            for c in _checks(r):
                 label = {
                     "netns": "netns qrouter",
-                    "address": f"gateway {c['target']}",
-                    "arping": f"ARP qrouter -> {c['target']}",
-                }.get(c["check"], c["check"])
+                    "address": f"gateway {c.target}",
+                    "arping": f"ARP qrouter -> {c.target}",
+                }.get(c.check, c.check)
                 cause = {
                     "netns": f"the L3 agent on {host} has not set up the router",
                     "address": "the router's interface on this subnet is missing or down (neutron-l3-agent)",
                     "arping": f"L2 between the router on {host} and {ctx.host} ({seg})",
-                }.get(c["check"], "")
-                diag.add("router", host, label, OK if c["ok"] else FAIL, c["detail"], "" if c["ok"] else cause)
+                }.get(c.check, "")
+                diag.add("router", host, label, OK if c.ok else FAIL, c.detail, "" if c.ok else cause)
 
 
 async def check_ports(
@@ -475,9 +508,9 @@ async def check_ports(
     diag.timings["probes"] = time.monotonic() - started
     for ctx, res in zip(contexts, results):
         diag.notes.extend(ctx.notes)
-        vif_hops(diag, ctx, res.get("vif"), present)
-        path_hops(diag, ctx, res.get("dhcp-watch"), res.get("neutron-ns"), present)
-        reach_hops(diag, ctx, res.get("neutron-ns"), res.get("neutron-ns#router"), present)
-        for key, gathered in res.items():
-            diag.raw.setdefault(ctx.port.id, {})[key] = document(gathered)
+        vif_hops(diag, ctx, res.vif, present)
+        path_hops(diag, ctx, res.dhcp_watch, res.dhcp_ns, present)
+        reach_hops(diag, ctx, res.dhcp_ns, res.router_ns, present)
+        if res.documents():
+            diag.raw.setdefault(ctx.port.id, {}).update(res.documents())
     return diag

@@ -1,22 +1,23 @@
-"""Exit codes and the errors that carry them."""
+"""Exit codes and the errors that carry them (defined in steth.errors, shared with steth.natsconn)."""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3
-EXIT_UNAVAILABLE = 4  # steth itself could not work: NATS unreachable, OpenStack API error
+from steth.errors import (
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    StethError,
+    UsageError,
+)
 
-
-class StethError(Exception):
-    """An error shown to the operator as one line, with its exit code."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_UNAVAILABLE):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class UsageError(StethError):
-    def __init__(self, message: str):
-        super().__init__(message, EXIT_USAGE)
+__all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_INCOMPLETE",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "StethError",
+    "UsageError",
+]

@@ -31,6 +31,18 @@ class NodeResult:
             "result": self.result,
         }
 
+    def parsed(self, spec) -> Any:
+        """The result read with the probe's result model (spec.result), so callers read attributes, not keys.
+
+        None when the node sent no result, or one this controller cannot read (another version's shape).
+        """
+        if self.result is None:
+            return None
+        try:
+            return spec.result.model_validate(self.result)
+        except ValueError:  # pydantic's ValidationError
+            return None
+
 
 @dataclass
 class Gathered:

@@ -1,8 +1,8 @@
-"""One declaration per probe: params, result, timeouts, mutating or not, table columns."""
+"""One declaration per probe: params, result, timeouts, mutating or not, table columns, its CLI command."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from steth.schemas.types import Params, Result
 
@@ -12,6 +12,20 @@ class Column:
     header: str
     key: str  # key of a table row (a dict built from the result)
     unit: str = ""  # how to render: "ms", "ratio", "bps", "bytes", "" (as is)
+
+
+@dataclass(frozen=True)
+class Command:
+    """The `steth NAME` command generated from a spec: params become options, one gather, a table of columns.
+
+    Its --help is the spec's summary, then `help`, then the examples. A probe whose command does more (resolves
+    node:NAME, spans nodes, renders its own view) has none, and a hand-written recipe in steth.controller.
+    """
+
+    help: str  # paragraphs after the summary line (plain text; a line of its own is kept as written)
+    examples: tuple[str, ...] = ()  # whole command lines: "steth arping 10.0.0.1 --interface br-ex"
+    argument: str | None = None  # the params field given as the positional argument (the rest are options)
+    metavar: str = ""  # the argument's name in usage: "ADDRESS" (shown "[ADDRESS]" if optional, "ADDRESS..." if a list)
 
 
 @dataclass(frozen=True)
@@ -30,7 +44,7 @@ class ProbeSpec:
     columns: tuple[Column, ...] = ()
     tools: tuple[str, ...] = ()  # external programs the agent runs for it (docs only)
     description: str = ""
-    metrics: tuple[str, ...] = field(default=())
+    command: Command | None = None  # None: no generated command (a recipe sends it; steth.controller.cli says which)
 
     def timeout_for(self, params: Params) -> float:
         """A request deadline for these params: the probe's own duration plus a margin, capped."""

@@ -116,8 +116,8 @@ def test_pair_matrix_marks_unknown_when_an_end_did_not_run():
         1.0,
         {"a", "b", "c"},
         [
-            NodeResult("a", Status.FAILED, result={"rows": rows_a}),
-            NodeResult("b", Status.FAILED, result={"rows": rows_b}),
+            NodeResult("a", Status.FAILED, result={"interface": "trunk0", "mode": "frames", "rows": rows_a}),
+            NodeResult("b", Status.FAILED, result={"interface": "trunk0", "mode": "frames", "rows": rows_b}),
             NodeResult("c", Status.ABORTED, "no interface trunk0"),
         ],
     )

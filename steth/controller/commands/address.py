@@ -7,6 +7,7 @@ from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import document, emit_document, emit_footer, table
 from steth.controller.params import collect, params_options
 from steth.schemas.envelope import Status
+from steth.schemas.probes.address import SPEC as ADDRESS
 from steth.schemas.probes.address import AddressParams
 
 
@@ -22,15 +23,11 @@ def holders(gathered, addresses: list[str]) -> list[dict]:
     for node in gathered.nodes:
         if node.status is not Status.OK:
             continue
-        for h in (node.result or {}).get("holdings", []):
-            if h.get("address") in found:
-                found[h["address"]].append(
-                    {
-                        "node": node.node,
-                        "interface": h.get("interface", ""),
-                        "netns": h.get("netns", ""),
-                        "prefixlen": h.get("prefixlen"),
-                    }
+        result = node.parsed(ADDRESS)
+        for h in result.holdings if result else []:
+            if h.address in found:
+                found[h.address].append(
+                    {"node": node.node, "interface": h.interface, "netns": h.netns, "prefixlen": h.prefixlen}
                 )
     report = []
     for address, held in found.items():

@@ -17,6 +17,7 @@ from steth.controller.output import emit_document, fmt, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import INCOMPLETE, Status
 from steth.schemas.probes.iperf_client import IperfClientParams
+from steth.schemas.probes.iperf_server import SPEC as IPERF_SERVER
 
 SERVER_START_S = 5.0  # deadline of iperf-server and iperf-stop requests
 SERVER_MARGIN_S = 10.0  # the server's lifetime beyond the client's expected test time
@@ -73,12 +74,14 @@ async def measure(
         per_node_args={server: {"bind": addresses[server], "lifetime_s": lifetime}},
     )
     srv = started.nodes[0]
-    if srv.status is not Status.OK:
-        pair.update(status=srv.status.value, message=f"server {server}: {srv.message or srv.status.value}")
+    listening = srv.parsed(IPERF_SERVER)
+    if srv.status is not Status.OK or listening is None:
+        why = srv.message or srv.status.value if srv.status is not Status.OK else "answered without a job and port"
+        pair.update(status=srv.status.value, message=f"server {server}: {why}")
         return pair
-    job, pair["port"] = srv.result["job_id"], srv.result["port"]
+    job, pair["port"] = listening.job_id, listening.port
     try:
-        args = dict(params_args, server=addresses[server], port=srv.result["port"], bind=addresses[client])
+        args = dict(params_args, server=addresses[server], port=listening.port, bind=addresses[client])
         ran = await s.run("iperf-client", None, timeout, per_node_args={client: args})
         node = ran.nodes[0]
         duration = None if node.duration_s is None else round(node.duration_s, 4)

@@ -18,8 +18,10 @@ from steth.controller.options import Invocation, gathering_command, run_async
 from steth.controller.output import document, emit_document, emit_footer, fmt, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import Status
+from steth.schemas.probes.capture import SPEC as CAPTURE
 from steth.schemas.probes.capture import CaptureParams
 from steth.schemas.probes.capture_fetch import MAX_CHUNK_BYTES
+from steth.schemas.probes.capture_fetch import SPEC as CAPTURE_FETCH
 
 FETCH_TIMEOUT_S = 10.0
 ENVELOPE_ROOM = 16 * 1024  # the reply's envelope and result fields around the base64 chunk
@@ -52,15 +54,16 @@ async def fetch(s, node: str, capture_id: str, size: int, sha256: str, chunk: in
                 args = {"capture_id": capture_id, "offset_bytes": offset, "length_bytes": chunk, "release": last}
                 got = await s.run("capture-fetch", None, FETCH_TIMEOUT_S, per_node_args={node: args})
                 reply = got.nodes[0]
-                if reply.status is not Status.OK:
+                piece = reply.parsed(CAPTURE_FETCH)
+                if reply.status is not Status.OK or piece is None:
                     raise StethError(
                         f"{node}: fetching capture {capture_id} at {offset}: {reply.status.value}: {reply.message}"
                     )
-                data = base64.b64decode(reply.result["data_b64"])
+                data = base64.b64decode(piece.data_b64)
                 out.write(data)
                 digest.update(data)
                 offset, chunks = offset + len(data), chunks + 1
-                if last or reply.result["eof"] or not data:
+                if last or piece.eof or not data:
                     break
         if offset != size or digest.hexdigest() != sha256:
             raise StethError(f"{node}: pcap {capture_id} arrived damaged ({offset} of {size} bytes, sha256 mismatch)")
@@ -89,23 +92,23 @@ def clock(epoch: float) -> str:
 def render(gathered) -> str:
     lines = []
     for node in gathered.nodes:
-        r = node.result or {}
-        if node.status is not Status.OK:
+        r = node.parsed(CAPTURE)
+        if node.status is not Status.OK or r is None:
             lines.append(f"{node.node}: {node.status.value}: {node.message}")
             continue
-        dropped = r.get("dropped_by_kernel")
+        dropped = r.dropped_by_kernel
         head = (
-            f"{node.node}: {r.get('packets', 0)} packets on {r.get('interface')} in {fmt(r.get('duration_s'), 's')}"
-            f" (stopped by {r.get('stopped_by')}; pcap {fmt(r.get('pcap_bytes'), 'bytes')}"
+            f"{node.node}: {r.packets} packets on {r.interface} in {fmt(r.duration_s, 's')}"
+            f" (stopped by {r.stopped_by}; pcap {fmt(r.pcap_bytes, 'bytes')}"
             + (f"; {dropped} dropped by kernel" if dropped else "")
             + ")"
         )
         lines.append(head)
-        rows = [[clock(p["time"]), p["summary"]] for p in r.get("lines", [])]
+        rows = [[clock(p.time), p.summary] for p in r.lines]
         if rows:
             lines.append(table(["  TIME", "PACKET"], [["  " + a, b] for a, b in rows]))
-        if r.get("lines_truncated"):
-            lines.append(f"  ... {r['packets'] - len(rows)} more in the pcap (--lines, -w)")
+        if r.lines_truncated:
+            lines.append(f"  ... {r.packets - len(rows)} more in the pcap (--lines, -w)")
     return "\n".join(lines)
 
 
@@ -158,16 +161,16 @@ def command(inv: Invocation, write_to: str | None, chunk_size: int | None, **opt
             if write_to:
                 chunk = chunk_size_for(s, chunk_size)
                 for node in gathered.nodes:
-                    r = node.result or {}
-                    if node.status is Status.OK and r.get("capture_id"):
+                    r = node.parsed(CAPTURE)
+                    if node.status is Status.OK and r is not None and r.capture_id:
                         try:
                             written.append(
                                 await fetch(
                                     s,
                                     node.node,
-                                    r["capture_id"],
-                                    r["pcap_bytes"],
-                                    r["sha256"],
+                                    r.capture_id,
+                                    r.pcap_bytes,
+                                    r.sha256,
                                     chunk,
                                     pcap_path(write_to, node.node),
                                 )

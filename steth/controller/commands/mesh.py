@@ -7,6 +7,7 @@ from steth.controller.options import Invocation, gathering_command, run_async
 from steth.controller.output import document, emit_document, emit_footer, fmt, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import Status
+from steth.schemas.probes.ping import SPEC as PING
 from steth.schemas.probes.ping import PingParams
 
 
@@ -14,7 +15,8 @@ def mesh_pairs(gathered, addresses: dict[str, str]) -> list[dict]:
     """One entry per (from, to): the ping row of `from` for `to`'s address, or why there is none."""
     pairs = []
     for node in gathered.nodes:
-        rows = {r["target"]: r for r in (node.result or {}).get("targets", [])}
+        result = node.parsed(PING)
+        rows = {r.target: r for r in result.targets} if result else {}
         for peer, address in sorted(addresses.items()):
             if peer == node.node:
                 continue
@@ -23,7 +25,7 @@ def mesh_pairs(gathered, addresses: dict[str, str]) -> list[dict]:
             if row:
                 pair.update(
                     {
-                        k: row.get(k)
+                        k: getattr(row, k)
                         for k in ("sent", "received", "loss", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "error")
                     }
                 )

@@ -5,6 +5,7 @@ import click
 from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import document, emit_document, emit_footer, emit_gathered, fmt, table
 from steth.controller.params import collect
+from steth.schemas.probes.ovs import SPEC as OVS
 from steth.schemas.probes.ovs import OvsParams
 
 db_option = click.option(
@@ -27,7 +28,8 @@ def _gather(inv: Invocation, **fields):
 
 def _findings_lines(gathered) -> None:
     for node in gathered.nodes:
-        for finding in (node.result or {}).get("findings", [])[1:]:  # the first one is the node's message
+        result = node.parsed(OVS)
+        for finding in result.findings[1:] if result else []:  # the first one is the node's message
             click.echo(f"{node.node}: {finding}")
 
 
@@ -57,17 +59,14 @@ def bridges_cmd(inv: Invocation, db: str | None) -> None:
     if inv.output == "table":
         rows = []
         for node in gathered.nodes:
-            bridges = (node.result or {}).get("bridges") or [{}]
-            for i, b in enumerate(bridges):
+            result = node.parsed(OVS)
+            for i, b in enumerate((result and result.bridges) or [None]):
+                cells = ("name", "datapath_type", "fail_mode", "ports", "controllers")
                 rows.append(
                     [
                         node.node if i == 0 else "",
                         node.status.value if i == 0 else "",
-                        fmt(b.get("name")),
-                        fmt(b.get("datapath_type")),
-                        fmt(b.get("fail_mode")),
-                        fmt(b.get("ports")),
-                        fmt(b.get("controllers")),
+                        *(fmt(getattr(b, c, None)) for c in cells),
                         node.message if i == 0 else "",
                     ]
                 )
@@ -126,17 +125,17 @@ DETAIL = (
 def port_cmd(inv: Invocation, name: str, db: str | None) -> None:
     """One port in full, on the nodes that have it (a port found on no node is a finding)."""
     spec, gathered = _gather(inv, view="port", ports=[name], db=db)
-    holders = [n.node for n in gathered.nodes if (n.result or {}).get("ports")]
+    found = {n.node: n.parsed(OVS) for n in gathered.nodes}
+    holders = [node for node, result in found.items() if result and result.ports]
     if inv.output == "table":
         for node in gathered.nodes:
-            for port in (node.result or {}).get("ports", []):
+            for port in found[node.node].ports if found[node.node] else []:
                 click.echo(
-                    f"{node.node}: port {port['name']} ({node.status.value}{': ' + node.message if node.message else ''})"
+                    f"{node.node}: port {port.name} ({node.status.value}{': ' + node.message if node.message else ''})"
                 )
-                rows = [[f"  {key}", fmt(port.get(key))] for key in DETAIL]
-                rows += [[f"  external_ids:{k}", v] for k, v in sorted(port.get("external_ids", {}).items())]
-                rows += [[f"  other_config:{k}", v] for k, v in sorted(port.get("other_config", {}).items())]
-                rows += [[f"  options:{k}", v] for k, v in sorted(port.get("options", {}).items())]
+                rows = [[f"  {key}", fmt(getattr(port, key))] for key in DETAIL]
+                for mapping in ("external_ids", "other_config", "options"):
+                    rows += [[f"  {mapping}:{k}", v] for k, v in sorted(getattr(port, mapping).items())]
                 click.echo(table(["FIELD", "VALUE"], rows))
         for node in gathered.nodes:
             if node.status.value not in ("ok", "failed"):

@@ -5,6 +5,7 @@ import click
 from steth.controller.options import Invocation, gathering_command
 from steth.controller.output import emit_footer, emit_gathered, fmt, table
 from steth.controller.params import collect, params_options
+from steth.schemas.probes.send import SPEC as SEND
 from steth.schemas.probes.send import SendParams
 
 
@@ -12,31 +13,28 @@ def render(gathered) -> str:
     """Per node: what it sent, then one line per reply."""
     rows = []
     for node in gathered.nodes:
-        result = node.result or {}
-        sent = result.get("sent_summary") or "-"
-        if result.get("spoofed"):
-            sent += f" [spoofed src {result.get('src_mac')}]"
-        replies = result.get("replies") or [{}]
-        for i, r in enumerate(replies):
+        result = node.parsed(SEND)
+        sent = (result and result.sent_summary) or "-"
+        if result and result.spoofed:
+            sent += f" [spoofed src {result.src_mac}]"
+        for i, r in enumerate((result and result.replies) or [None]):
             detail = ""
-            if r.get("offered_ip"):
-                detail = f"offered {r['offered_ip']}" + (f"/{r['subnet_mask']}" if r.get("subnet_mask") else "")
-                detail += f" lease {r['lease_time_s']}s" if r.get("lease_time_s") else ""
-                detail += f" router {r['router']}" if r.get("router") else ""
-            elif r.get("answered_mac"):
-                detail = f"is-at {r['answered_mac']}"
+            if r is not None and r.offered_ip:
+                detail = f"offered {r.offered_ip}" + (f"/{r.subnet_mask}" if r.subnet_mask else "")
+                detail += f" lease {r.lease_time_s}s" if r.lease_time_s else ""
+                detail += f" router {r.router}" if r.router else ""
+            elif r is not None and r.answered_mac:
+                detail = f"is-at {r.answered_mac}"
             first = i == 0
+            cells = ("kind", "from_ip", "from_mac", "vlan")
             rows.append(
                 [
                     node.node if first else "",
                     node.status.value if first else "",
                     sent if first else "",
-                    fmt(r.get("kind")),
-                    fmt(r.get("from_ip")),
-                    fmt(r.get("from_mac")),
-                    fmt(r.get("vlan")),
-                    fmt(r.get("delay_ms"), "ms"),
-                    detail or ("-" if r else ""),
+                    *(fmt(getattr(r, c, None)) for c in cells),
+                    fmt(getattr(r, "delay_ms", None), "ms"),
+                    detail or ("-" if r is not None else ""),
                     node.message if first else "",
                 ]
             )

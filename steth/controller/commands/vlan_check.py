@@ -9,7 +9,8 @@ from steth.controller.options import Invocation, gathering_command, run_async
 from steth.controller.output import document, emit_document, emit_footer, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import INCOMPLETE, Status
-from steth.schemas.probes.vlan_check import VlanCheckParams, parse_vlans
+from steth.schemas.probes.vlan_check import SPEC as VLAN_CHECK
+from steth.schemas.probes.vlan_check import VlanCheckParams, VlanCheckResult, parse_vlans
 
 RAN = (Status.OK, Status.FAILED)
 MATRIX_MAX_PAIRS = 12  # wider than this, the table lists the failing pairs instead of one column per pair
@@ -18,13 +19,11 @@ MATRIX_MAX_PAIRS = 12  # wider than this, the table lists the failing pairs inst
 def build_pairs(gathered, nodes: list[str], vlans: list[int]) -> list[dict]:
     """One entry per (VLAN, from, to): passed, lost, or unknown when either end did not run."""
     by_node = gathered.by_node()
+    results = {n.node: n.parsed(VLAN_CHECK) for n in gathered.nodes}
     pairs = []
     for vlan in vlans:
         for receiver in nodes:
-            rows = {
-                (r["vlan"], r["peer"]): r
-                for r in ((by_node.get(receiver) and by_node[receiver].result) or {}).get("rows", [])
-            }
+            rows = {(r.vlan, r.peer): r for r in results[receiver].rows} if results.get(receiver) else {}
             for sender in nodes:
                 if sender == receiver:
                     continue
@@ -36,22 +35,18 @@ def build_pairs(gathered, nodes: list[str], vlans: list[int]) -> list[dict]:
                     )
                 else:
                     row = rows.get((vlan, sender))
-                    late = _late(by_node[receiver].result, by_node[sender].result)
-                    if row is not None and not (late and not row["passed"]):
-                        pair.update(
-                            result="passed" if row["passed"] else "lost",
-                            frames=row["frames"],
-                            detail=row.get("detail", ""),
-                        )
+                    late = _late(results[receiver], results[sender])
+                    if row is not None and not (late and not row.passed):
+                        pair.update(result="passed" if row.passed else "lost", frames=row.frames, detail=row.detail)
                     elif late:  # no frame, but the receiver was not listening yet when they were sent
                         pair["detail"] = f"{receiver} listened {late:.2f} s too late: raise --send-delay"
                 pairs.append(pair)
     return pairs
 
 
-def _late(receiver: dict | None, sender: dict | None) -> float:
+def _late(receiver: VlanCheckResult | None, sender: VlanCheckResult | None) -> float:
     """Seconds by which the receiver's listener came up after the sender sent (0: in time)."""
-    listening, sent = (receiver or {}).get("listening_since"), (sender or {}).get("sent_at")
+    listening, sent = receiver and receiver.listening_since, sender and sender.sent_at
     return max(0.0, listening - sent) if listening and sent else 0.0
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import Column, Command, ProbeSpec
 from steth.schemas.types import InterfaceName, IPAddress, NetnsName, Params, Result
 
 
@@ -55,4 +55,16 @@ SPEC = ProbeSpec(
         Column("ERROR", "error"),
     ),
     tools=("arping (iputils or Thomas Habets' arping)",),
+    command=Command(
+        argument="target",
+        metavar="ADDRESS",
+        help="Sends ARP requests for ADDRESS on --interface from the selected nodes: who answers, with which MAC.\n\n"
+        "Works with either arping a distribution ships (iputils, or Thomas Habets'); one request a second. "
+        "No reply is a finding, and so are replies from two different MACs (an address conflict): exit 1. "
+        "A missing interface or namespace is `aborted` (exit 3).",
+        examples=(
+            "steth arping 10.0.0.1 --interface br-ex --role network",
+            "steth arping 192.168.0.1 --interface qr-3b1a0c2e-4f --netns qrouter-5f1c... --count 5",
+        ),
+    ),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import Column, Command, ProbeSpec
 from steth.schemas.types import Params, Result
 
 
@@ -19,10 +19,15 @@ class HelloResult(Result):
 
 SPEC = ProbeSpec(
     name="hello",
-    summary="Answer with the agent's name, version, roles and data-plane address (no-op).",
+    summary="Every selected agent answers with its name, version, roles and data-plane address: "
+    "who is reachable over NATS right now.",
     params=HelloParams,
     result=HelloResult,
     max_timeout_s=10,
     inline=True,
     columns=(Column("VERSION", "version"), Column("ROLES", "roles"), Column("DATA PLANE", "data_plane")),
+    command=Command(
+        help="Unlike `steth agents` (which reads heartbeats), this sends a request and waits for each reply.",
+        examples=("steth hello", "steth hello --role compute --timeout 2"),
+    ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import Column, Command, ProbeSpec
 from steth.schemas.types import InterfaceName, NetnsName, Params, Result
 
 
@@ -72,4 +72,18 @@ SPEC = ProbeSpec(
         Column("TX DROP", "tx_dropped"),
     ),
     tools=("ip -j -s -d addr show (iproute2)",),
+    command=Command(
+        argument="interface",
+        metavar="IFACE",
+        help="Shows the links of the selected nodes (or only IFACE).\n\n"
+        "From `ip -j -s -d addr show` on each node (any distribution with iproute2). ADMIN is the up flag, "
+        "OPER the kernel's operational state, CARRIER the lower layer; MASTER is the bridge or bond a link is "
+        "enslaved to; VLAN the 802.1Q id of a VLAN link. JSON adds bytes, the parent link and the VLAN protocol. "
+        "A named IFACE that is admin up without carrier is a finding (exit 1); a missing one is `aborted`.",
+        examples=(
+            "steth interface --role network",
+            "steth interface data0 --node compute-1 -o json",
+            "steth interface --netns qrouter-5f1c... --node network-1",
+        ),
+    ),
 )

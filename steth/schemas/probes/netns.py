@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import Column, Command, ProbeSpec
 from steth.schemas.types import NetnsName, Params, Result
 
 # Neutron's (and OVN's) namespace prefixes; anything else is "other".
@@ -68,4 +68,15 @@ SPEC = ProbeSpec(
         Column("ERROR", "error"),
     ),
     tools=("ip -j netns list", "ip -n NS -j addr show (iproute2)"),
+    command=Command(
+        help="KIND follows Neutron's naming: qdhcp-<network id> (DHCP agent), qrouter-<router id> (L3 agent), "
+        "snat-<router id> (DVR SNAT), fip-<external network id> (DVR floating IPs), ovnmeta-<network id> "
+        "(OVN metadata); anything else is `other`. JSON adds the id after the prefix (neutron_id) and every "
+        "interface with its state. Use the names with --netns on ping, tcp-check, arping, mtu and interface.",
+        examples=(
+            "steth netns --role network",
+            "steth netns --kind qrouter -o json",
+            "steth netns --prefix qdhcp-8a2f --node network-1",
+        ),
+    ),
 )

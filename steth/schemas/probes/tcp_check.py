@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import Column, Command, ProbeSpec
 from steth.schemas.types import NetnsName, Params, Result
 
 # RFC 1123 host names: labels of letters, digits and '-', never starting with '-'.
@@ -80,4 +80,18 @@ SPEC = ProbeSpec(
         Column("ERROR", "error"),
     ),
     tools=("python asyncio (in a namespace: ip netns exec NS python -m steth.agent.tools.tcpconnect)",),
+    command=Command(
+        argument="targets",
+        metavar="HOST:PORT",
+        help="For the control plane: the message queue, the database, the Neutron and Nova APIs, the metadata "
+        "service. HOST is an IPv4 address, [IPv6] or a host name (resolved on the node). The connection is "
+        "closed at once, no data is sent. Errors read `refused`, `timeout after N s`, `no route to host`, "
+        "`cannot resolve: ...`. Any target not connected is a finding (exit 1). With --netns the connects run "
+        "inside that namespace (a small helper started with `ip netns exec`).",
+        examples=(
+            "steth tcp-check 10.0.0.10:5672 10.0.0.10:3306 --role compute",
+            "steth tcp-check keystone.example.org:5000 --connect-timeout 1 -o json",
+            "steth tcp-check 169.254.169.254:80 --netns qdhcp-8a2f... --node network-1",
+        ),
+    ),
 )
