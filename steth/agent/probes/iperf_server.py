@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from steth.agent.errors import CouldNotRun, NoSuchDevice
+from steth.agent.errors import CouldNotRun
 from steth.agent.jobs import jobs_of, wait_for_text
 from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
@@ -44,7 +44,7 @@ def port_free(address: str, port: int) -> bool:
             return True
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
-                raise NoSuchDevice(f"{address} is not an address of this node") from None
+                raise CouldNotRun(f"{address} is not an address of this node") from None
             return False
 
 
