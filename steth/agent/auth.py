@@ -18,15 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from steth.agent.errors import Busy, RequestRefused
+
 PUBLIC_KEY_TAG = "steth-ed25519"
-
-
-class Refused(Exception):
-    """Why a request is refused; the message goes back to the controller with status `invalid`."""
-
-
-class Busy(Refused):
-    """The replay cache is full: answered `aborted` (busy), like a request that found no free slot."""
 
 
 def key_id(raw_public_key: bytes) -> str:
@@ -79,7 +73,8 @@ class Verdict:
 
 
 class Verifier:
-    """One per agent runtime. `check` raises Refused with the reason, or returns who signed."""
+    """One per agent runtime. `check` raises RequestRefused (`invalid`) or Busy (`aborted`: the
+    replay cache is full), or returns who signed."""
 
     def __init__(self, security) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -106,29 +101,29 @@ class Verifier:
 
         if not request.sig:
             if self.require_signed:
-                raise Refused("unsigned request: this agent requires signed requests")
+                raise RequestRefused("unsigned request: this agent requires signed requests")
             return Verdict(False)
         if not self.keys:
             return Verdict(False)  # nothing to verify against: treated as unsigned, which is allowed here
         key = self.keys.get(request.kid)
         if key is None:
-            raise Refused(f"signed by an untrusted key {request.kid[:16]!r}")
+            raise RequestRefused(f"signed by an untrusted key {request.kid[:16]!r}")
         try:
             signature = base64.b64decode(request.sig, validate=True)
             key.verify(signature, signing_payload(request, subject))
         except (InvalidSignature, binascii.Error, ValueError, TypeError):
-            raise Refused("bad signature") from None
+            raise RequestRefused("bad signature") from None
         now = time.time() if now is None else now
         if request.deadline < now - self.skew_s:
-            raise Refused(f"expired: the deadline passed {now - request.deadline:.1f} s ago")
+            raise RequestRefused(f"expired: the deadline passed {now - request.deadline:.1f} s ago")
         if request.deadline > now + self.window_s + self.skew_s:
-            raise Refused(
+            raise RequestRefused(
                 f"deadline {request.deadline - now:.0f} s ahead is beyond the replay window ({self.window_s:g} s)"
             )
         self._forget_expired(now)
         seen = (request.kid, request.id, subject)
         if seen in self._seen:
-            raise Refused(f"replayed request {request.id!r}")
+            raise RequestRefused(f"replayed request {request.id!r}")
         if len(self._seen) >= self.cache_size:
             raise Busy("busy: replay cache full")
         self._seen.add(seen)

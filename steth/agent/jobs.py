@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steth.agent.procs import ToolMissing, die_with_agent, in_netns, kill_group
+from steth.agent.errors import CouldNotRun, ToolMissing, TooManyJobs
+from steth.agent.procs import die_with_agent, in_netns, kill_group
 
 log = logging.getLogger("steth.agent.jobs")
 
@@ -31,10 +32,6 @@ MAX_JOBS = 64
 # In every job folder: the pid of the agent that owns it. A folder whose agent is gone (killed with
 # SIGKILL: its tools die with it, but nobody removed the folder) is removed by the next agent that starts.
 OWNER_FILE = ".steth-agent-pid"
-
-
-class TooManyJobs(RuntimeError):
-    pass
 
 
 @dataclass
@@ -232,9 +229,7 @@ def jobs_of(ctx: Any) -> JobTable:
     """The job table of the runtime that runs this probe."""
     table = getattr(ctx, "extra", {}).get("jobs")
     if table is None:
-        from steth.agent.probes import ProbeAborted
-
-        raise ProbeAborted("this agent runtime offers no background jobs")
+        raise CouldNotRun("this agent runtime offers no background jobs")
     return table
 
 

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from steth.agent import procs
+from steth.agent.errors import OvsdbUnavailable
 
 
 def default_db() -> str:
@@ -19,10 +20,6 @@ def default_db() -> str:
 BRIDGE_COLUMNS = "_uuid,name,datapath_type,fail_mode,ports,controller,external_ids"
 PORT_COLUMNS = "_uuid,name,interfaces,tag,trunks,vlan_mode,other_config,external_ids"
 IFACE_COLUMNS = "_uuid,name,type,ofport,options,external_ids,link_state,admin_state,error,mac_in_use"
-
-
-class OvsdbUnavailable(RuntimeError):
-    pass
 
 
 def vsctl_argv(db: str) -> list[str]:

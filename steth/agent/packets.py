@@ -20,17 +20,16 @@ import time
 from typing import Any
 
 from steth.agent import procs
+from steth.agent.errors import HelperFailed
 
 VLAN_ETHERTYPE = 0x88B5  # IEEE "local experimental": no host stack acts on it
 MAGIC = b"STETH1"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
+# The message of a probe whose scapy child was killed at the deadline (probe_job returned None).
+KILLED_AT_DEADLINE = "the scapy child was killed at the deadline: give a longer --timeout"
 
 
 # --- the agent side ------------------------------------------------------------------------------
-
-
-class HelperFailed(RuntimeError):
-    pass
 
 
 async def run_job(job: dict[str, Any], timeout: float, module: str = "steth.agent.packets") -> dict[str, Any] | None:
@@ -43,22 +42,17 @@ async def run_job(job: dict[str, Any], timeout: float, module: str = "steth.agen
         out = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         lines = done.stderr.strip().splitlines()
-        raise HelperFailed(lines[-1] if lines else f"scapy helper exited {done.returncode} with no output") from None
+        raise HelperFailed(
+            f"scapy: {lines[-1]}" if lines else f"scapy: helper exited {done.returncode} with no output"
+        ) from None
     if out.get("error"):
-        raise HelperFailed(out["error"])
+        raise HelperFailed(f"scapy: {out['error']}")
     return out
 
 
 async def probe_job(job: dict[str, Any], ctx, module: str = "steth.agent.packets") -> dict[str, Any] | None:
-    """run_job for a probe: a missing tool or a failed child is `aborted`; None at the deadline."""
-    from steth.agent.probes import ProbeAborted
-
-    try:
-        return await run_job(job, timeout=ctx.remaining(0.1), module=module)
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    except HelperFailed as exc:
-        raise ProbeAborted(f"scapy: {exc}") from None
+    """run_job bounded by the probe's deadline (HelperFailed, ToolMissing: `aborted`); None at the deadline."""
+    return await run_job(job, timeout=ctx.remaining(0.1), module=module)
 
 
 def child_main(run_child) -> None:

@@ -7,9 +7,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-
-class ToolMissing(RuntimeError):
-    pass
+from steth.agent.errors import ToolMissing
 
 
 @dataclass

@@ -9,20 +9,22 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from steth import __version__, codec
 from steth.agent import netinfo
-from steth.agent.auth import Busy, Refused, Verifier
+from steth.agent.auth import Verifier
 from steth.agent.config import AgentConfig
+from steth.agent.errors import Busy, DeadlineReached, NotAllowed, ProbeError, RequestRefused
 from steth.agent.jobs import JobTable
 from steth.agent.policy import Policy
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext, load
+from steth.agent.probes import Outcome, ProbeContext, load
 from steth.schemas import subjects
 from steth.schemas.agent_info import AgentInfo
-from steth.schemas.envelope import Reply, Request, Status
+from steth.schemas.envelope import PROTOCOL_VERSION, PROTOCOL_VERSIONS, Reply, Request, Status, unspoken_version
 from steth.schemas.probes import registry
 from steth.schemas.types import describe_validation_error
 
@@ -32,6 +34,32 @@ log = logging.getLogger("steth.agent")
 REPLY_MARGIN_S = 0.15
 # The audit line shows this much of a request's args (JSON, so nothing in them can forge a log line).
 AUDIT_ARGS_CHARS = 240
+
+
+@dataclass
+class Settled:
+    """How one run of a probe ended, as a reply carries it: status, message, the result dumped."""
+
+    status: Status
+    message: str = ""
+    result: dict[str, Any] | None = None
+
+
+def settle(ended: Outcome | BaseException, probe: str = "") -> Settled:
+    """The one place where how a probe ended becomes a node's status.
+
+    An Outcome is a finding (ok or failed); a ProbeError answers the status its class declares
+    (steth.agent.errors), with its message and partial result; any other exception is `error`. The result
+    model is dumped here, once, as the wire has always carried it (model_dump(), then the reply's JSON mode).
+    """
+    if isinstance(ended, Outcome):
+        status, message, result = ended.status, ended.message, ended.result
+    elif isinstance(ended, ProbeError):
+        status, message, result = ended.status, str(ended), ended.result
+    else:
+        log.error("probe %s failed unexpectedly", probe or "?", exc_info=ended)
+        return Settled(Status.ERROR, f"agent error: {ended}")
+    return Settled(status, message, result.model_dump() if result is not None else None)
 
 
 class AgentRuntime:
@@ -326,7 +354,12 @@ class AgentRuntime:
             )
 
         try:
-            req = Request.model_validate(codec.decode(data))
+            raw = codec.decode(data)
+            if isinstance(raw, dict) and raw.get("v", PROTOCOL_VERSION) not in PROTOCOL_VERSIONS:
+                # Before the shape is checked: a request of another version may well have another shape.
+                req_id = raw.get("id") if isinstance(raw.get("id"), str) else ""
+                return answer(Status.INVALID, unspoken_version(raw["v"]), req_id[:64])
+            req = Request.model_validate(raw)
         except (codec.DecodeError, ValidationError) as exc:
             detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
             log.warning("malformed request on probe %s: %s", probe, detail)
@@ -337,13 +370,17 @@ class AgentRuntime:
         if self.verifier is not None:
             try:
                 audit["kid"] = self.verifier.check(req, subject or "", received).kid
-            except Busy as exc:
-                return answer(Status.ABORTED, str(exc), req.id)
-            except Refused as exc:
-                log.warning(
-                    "refused request id=%s probe=%s from %s: %s", json.dumps(req.id), probe, json.dumps(req.sender), exc
-                )
-                return answer(Status.INVALID, f"refused: {exc}", req.id)
+            except ProbeError as exc:  # RequestRefused (`invalid`) or Busy (`aborted`)
+                if isinstance(exc, RequestRefused):
+                    log.warning(
+                        "refused request id=%s probe=%s from %s: %s",
+                        json.dumps(req.id),
+                        probe,
+                        json.dumps(req.sender),
+                        exc.reason,
+                    )
+                refused = settle(exc)
+                return answer(refused.status, refused.message, req.id)
         if req.deadline < received:
             log.info(
                 "request id=%s probe=%s dropped: %.1f s past its deadline",
@@ -367,31 +404,35 @@ class AgentRuntime:
         outcome, started = await self.execute(probe, params, deadline - REPLY_MARGIN_S, req.id)
         return answer(outcome.status, outcome.message, req.id, outcome.result, started or 0.0)
 
-    async def execute(self, probe: str, params: Any, deadline: float, run_id: str = "") -> tuple[Outcome, float | None]:
-        """Run validated params under the probe's concurrency slots and a deadline: (outcome, started).
+    async def execute(self, probe: str, params: Any, deadline: float, run_id: str = "") -> tuple[Settled, float | None]:
+        """Run validated params under the probe's concurrency slots and a deadline: (how it ended, started).
 
         Requests and the scheduler (steth/agent/scheduler.py) both run probes through here.
         """
-        refusal = self.policy.check(params)
-        if refusal:
-            return Outcome(Status.ABORTED, f"refused by policy: {refusal}"), None
-        started = time.time()
-        if registry()[probe].inline:  # never waits: no slot, no timer
-            return await self._run_probe(probe, params, self._context(deadline, run_id)), started
-        slots = self._slots.get(probe)
-        if slots is None:
-            slots = self._slots[probe] = asyncio.Semaphore(self.config.concurrency_for(probe))
-        budget = deadline - time.time()
         started = None
         try:
-            async with asyncio.timeout(max(0.0, budget)):
-                async with slots:
-                    started = time.time()
-                    return await self._run_probe(probe, params, self._context(deadline, run_id)), started
-        except TimeoutError:
-            if started is None:
-                return Outcome(Status.ABORTED, f"busy: no free {probe} slot before the deadline"), None
-            return Outcome(Status.TIMEOUT, f"did not finish within the deadline ({budget:.1f} s)"), started
+            refusal = self.policy.check(params)
+            if refusal:
+                raise NotAllowed(f"refused by policy: {refusal}")
+            if registry()[probe].inline:  # never waits: no slot, no timer
+                started = time.time()
+                return settle(await load(probe)(params, self._context(deadline, run_id)), probe), started
+            slots = self._slots.get(probe)
+            if slots is None:
+                slots = self._slots[probe] = asyncio.Semaphore(self.config.concurrency_for(probe))
+            budget = deadline - time.time()
+            try:
+                async with asyncio.timeout(max(0.0, budget)):
+                    async with slots:
+                        started = time.time()
+                        outcome = await load(probe)(params, self._context(deadline, run_id))
+            except TimeoutError:
+                if started is None:
+                    raise Busy(f"busy: no free {probe} slot before the deadline") from None
+                raise DeadlineReached(f"did not finish within the deadline ({budget:.1f} s)") from None
+            return settle(outcome, probe), started
+        except Exception as exc:
+            return settle(exc, probe), started
 
     def _context(self, deadline: float, run_id: str) -> ProbeContext:
         return ProbeContext(
@@ -403,9 +444,3 @@ class AgentRuntime:
             deadline=deadline,
             extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy},
         )
-
-    async def _run_probe(self, probe: str, params: Any, ctx: ProbeContext) -> Outcome:
-        try:
-            return await load(probe)(params, ctx)
-        except ProbeAborted as exc:
-            return Outcome(Status.ABORTED, str(exc))

@@ -15,7 +15,9 @@ import subprocess
 import time
 
 from steth.agent import packets, procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun, NoSuchDevice, NotAllowed, Unsupported
+from steth.agent.probes import Outcome, ProbeContext
+from steth.agent.probes.ping import parse_ping
 from steth.schemas.envelope import Status
 from steth.schemas.probes.vlan_check import VlanCheckParams, VlanCheckResult, VlanPeerRow
 
@@ -64,8 +66,6 @@ def _remove(names: list[str], marker: str) -> None:
 
 
 async def _ping(name: str, address: str, count: int, timeout: float):
-    from steth.agent.probes.ping import parse_ping
-
     argv = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1", "-I", name, address]
     done = await procs.run(argv, timeout=timeout)
     return parse_ping(address, done.stdout, done.stderr, done.returncode)
@@ -73,16 +73,16 @@ async def _ping(name: str, address: str, count: int, timeout: float):
 
 async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     if not ctx.allow_mutating:
-        raise ProbeAborted(
+        raise NotAllowed(
             "refused: --mode subinterface creates VLAN interfaces; mutating probes are off in this agent's policy"
         )
     if packets.interface_mac(params.interface) is None:
-        raise ProbeAborted(f"no interface {params.interface} on this node")
+        raise NoSuchDevice(f"no interface {params.interface} on this node")
     reason = await kernel_vlan_support(params.interface, timeout=min(5.0, ctx.remaining(0.1)))
     if reason:
-        raise ProbeAborted(reason)
+        raise Unsupported(reason)
     if ctx.node not in params.nodes or not params.token:
-        raise ProbeAborted("subinterface mode is run by the controller (steth vlan-check), which names the nodes")
+        raise CouldNotRun("subinterface mode is run by the controller (steth vlan-check), which names the nodes")
     net = ipaddress.ip_network(params.cidr)
     address = {n: str(net[i + 1]) for i, n in enumerate(params.nodes)}
     marker = f"steth vlan-check {params.token}"
@@ -91,7 +91,7 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     try:
         for vlan, name in names.items():
             if _exists(name):
-                raise ProbeAborted(f"{name} exists already and is not steth's to change")
+                raise NotAllowed(f"{name} exists already and is not steth's to change")
             for argv in (
                 ["ip", "link", "add", "link", params.interface, "name", name, "type", "vlan", "id", str(vlan)],
                 ["ip", "link", "set", "dev", name, "alias", marker],
@@ -100,7 +100,7 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
             ):
                 done = await procs.run(argv, timeout=ctx.remaining(0.5))
                 if done.returncode != 0:
-                    raise ProbeAborted(f"{' '.join(argv[:4])} {name}: {done.stderr.strip() or done.returncode}")
+                    raise CouldNotRun(f"{' '.join(argv[:4])} {name}: {done.stderr.strip() or done.returncode}")
         await asyncio.sleep(max(0.0, send_at - time.time()))
         peers = [p for p in params.nodes if p != ctx.node]
         pings = await asyncio.gather(
@@ -117,6 +117,4 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     result = VlanCheckResult(
         interface=params.interface, mode=params.mode, vlans=params.vlans, sent_at=send_at, rows=rows
     )
-    from steth.agent.probes.vlan_check import verdict
-
-    return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, verdict(rows), result.model_dump())
+    return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, result.missing(), result)

@@ -11,7 +11,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
-PROTOCOL_VERSION = 1
+# The envelope versions this side speaks (`v`): a request in any other is answered `invalid`, naming these.
+PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+PROTOCOL_VERSION = PROTOCOL_VERSIONS[-1]  # the version this side sends
+
+
+def unspoken_version(v: object) -> str:
+    """The `invalid` message for a request whose version is not spoken here; it names the ones that are."""
+    spoken = ", ".join(str(x) for x in PROTOCOL_VERSIONS)
+    return f"protocol version {v!r} is not spoken here: this agent speaks version(s) {spoken}"
 
 
 class Status(str, enum.Enum):

@@ -287,6 +287,21 @@ def test_unknown_probe_answers_unknown_probe(lab):
         assert by_node[name]["id"] == "tfrobnica"
 
 
+def test_a_protocol_version_the_agents_do_not_speak_is_invalid(lab):
+    """A future controller can tell: every agent answers `invalid`, naming the versions it speaks."""
+    (box,) = asyncio.run(
+        raw_requests(
+            lab.nats_url, [("steth.v1.req.all.hello", msgpack.packb(req("hello", v=99)))], expect=len(lab.names())
+        )
+    )
+    by_node = {r["node"]: r for r in box}
+    assert set(lab.names()) <= set(by_node)
+    for name in lab.names():
+        reply = by_node[name]
+        assert reply["status"] == "invalid" and reply["id"] == "thello" and reply["v"] == 1, reply
+        assert reply["message"] == "protocol version 99 is not spoken here: this agent speaks version(s) 1"
+
+
 def test_requests_past_their_deadline_get_no_reply(lab):
     late = req("hello", deadline_in=-5.0, id="late-one")
     fresh = req("hello", id="fresh-one")

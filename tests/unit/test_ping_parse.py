@@ -15,6 +15,7 @@ import pytest
 from steth.agent import netinfo
 from steth.agent.probes import ProbeContext
 from steth.agent.probes.ping import parse_ping, ping_argv, run
+from steth.agent.runtime import settle
 from steth.schemas.envelope import Status
 from steth.schemas.probes.ping import PingParams
 
@@ -117,25 +118,34 @@ def _ctx(seconds: float = 5.0) -> ProbeContext:
 needs_ping = pytest.mark.skipif(shutil.which("ping") is None, reason="iputils ping not installed")
 
 
+def _settled(params: PingParams, ctx: ProbeContext):
+    """Run the probe and settle it as the runtime does: what it found, or what it raised, as a status."""
+    try:
+        return settle(asyncio.run(run(params, ctx)))
+    except Exception as exc:
+        return settle(exc)
+
+
 @needs_ping
 def test_run_against_loopback_both_families():
     outcome = asyncio.run(run(PingParams(targets=["127.0.0.1", "::1"], count=2, interval_s=0.05), _ctx()))
     assert outcome.status is Status.OK, outcome.message
-    rows = {r["target"]: r for r in outcome.result["targets"]}
-    assert rows["127.0.0.1"]["received"] == 2 and rows["::1"]["received"] == 2
+    rows = {r.target: r for r in outcome.result.targets}
+    assert rows["127.0.0.1"].received == 2 and rows["::1"].received == 2
 
 
 @needs_ping
 def test_run_on_a_missing_interface_is_aborted_not_a_finding():
-    outcome = asyncio.run(run(PingParams(targets=["127.0.0.1"], count=1, interface="nosuchif0"), _ctx()))
+    outcome = _settled(PingParams(targets=["127.0.0.1"], count=1, interface="nosuchif0"), _ctx())
     assert outcome.status is Status.ABORTED
     assert "nosuchif0" in outcome.message
+    assert outcome.result["targets"][0]["sent"] == 0  # the partial result travels with the status
 
 
 @needs_ping
 def test_run_is_bounded_by_the_deadline():
     started = time.monotonic()
-    outcome = asyncio.run(run(PingParams(targets=["127.0.0.1"], count=100, interval_s=0.2), _ctx(1.0)))
+    outcome = _settled(PingParams(targets=["127.0.0.1"], count=100, interval_s=0.2), _ctx(1.0))
     assert time.monotonic() - started < 2.0
     assert outcome.status in (Status.ABORTED, Status.TIMEOUT) and "killed at the deadline" in outcome.message
 

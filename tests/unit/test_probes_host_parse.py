@@ -464,15 +464,15 @@ def _simulate(path_mtu: int, local_mtu: int, **kw):
 )
 def test_mtu_search_finds_the_path_mtu(path, local):
     out = _simulate(path, local)
-    assert out.status is Status.OK and out.result["path_mtu_bytes"] == path
-    assert out.result["rounds"] <= 6
+    assert out.status is Status.OK and out.result.path_mtu_bytes == path
+    assert out.result.rounds <= 6
 
 
 def test_mtu_below_expect_is_failed_and_dead_target_too():
     out = _simulate(1404, 1500, expect_bytes=1500)
     assert out.status is Status.FAILED and "1404" in out.message
     dead = _simulate(60, 1500)
-    assert dead.status is Status.FAILED and dead.result["path_mtu_bytes"] is None
+    assert dead.status is Status.FAILED and dead.result.path_mtu_bytes is None
 
 
 def test_mtu_params_bounds():

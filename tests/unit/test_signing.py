@@ -16,6 +16,7 @@ import pytest
 from steth import codec
 from steth.agent import auth
 from steth.agent.config import AgentConfig, SecurityConfig, load
+from steth.agent.errors import Busy, RequestRefused
 from steth.agent.runtime import AgentRuntime
 from steth.controller import signing
 from steth.controller.errors import UsageError
@@ -142,17 +143,17 @@ def test_verify_accepts_and_refuses(keypair):
 
     tampered = signed(signer, args={})
     tampered.args = {"x": 1}
-    with pytest.raises(auth.Refused, match="bad signature"):
+    with pytest.raises(RequestRefused, match="bad signature"):
         v.check(tampered, SUBJECT)
     retargeted = signed(signer)
-    with pytest.raises(auth.Refused, match="bad signature"):  # signed for one node, sent to all
+    with pytest.raises(RequestRefused, match="bad signature"):  # signed for one node, sent to all
         v.check(retargeted, subjects.req_all("hello"))
     garbled = signed(signer)
     garbled.sig = "!!!"
-    with pytest.raises(auth.Refused, match="bad signature"):
+    with pytest.raises(RequestRefused, match="bad signature"):
         v.check(garbled, SUBJECT)
     stranger = signing.Signer(*_other_key())
-    with pytest.raises(auth.Refused, match="untrusted key"):
+    with pytest.raises(RequestRefused, match="untrusted key"):
         v.check(signed(stranger), SUBJECT)
 
 
@@ -167,20 +168,20 @@ def test_unsigned_depends_on_policy(keypair):
     signer, _ = keypair
     unsigned = Request(probe="hello", deadline=time.time() + 5)
     assert verifier(signer.public_line).check(unsigned, SUBJECT).signed is False
-    with pytest.raises(auth.Refused, match="unsigned"):
+    with pytest.raises(RequestRefused, match="unsigned"):
         verifier(signer.public_line, require_signed=True).check(unsigned, SUBJECT)
 
 
 def test_expiry_window_and_replay(keypair):
     signer, _ = keypair
     v = verifier(signer.public_line, replay_window_s=60, clock_skew_s=1)
-    with pytest.raises(auth.Refused, match="expired"):
+    with pytest.raises(RequestRefused, match="expired"):
         v.check(signed(signer, timeout=-5), SUBJECT)
-    with pytest.raises(auth.Refused, match="beyond the replay window"):
+    with pytest.raises(RequestRefused, match="beyond the replay window"):
         v.check(signed(signer, timeout=300), SUBJECT)
     req = signed(signer, timeout=2)
     v.check(req, SUBJECT)
-    with pytest.raises(auth.Refused, match="replayed"):
+    with pytest.raises(RequestRefused, match="replayed"):
         v.check(req, SUBJECT)
     # The same id on another subject is another signed message (an agent matched by --node and --role).
     other_subject = subjects.req_role("compute", "hello")
@@ -189,7 +190,7 @@ def test_expiry_window_and_replay(keypair):
     v.check(twin, other_subject)
     # Once the deadline (plus skew) has passed the entry is forgotten and the request is simply expired.
     later = req.deadline + 1.5
-    with pytest.raises(auth.Refused, match="expired"):
+    with pytest.raises(RequestRefused, match="expired"):
         v.check(req, SUBJECT, now=later)
     v.check(signed(signer, timeout=10), SUBJECT, now=later)
     assert len(v) == 1  # both earlier entries were dropped: memory is bounded by the deadline window
@@ -200,7 +201,7 @@ def test_replay_cache_bound(keypair):
     v = verifier(signer.public_line, replay_cache_size=100)
     for _ in range(100):
         v.check(signed(signer, timeout=30), SUBJECT)
-    with pytest.raises(auth.Busy, match="replay cache full"):
+    with pytest.raises(Busy, match="replay cache full"):
         v.check(signed(signer, timeout=30), SUBJECT)
 
 

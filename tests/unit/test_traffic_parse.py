@@ -198,9 +198,9 @@ def test_summaries_one_per_packet():
 def test_start_errors_bad_filter_is_invalid_missing_device_aborted():
     p = CaptureParams(interface="h5tva", filter="icmp and ((")
     bad = start_error((DATA / "tcpdump_bad_filter.txt").read_text(), p)
-    assert bad.status is Status.INVALID and "can't parse filter expression" in bad.message
+    assert bad.status is Status.INVALID and "can't parse filter expression" in str(bad)
     nodev = start_error((DATA / "tcpdump_no_device.txt").read_text(), CaptureParams(interface="nosuch0"))
-    assert nodev.status is Status.ABORTED and "no interface nosuch0" in nodev.message
+    assert nodev.status is Status.ABORTED and "no interface nosuch0" in str(nodev)
 
 
 def test_walk_a_real_pcap():

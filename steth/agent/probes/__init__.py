@@ -1,4 +1,9 @@
-"""Probe implementations: `steth.agent.probes.<name>` defines `async def run(params, ctx) -> Outcome`."""
+"""Probe implementations: `steth.agent.probes.<name>` defines `async def run(params, ctx) -> Outcome`.
+
+A probe returns an Outcome for what it found (ok, or failed: a finding) with its result model, and raises
+a steth.agent.errors.ProbeError for everything else (could not run, bad args, the deadline); the runtime
+decides the node's status from either, in one place (steth.agent.runtime.settle).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steth.schemas.envelope import Status
+from steth.schemas.types import Result
 
-
-class ProbeAborted(Exception):
-    """The probe could not run here: a tool, an interface or a permission is missing."""
+FINDINGS = (Status.OK, Status.FAILED)
 
 
 @dataclass
 class Outcome:
+    """What a probe found: `ok`, or `failed` (a finding), and its result model."""
+
     status: Status
     message: str = ""
-    result: dict[str, Any] | None = None
+    result: Result | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in FINDINGS:
+            raise TypeError(f"a probe returns ok or failed, not {self.status.value}: raise a steth.agent.errors class")
+        if self.result is not None and not isinstance(self.result, Result):
+            raise TypeError(f"a probe returns its result model, not {type(self.result).__name__}")
 
 
 @dataclass

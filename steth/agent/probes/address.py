@@ -5,8 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.tools.iproute import SAFE_NETNS, IpError, bounded_gather, ip_json, list_netns
 from steth.schemas.envelope import Status
 from steth.schemas.probes.address import AddressParams, AddressResult, Holding
@@ -45,18 +44,13 @@ async def _search_quietly(netns: str, wanted: set[str], ctx: ProbeContext) -> li
 async def run(params: AddressParams, ctx: ProbeContext) -> Outcome:
     wanted = set(params.addresses)
     searched = 0
-    try:
-        holdings = await _search(params.netns, wanted, ctx)
-        if params.all_netns:
-            names = [n for n, _ in sorted(await list_netns(timeout=ctx.remaining(0.1))) if SAFE_NETNS.match(n)]
-            names = names[: params.max_namespaces]
-            searched = len(names)
-            for found in await bounded_gather([_search_quietly(n, wanted, ctx) for n in names]):
-                holdings += found
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    except IpError as exc:
-        raise ProbeAborted(str(exc)) from None
+    holdings = await _search(params.netns, wanted, ctx)
+    if params.all_netns:
+        names = [n for n, _ in sorted(await list_netns(timeout=ctx.remaining(0.1))) if SAFE_NETNS.match(n)]
+        names = names[: params.max_namespaces]
+        searched = len(names)
+        for found in await bounded_gather([_search_quietly(n, wanted, ctx) for n in names]):
+            holdings += found
     held = sorted({h.address for h in holdings})
     message = f"holds {', '.join(held)}" if held else ""
-    return Outcome(Status.OK, message, AddressResult(holdings=holdings, searched_netns=searched).model_dump())
+    return Outcome(Status.OK, message, AddressResult(holdings=holdings, searched_netns=searched))

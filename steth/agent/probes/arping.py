@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun, Unsupported
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.arping import ArpingParams, ArpingResult
 
@@ -39,7 +40,7 @@ async def variant(ctx: ProbeContext) -> str:
         done = await procs.run(["arping", "-V"], timeout=min(3.0, ctx.remaining(0.1)))
         found = detect_variant(done.stdout + done.stderr)
         if found is None:
-            raise ProbeAborted("arping is neither iputils' nor Habets' arping: cannot tell its options")
+            raise Unsupported("arping is neither iputils' nor Habets' arping: cannot tell its options")
         _variant = found
     return _variant
 
@@ -76,18 +77,14 @@ def parse_arping(kind: str, p: ArpingParams, stdout: str, stderr: str, returncod
 
 
 async def run(params: ArpingParams, ctx: ProbeContext) -> Outcome:
-    try:
-        kind = await variant(ctx)
-        done = await procs.run(arping_argv(kind, params), timeout=ctx.remaining(0.1), netns=params.netns)
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
+    kind = await variant(ctx)
+    done = await procs.run(arping_argv(kind, params), timeout=ctx.remaining(0.1), netns=params.netns)
     row = parse_arping(kind, params, done.stdout, done.stderr, done.returncode)
-    result = row.model_dump()
     if row.error and row.sent == 0:
-        return Outcome(Status.ABORTED, row.error, result)
+        raise CouldNotRun(row.error, row)
     if len(row.macs) > 1:
         message = f"{params.target} answered from {len(row.macs)} MACs: {', '.join(row.macs)}"
-        return Outcome(Status.FAILED, message, result)
+        return Outcome(Status.FAILED, message, row)
     if row.received == 0:
-        return Outcome(Status.FAILED, f"no ARP reply from {params.target} on {params.interface}", result)
-    return Outcome(Status.OK, "", result)
+        return Outcome(Status.FAILED, f"no ARP reply from {params.target} on {params.interface}", row)
+    return Outcome(Status.OK, "", row)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steth.agent import procs
-from steth.agent.jobs import Job, JobTable, TooManyJobs, jobs_of, wait_for_text
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun, Invalid, NoSuchDevice, ProbeError
+from steth.agent.jobs import Job, JobTable, jobs_of, wait_for_text
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.capture import CaptureParams, CaptureResult, PacketLine
 
@@ -71,15 +72,15 @@ def parse_stats(text: str) -> dict[str, int | None]:
     return out
 
 
-def start_error(text: str, p: CaptureParams) -> Outcome:
+def start_error(text: str, p: CaptureParams) -> ProbeError:
     """Why tcpdump exited before listening: a bad filter is `invalid`, the rest `aborted`."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     last = next((ln for ln in lines if ln.startswith("tcpdump:")), lines[-1] if lines else "tcpdump exited at once")
     if "can't parse filter" in text or "syntax error" in text:
-        return Outcome(Status.INVALID, f"bad filter {p.filter!r}: {last}")
+        return Invalid(f"bad filter {p.filter!r}: {last}")
     if "No such device" in text or "doesn't exist" in text:
-        return Outcome(Status.ABORTED, f"no interface {p.interface} here ({last})")
-    return Outcome(Status.ABORTED, last)
+        return NoSuchDevice(f"no interface {p.interface} here ({last})")
+    return CouldNotRun(last)
 
 
 @dataclass
@@ -163,23 +164,17 @@ async def _summaries(pcap: Path, p: CaptureParams, ctx: ProbeContext) -> list[Pa
 
 async def run(params: CaptureParams, ctx: ProbeContext) -> Outcome:
     table = jobs_of(ctx)
-    try:
-        # Lives a little past the request (the probe ends it itself); `timeout` bounds tcpdump by the same.
-        job = table.add("capture", ctx.remaining() + 2.0, directory=True, info={"interface": params.interface})
-    except TooManyJobs as exc:
-        raise ProbeAborted(str(exc)) from None
+    # Lives a little past the request (the probe ends it itself); `timeout` bounds tcpdump by the same.
+    job = table.add("capture", ctx.remaining() + 2.0, directory=True, info={"interface": params.interface})
     kept = False
     try:
         pcap, log = job.directory / PCAP, job.directory / LOG
-        try:
-            await table.spawn(job, tcpdump_argv(params, pcap), netns=params.netns, output=LOG)
-        except procs.ToolMissing as exc:
-            raise ProbeAborted(str(exc)) from None
+        await table.spawn(job, tcpdump_argv(params, pcap), netns=params.netns, output=LOG)
         text = await wait_for_text(log, (LISTENING,), job, timeout=min(5.0, ctx.remaining(FINISH_RESERVE_S)))
         if LISTENING not in text:
             if job.running:
-                return Outcome(Status.ABORTED, f"tcpdump did not start listening on {params.interface}")
-            return start_error(text, params)
+                raise CouldNotRun(f"tcpdump did not start listening on {params.interface}")
+            raise start_error(text, params)
         began = time.time()
         stopped_by = await _watch(table, job, params, ctx, pcap)
         duration = time.time() - began
@@ -201,7 +196,7 @@ async def run(params: CaptureParams, ctx: ProbeContext) -> Outcome:
             job.info.update(complete=True, size=size, sha256=digest)
             result.capture_id, result.keep_s = job.id, params.keep_s
             kept = True
-        return Outcome(Status.OK, "", result.model_dump())
+        return Outcome(Status.OK, "", result)
     finally:
         if not kept:
             await table.end(job.id)

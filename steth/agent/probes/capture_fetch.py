@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from steth.agent.errors import CouldNotRun
 from steth.agent.jobs import jobs_of
 from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.probes.capture import PCAP
@@ -15,7 +16,7 @@ async def run(params: CaptureFetchParams, ctx: ProbeContext) -> Outcome:
     table = jobs_of(ctx)
     job = table.get(params.capture_id, kind="capture")
     if job is None or not job.info.get("complete"):
-        return Outcome(Status.ABORTED, f"no kept capture {params.capture_id} here (released, expired, or never kept)")
+        raise CouldNotRun(f"no kept capture {params.capture_id} here (released, expired, or never kept)")
     size = job.info["size"]
     with open(job.directory / PCAP, "rb") as f:
         f.seek(min(params.offset_bytes, size))
@@ -33,4 +34,4 @@ async def run(params: CaptureFetchParams, ctx: ProbeContext) -> Outcome:
         released=params.release,
         data_b64=base64.b64encode(data).decode(),
     )
-    return Outcome(Status.OK, "", result.model_dump())
+    return Outcome(Status.OK, "", result)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from steth.agent import ovsdb, packets
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.dhcp_watch import DhcpWatchParams, DhcpWatchResult
 
@@ -30,10 +31,7 @@ async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
     in_port = None
     ports: list[dict] = []
     if params.uplink_bridges or params.inject == "ovs":
-        try:
-            _, ports, _ = await ovsdb.read(ovsdb.default_db(), timeout=min(5.0, ctx.remaining(params.listen_s)))
-        except ovsdb.OvsdbUnavailable as exc:
-            raise ProbeAborted(str(exc)) from None
+        _, ports, _ = await ovsdb.read(ovsdb.default_db(), timeout=min(5.0, ctx.remaining(params.listen_s)))
         listen += [(u, "uplink") for u in uplinks(ports, params.uplink_bridges) if u not in params.interfaces]
     note = ""
     inject = params.inject
@@ -60,7 +58,7 @@ async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
     }
     out = await packets.probe_job(job, ctx, module="steth.agent.probes.dhcp_watch")
     if out is None:
-        raise ProbeAborted("the scapy child did not finish before the deadline")
+        raise CouldNotRun("the scapy child did not finish before the deadline")
     res = DhcpWatchResult(
         mac=params.mac,
         listen_s=params.listen_s,
@@ -77,8 +75,8 @@ async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
     if res.inject_note:
         message += f"; {res.inject_note}"
     if res.injected and not seen_o:
-        return Outcome(Status.FAILED, f"no OFFER for {params.mac}: " + message, res.model_dump())
-    return Outcome(Status.OK, message, res.model_dump())
+        return Outcome(Status.FAILED, f"no OFFER for {params.mac}: " + message, res)
+    return Outcome(Status.OK, message, res)
 
 
 # --- the child: everything below imports scapy ----------------------------------------------------

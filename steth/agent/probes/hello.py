@@ -7,4 +7,4 @@ from steth.schemas.probes.hello import HelloParams, HelloResult
 
 async def run(params: HelloParams, ctx: ProbeContext) -> Outcome:
     result = HelloResult(node=ctx.node, version=ctx.version, roles=ctx.roles, data_plane=ctx.data_plane)
-    return Outcome(Status.OK, "", result.model_dump())
+    return Outcome(Status.OK, "", result)

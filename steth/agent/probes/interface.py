@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
-from steth.agent.tools.iproute import IpError, ip_json
+from steth.agent.errors import NoSuchDevice
+from steth.agent.probes import Outcome, ProbeContext
+from steth.agent.tools.iproute import ip_json
 from steth.schemas.envelope import Status
 from steth.schemas.probes.interface import InterfaceInfo, InterfaceParams, InterfaceResult
 
@@ -54,17 +54,12 @@ def parse_links(data: list[dict[str, Any]]) -> list[InterfaceInfo]:
 
 async def run(params: InterfaceParams, ctx: ProbeContext) -> Outcome:
     args = ["-s", "-d", "addr", "show"] + (["dev", params.interface] if params.interface else [])
-    try:
-        data = await ip_json(args, netns=params.netns, timeout=ctx.remaining(0.1))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    except IpError as exc:  # no such device, no such namespace
-        raise ProbeAborted(str(exc)) from None
+    data = await ip_json(args, netns=params.netns, timeout=ctx.remaining(0.1))  # IpError: no such device, netns
     links = parse_links(data)
-    result = InterfaceResult(netns=params.netns or "", interfaces=links).model_dump()
+    result = InterfaceResult(netns=params.netns or "", interfaces=links)
     if params.interface:
         if not links:
-            raise ProbeAborted(f"no interface {params.interface}")
+            raise NoSuchDevice(f"no interface {params.interface}")
         link = links[0]
         if link.admin_state == "up" and not link.carrier:
             return Outcome(Status.FAILED, f"{link.name} is admin up but has no carrier ({link.oper_state})", result)

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import DeadlineReached
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.iperf_client import IperfClientParams, IperfClientResult
 
@@ -90,16 +91,9 @@ def verdict(result: IperfClientResult, p: IperfClientParams) -> tuple[Status, st
 
 
 async def run(params: IperfClientParams, ctx: ProbeContext) -> Outcome:
-    try:
-        done = await procs.run(client_argv(params), timeout=ctx.remaining(margin=0.1))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
+    done = await procs.run(client_argv(params), timeout=ctx.remaining(margin=0.1))
     result = parse_iperf(done.stdout, params)
     if done.timed_out:
-        return Outcome(
-            Status.TIMEOUT,
-            f"iperf3 did not finish before the deadline ({params.duration_s:g} s test)",
-            result.model_dump(),
-        )
+        raise DeadlineReached(f"iperf3 did not finish before the deadline ({params.duration_s:g} s test)", result)
     status, message = verdict(result, params)
-    return Outcome(status, message, result.model_dump())
+    return Outcome(status, message, result)

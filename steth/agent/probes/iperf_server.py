@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 import socket
 
-from steth.agent import procs
-from steth.agent.jobs import TooManyJobs, jobs_of, wait_for_text
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun
+from steth.agent.jobs import jobs_of, wait_for_text
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.iperf_server import PORT_RANGE, IperfServerParams, IperfServerResult
 
@@ -44,7 +44,7 @@ def port_free(address: str, port: int) -> bool:
             return True
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
-                raise ProbeAborted(f"{address} is not an address of this node") from None
+                raise CouldNotRun(f"{address} is not an address of this node") from None
             return False
 
 
@@ -57,37 +57,31 @@ async def run(params: IperfServerParams, ctx: ProbeContext) -> Outcome:
     table = jobs_of(ctx)
     address = params.bind or ctx.data_plane
     if not address:
-        raise ProbeAborted("no bind address given and this agent has no data-plane address")
+        raise CouldNotRun("no bind address given and this agent has no data-plane address")
     taken = {j.info.get("port") for j in table.of_kind("iperf-server")}
     last_error = "no free port"
     for port in range(PORT_RANGE[0], PORT_RANGE[1] + 1):
         if port in taken or not port_free(address, port):
             continue
-        try:
-            job = table.add(
-                "iperf-server",
-                params.lifetime_s,
-                directory=True,
-                end_on_exit=True,
-                info={"port": port, "address": address},
-            )
-        except TooManyJobs as exc:
-            raise ProbeAborted(str(exc)) from None
+        job = table.add(
+            "iperf-server",
+            params.lifetime_s,
+            directory=True,
+            end_on_exit=True,
+            info={"port": port, "address": address},
+        )
         try:
             await table.spawn(job, server_argv(address, port, params.lifetime_s), output=LOG)
             text = await wait_for_text(job.directory / LOG, (LISTENING,), job, timeout=min(3.0, ctx.remaining(0.1)))
-        except procs.ToolMissing as exc:
-            await table.end(job.id)
-            raise ProbeAborted(str(exc)) from None
         except BaseException:
             await table.end(job.id)
             raise
         if LISTENING in text and job.running:
             result = IperfServerResult(job_id=job.id, address=address, port=port, lifetime_s=params.lifetime_s)
-            return Outcome(Status.OK, "", result.model_dump())
+            return Outcome(Status.OK, "", result)
         await table.end(job.id)
         last_error = log_error(text) if text.strip() else "iperf3 did not start listening within 3 s"
         if PORT_TAKEN not in text:
             # Cannot assign requested address, a missing binary behind `timeout`, ...: no other port helps.
-            return Outcome(Status.ABORTED, f"iperf3 server on {address}: {last_error}")
-    return Outcome(Status.ABORTED, f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]} on {address}: {last_error}")
+            raise CouldNotRun(f"iperf3 server on {address}: {last_error}")
+    raise CouldNotRun(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]} on {address}: {last_error}")

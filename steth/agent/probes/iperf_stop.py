@@ -13,7 +13,7 @@ async def run(params: IperfStopParams, ctx: ProbeContext) -> Outcome:
     job = table.get(params.job_id, kind="iperf-server")
     if job is None:
         result = IperfStopResult(job_id=params.job_id, found=False)
-        return Outcome(Status.OK, "already ended", result.model_dump())
+        return Outcome(Status.OK, "already ended", result)
     was_running = job.running
     await table.end(job.id)
-    return Outcome(Status.OK, "", IperfStopResult(job_id=job.id, found=True, was_running=was_running).model_dump())
+    return Outcome(Status.OK, "", IperfStopResult(job_id=job.id, found=True, was_running=was_running))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from steth.agent.errors import NoSuchDevice
 from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.probes.linkutil import build, show
-from steth.schemas.envelope import Status
 from steth.schemas.probes.link_add_vlan import LinkAddVlanParams
 
 NO_8021Q = (
@@ -15,7 +15,7 @@ NO_8021Q = (
 
 async def run(params: LinkAddVlanParams, ctx: ProbeContext) -> Outcome:
     if await show(ctx, params.parent) is None:
-        return Outcome(Status.ABORTED, f"no interface {params.parent} here to carry VLAN {params.vlan_id}")
+        raise NoSuchDevice(f"no interface {params.parent} here to carry VLAN {params.vlan_id}")
     add_args = [params.name, "link", params.parent, "type", "vlan", "id", str(params.vlan_id)]
     return await build(
         ctx,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from steth.agent.errors import NoSuchDevice
 from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.probes.linkutil import build, show
-from steth.schemas.envelope import Status
 from steth.schemas.probes.link_setup import LinkSetupParams
 
 
@@ -15,7 +15,7 @@ async def run(params: LinkSetupParams, ctx: ProbeContext) -> Outcome:
         add_args = [params.name, "type", "veth", "peer", "name", params.peer]
     elif params.kind == "macvlan":
         if await show(ctx, params.parent) is None:
-            return Outcome(Status.ABORTED, f"no interface {params.parent} here to put a macvlan on")
+            raise NoSuchDevice(f"no interface {params.parent} here to put a macvlan on")
         add_args = [params.name, "link", params.parent, "type", "macvlan", "mode", "bridge"]
     else:
         add_args = [params.name, "type", "bridge"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from steth.agent.errors import CleanupFailed, NotAllowed
 from steth.agent.jobs import jobs_of
 from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.probes.linkutil import all_links, ip, parse_mark, row_of, show
@@ -46,7 +47,7 @@ async def run(params: LinkTeardownParams, ctx: ProbeContext) -> Outcome:
     refused = [r.name for r in result.links if r.action == "refused"]
     failed = [r for r in result.links if r.action == "failed"]
     if refused:
-        return Outcome(Status.ABORTED, f"refused: {', '.join(refused)} not created by steth", result.model_dump())
+        raise NotAllowed(f"refused: {', '.join(refused)} not created by steth", result)
     if failed:
-        return Outcome(Status.ERROR, f"could not remove {failed[0].name}: {failed[0].error}", result.model_dump())
-    return Outcome(Status.OK, "" if result.links else "no steth-marked links here", result.model_dump())
+        raise CleanupFailed(f"could not remove {failed[0].name}: {failed[0].error}", result)
+    return Outcome(Status.OK, "" if result.links else "no steth-marked links here", result)

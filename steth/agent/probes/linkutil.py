@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steth.agent import procs
-from steth.agent.jobs import Job, JobTable, TooManyJobs, jobs_of
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun, DeadlineReached, IpError, NotAllowed, Unsupported
+from steth.agent.jobs import Job, JobTable, jobs_of
+from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.probes.ping import parse_ping
 from steth.schemas.envelope import Status
 from steth.schemas.probes.link_setup import ALIAS_PREFIX, LinkResult, LinkRow
@@ -51,7 +52,7 @@ async def show(ctx: ProbeContext, name: str) -> dict[str, Any] | None:
     if done.returncode != 0:
         if "does not exist" in done.stderr:
             return None
-        raise ProbeAborted(f"ip addr show {name}: {done.stderr.strip() or done.returncode}")
+        raise IpError(f"ip addr show {name}: {done.stderr.strip() or done.returncode}")
     links = parse_links(done.stdout)
     return links[0] if links else None
 
@@ -59,7 +60,7 @@ async def show(ctx: ProbeContext, name: str) -> dict[str, Any] | None:
 async def all_links(ctx: ProbeContext) -> list[dict[str, Any]]:
     done = await ip(ctx, "-d", "-j", "addr", "show")
     if done.returncode != 0:
-        raise ProbeAborted(f"ip addr show: {done.stderr.strip() or done.returncode}")
+        raise IpError(f"ip addr show: {done.stderr.strip() or done.returncode}")
     return parse_links(done.stdout)
 
 
@@ -111,8 +112,8 @@ class Plumbing:
         return rows
 
 
-async def refuse_existing(ctx: ProbeContext, names: list[str]) -> Outcome | None:
-    """An interface that exists already is never touched: the request is refused."""
+async def refuse_existing(ctx: ProbeContext, names: list[str]) -> None:
+    """An interface that exists already is never touched: the request is refused (NotAllowed)."""
     for name in names:
         link = await show(ctx, name)
         if link is not None:
@@ -120,8 +121,7 @@ async def refuse_existing(ctx: ProbeContext, names: list[str]) -> Outcome | None
             why = f"made by steth request {marked[0]}; tear it down first" if marked else "not created by steth"
             result = LinkResult(links=[row_of(link, "refused")])
             result.links[0].error = f"exists ({why})"
-            return Outcome(Status.ABORTED, f"refused: {name} exists ({why})", result.model_dump())
-    return None
+            raise NotAllowed(f"refused: {name} exists ({why})", result)
 
 
 async def sweep_expired(ctx: ProbeContext) -> None:
@@ -142,10 +142,7 @@ def link_job(ctx: ProbeContext, plumbing: Plumbing, ttl_s: float, names: list[st
     async def cleanup() -> None:
         await plumbing.remove()
 
-    try:
-        return table.add("link", ttl_s, cleanup=cleanup, info={"names": names, "mark": plumbing.mark})
-    except TooManyJobs as exc:
-        raise ProbeAborted(str(exc)) from None
+    return table.add("link", ttl_s, cleanup=cleanup, info={"names": names, "mark": plumbing.mark})
 
 
 async def create(ctx: ProbeContext, plumbing: Plumbing, names: list[str], add_args: list[str]) -> procs.Completed:
@@ -206,11 +203,9 @@ async def build(
 ) -> Outcome:
     """The whole setup: refuse existing names, create, mark, configure, check; undo all of it on any failure."""
     if not ctx.allow_mutating:  # the runtime refuses first; this holds even if a caller forgets
-        return Outcome(Status.ABORTED, "refused: mutating probes are off in this agent's policy")
+        raise NotAllowed("refused: mutating probes are off in this agent's policy")
     await sweep_expired(ctx)
-    refused = await refuse_existing(ctx, names)
-    if refused:
-        return refused
+    await refuse_existing(ctx, names)
     request_id = str(ctx.extra.get("request_id") or "local")
     expires = time.time() + ttl_s
     plumbing = Plumbing(ctx, mark_for(request_id, expires), kind)
@@ -223,18 +218,15 @@ async def build(
         if done.returncode != 0:
             err = done.stderr.strip() or f"ip exited {done.returncode}"
             if unsupported and unsupported[0] in err:
-                return Outcome(Status.ABORTED, f"{unsupported[1]} (ip link: {err})")
-            return Outcome(Status.ABORTED, f"cannot create {names[0]}: {err}")
+                raise Unsupported(f"{unsupported[1]} (ip link: {err})")
+            raise CouldNotRun(f"cannot create {names[0]}: {err}")
         problem = await configure(ctx, names, cidr, mtu)
         if problem:
-            return Outcome(
-                Status.ABORTED, f"{problem}; removed what this request created", await _rows(result, plumbing)
-            )
+            raise CouldNotRun(f"{problem}; removed what this request created", await _rows(result, plumbing))
         if check:
             problem = await ping_check(ctx, names[0], check, check_count, result)
             if problem == "timeout":
-                return Outcome(
-                    Status.TIMEOUT,
+                raise DeadlineReached(
                     "the check did not finish before the deadline; removed what this request created",
                     await _rows(result, plumbing),
                 )
@@ -247,14 +239,14 @@ async def build(
             if link is not None:
                 result.links.append(row_of(link, "created", kind))
         keep = True
-        return Outcome(Status.OK, "", result.model_dump())
+        return Outcome(Status.OK, "", result)
     finally:
         if not keep:
             await table.end(job.id)  # shielded: runs to the end even when the deadline cancelled us
 
 
-async def _rows(result: LinkResult, plumbing: Plumbing) -> dict[str, Any]:
+async def _rows(result: LinkResult, plumbing: Plumbing) -> LinkResult:
     """The result after undoing: what was removed (the job's cleanup then finds nothing left)."""
     removed = await asyncio.shield(plumbing.remove())
     result.links = [LinkRow(name=r.name, kind=r.kind, action=r.action, alias=r.alias, error=r.error) for r in removed]
-    return result.model_dump()
+    return result

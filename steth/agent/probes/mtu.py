@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 
 from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun, DeadlineReached
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.mtu import MIN_MTU_BYTES, OVERHEAD_BYTES, PROBES_PER_ROUND, MtuParams, MtuResult
 
@@ -134,10 +135,7 @@ async def run(params: MtuParams, ctx: ProbeContext) -> Outcome:
         if ctx.remaining() < round_cost:
             stopped = True
             break
-        try:
-            probes = await asyncio.gather(*(try_size(s, params, ctx) for s in sizes))
-        except procs.ToolMissing as exc:
-            raise ProbeAborted(str(exc)) from None
+        probes = await asyncio.gather(*(try_size(s, params, ctx) for s in sizes))
         result.rounds += 1
         result.probes += len(probes)
         for probe in probes:
@@ -148,9 +146,9 @@ async def run(params: MtuParams, ctx: ProbeContext) -> Outcome:
     if search.best is None:
         if search.errors and len(search.errors) == result.probes:
             result.error = search.errors[-1]
-            return Outcome(Status.ABORTED, result.error, result.model_dump())
+            raise CouldNotRun(result.error, result)
         result.error = f"no reply even to a {search.low + search.overhead}-byte packet"
-        return Outcome(Status.FAILED, f"{params.target}: {result.error}", result.model_dump())
+        return Outcome(Status.FAILED, f"{params.target}: {result.error}", result)
     result.largest_payload_bytes = search.best
     result.path_mtu_bytes = search.best + search.overhead
     if stopped:
@@ -158,10 +156,10 @@ async def run(params: MtuParams, ctx: ProbeContext) -> Outcome:
             f"search stopped at the deadline: path MTU between {result.path_mtu_bytes} and "
             f"{search.worst - 1 + search.overhead} bytes"
         )
-        return Outcome(Status.TIMEOUT, result.error, result.model_dump())
+        raise DeadlineReached(result.error, result)
     if params.expect_bytes and result.path_mtu_bytes < params.expect_bytes:
         message = (
             f"path MTU to {params.target} is {result.path_mtu_bytes} bytes, below the expected {params.expect_bytes}"
         )
-        return Outcome(Status.FAILED, message, result.model_dump())
-    return Outcome(Status.OK, "", result.model_dump())
+        return Outcome(Status.FAILED, message, result)
+    return Outcome(Status.OK, "", result)

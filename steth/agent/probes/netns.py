@@ -5,8 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.tools.iproute import SAFE_NETNS, IpError, bounded_gather, ip_json, list_netns
 from steth.schemas.envelope import Status
 from steth.schemas.probes.netns import NetnsEntry, NetnsInterface, NetnsParams, NetnsResult, classify
@@ -55,14 +54,9 @@ def select(names: list[tuple[str, int | None]], params: NetnsParams) -> list[tup
 
 
 async def run(params: NetnsParams, ctx: ProbeContext) -> Outcome:
-    try:
-        names = select(await list_netns(timeout=ctx.remaining(0.1)), params)
-        rows = await bounded_gather([inspect(n, i, ctx) for n, i in names[: params.max_namespaces]])
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    except IpError as exc:
-        raise ProbeAborted(f"cannot list namespaces: {exc}") from None
-    result = NetnsResult(namespaces=rows, total=len(names)).model_dump()
+    names = select(await list_netns(timeout=ctx.remaining(0.1)), params)
+    rows = await bounded_gather([inspect(n, i, ctx) for n, i in names[: params.max_namespaces]])
+    result = NetnsResult(namespaces=rows, total=len(names))
     notes = []
     if len(names) > params.max_namespaces:
         notes.append(f"showing {params.max_namespaces} of {len(names)} namespaces")

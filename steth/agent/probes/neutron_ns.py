@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import IpError
+from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.probes import arping as arping_probe
 from steth.schemas.checks import CheckRow
 from steth.schemas.envelope import Status
@@ -127,14 +128,11 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
         checks.append(
             CheckRow(check="netns", target=params.netns, ok=False, detail="namespace does not exist on this node")
         )
-        return Outcome(Status.FAILED, f"{params.netns} does not exist", res.model_dump())
-    try:
-        addr = await procs.run(["ip", "-n", params.netns, "-j", "addr", "show"], timeout=ctx.remaining(0.1))
-        pids = await procs.run(["ip", "netns", "pids", params.netns], timeout=ctx.remaining(0.1))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
+        return Outcome(Status.FAILED, f"{params.netns} does not exist", res)
+    addr = await procs.run(["ip", "-n", params.netns, "-j", "addr", "show"], timeout=ctx.remaining(0.1))
+    pids = await procs.run(["ip", "netns", "pids", params.netns], timeout=ctx.remaining(0.1))
     if addr.returncode != 0:
-        raise ProbeAborted(f"ip -n {params.netns}: {addr.stderr.strip() or addr.returncode}")
+        raise IpError(f"ip -n {params.netns}: {addr.stderr.strip() or addr.returncode}")
     res.interfaces = parse_addr(addr.stdout)
     checks.append(CheckRow(check="netns", target=params.netns, detail=f"{len(res.interfaces)} interface(s)"))
     held = {ipaddress.ip_interface(a).ip: i for i in res.interfaces for a in i.addresses}
@@ -189,26 +187,21 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
                         detail="in " + hostsfile if ok else f"missing from {hostsfile}",
                     )
                 )
-    try:
-        jobs = []
-        for target in params.arping:
-            iface = iface_for(target, res.interfaces)
-            if iface is None:
-                checks.append(
-                    CheckRow(check="arping", target=target, ok=False, detail="the namespace has no interface")
-                )
-                continue
-            jobs.append(_arping(ctx, params, target, iface))
-        if params.ping_size_bytes:
-            jobs += [_ping_df(ctx, params, t) for t in params.arping]
-        checks.extend(await asyncio.gather(*jobs))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
+    jobs = []
+    for target in params.arping:
+        iface = iface_for(target, res.interfaces)
+        if iface is None:
+            checks.append(CheckRow(check="arping", target=target, ok=False, detail="the namespace has no interface"))
+            continue
+        jobs.append(_arping(ctx, params, target, iface))
+    if params.ping_size_bytes:
+        jobs += [_ping_df(ctx, params, t) for t in params.arping]
+    checks.extend(await asyncio.gather(*jobs))
     bad = [c for c in checks if not c.ok]
     if bad:
         return Outcome(
             Status.FAILED,
             f"{bad[0].check} {bad[0].target}: {bad[0].detail}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""),
-            res.model_dump(),
+            res,
         )
-    return Outcome(Status.OK, "", res.model_dump())
+    return Outcome(Status.OK, "", res)

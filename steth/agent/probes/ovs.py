@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from steth.agent import ovsdb, procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent import ovsdb
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.ovs import OvsParams, OvsResult
 
 
 async def run(params: OvsParams, ctx: ProbeContext) -> Outcome:
-    try:
-        bridges, ports, version = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.1))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    except ovsdb.OvsdbUnavailable as exc:
-        raise ProbeAborted(str(exc)) from None
+    bridges, ports, version = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.1))
     if params.bridge:
         bridges_shown = [b for b in bridges if b["name"] == params.bridge]
         ports_shown = [p for p in ports if p["bridge"] == params.bridge]
@@ -25,7 +20,7 @@ async def run(params: OvsParams, ctx: ProbeContext) -> Outcome:
         ports_shown = [p for p in ports_shown if p["name"] == params.ports[0]]
         if not ports_shown:  # a port lives on one node: its absence elsewhere is no finding
             result = OvsResult(db=params.db or ovsdb.default_db(), view=params.view, ovs_version=version)
-            return Outcome(Status.OK, f"no port {params.ports[0]} here", result.model_dump())
+            return Outcome(Status.OK, f"no port {params.ports[0]} here", result)
     elif params.view == "check" and params.ports:
         ports_shown = [p for p in ports_shown if p["name"] in params.ports]
     if params.view != "bridges":
@@ -45,5 +40,5 @@ async def run(params: OvsParams, ctx: ProbeContext) -> Outcome:
     )
     if findings:
         more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
-        return Outcome(Status.FAILED, findings[0] + more, result.model_dump())
-    return Outcome(Status.OK, "", result.model_dump())
+        return Outcome(Status.FAILED, findings[0] + more, result)
+    return Outcome(Status.OK, "", result)

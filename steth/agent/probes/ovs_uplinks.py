@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from steth.agent import ovsdb
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.ovs_uplinks import OvsUplinksParams, OvsUplinksResult, Uplink
 
 
 async def run(params: OvsUplinksParams, ctx: ProbeContext) -> Outcome:
-    try:
-        bridges, ports, _ = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.1))
-    except ovsdb.OvsdbUnavailable as exc:
-        raise ProbeAborted(str(exc)) from None
+    bridges, ports, _ = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.1))
     names = {b["name"] for b in bridges}
     res = OvsUplinksResult(missing_bridges=[b for b in params.bridges if b not in names])
     res.uplinks = [
@@ -31,5 +28,5 @@ async def run(params: OvsUplinksParams, ctx: ProbeContext) -> Outcome:
     bare = [b for b in params.bridges if b in names and not any(u.bridge == b for u in res.uplinks)]
     if res.missing_bridges or bare:
         parts = [f"no bridge {b}" for b in res.missing_bridges] + [f"{b} has no uplink" for b in bare]
-        return Outcome(Status.FAILED, "; ".join(parts), res.model_dump())
-    return Outcome(Status.OK, "", res.model_dump())
+        return Outcome(Status.FAILED, "; ".join(parts), res)
+    return Outcome(Status.OK, "", res)

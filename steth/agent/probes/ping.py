@@ -6,7 +6,8 @@ import asyncio
 import re
 
 from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import CouldNotRun
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.ping import PingParams, PingResult, PingTarget
 
@@ -47,13 +48,10 @@ async def ping_one(target: str, p: PingParams, ctx: ProbeContext) -> PingTarget:
 
 
 async def run(params: PingParams, ctx: ProbeContext) -> Outcome:
-    try:
-        rows = await asyncio.gather(*(ping_one(t, params, ctx) for t in params.targets))
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
-    result = PingResult(targets=list(rows)).model_dump()
+    rows = await asyncio.gather(*(ping_one(t, params, ctx) for t in params.targets))
+    result = PingResult(targets=list(rows))
     if all(r.error and r.sent == 0 for r in rows):
-        return Outcome(Status.ABORTED, rows[0].error, result)
+        raise CouldNotRun(rows[0].error, result)
     lossy = [r for r in rows if r.sent == 0 or r.loss > params.max_loss]
     if lossy:
         worst = max(lossy, key=lambda r: r.loss)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 
 from steth.agent import packets
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import DeadlineReached, NoSuchDevice, NotAllowed
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.send import DEFAULT_PORTS, SendParams, SendResult
 
@@ -13,10 +14,10 @@ from steth.schemas.probes.send import DEFAULT_PORTS, SendParams, SendResult
 async def run(params: SendParams, ctx: ProbeContext) -> Outcome:
     own_mac = packets.interface_mac(params.interface)
     if own_mac is None:
-        raise ProbeAborted(f"no interface {params.interface} on this node")
+        raise NoSuchDevice(f"no interface {params.interface} on this node")
     spoofed = params.src_mac is not None and params.src_mac != own_mac
     if spoofed and not ctx.allow_mutating:
-        raise ProbeAborted(
+        raise NotAllowed(
             f"refused: source MAC {params.src_mac} is not {params.interface}'s ({own_mac}); "
             "spoofing needs the mutating policy, which is off on this agent"
         )
@@ -34,7 +35,7 @@ async def run(params: SendParams, ctx: ProbeContext) -> Outcome:
     }
     out = await packets.probe_job(job, ctx)
     if out is None:
-        return Outcome(Status.TIMEOUT, "the scapy child was killed at the deadline: give a longer --timeout")
+        raise DeadlineReached(packets.KILLED_AT_DEADLINE)
     result = SendResult(
         interface=params.interface,
         packet=params.packet,
@@ -53,12 +54,10 @@ async def run(params: SendParams, ctx: ProbeContext) -> Outcome:
     )
     if not result.replies:
         note = f" ({out['notes'][0]})" if out["notes"] else ""
-        return Outcome(
-            Status.FAILED, f"no reply to {params.packet} within {params.listen_s:g} s{note}", result.model_dump()
-        )
+        return Outcome(Status.FAILED, f"no reply to {params.packet} within {params.listen_s:g} s{note}", result)
     kinds = sorted({r.kind for r in result.replies})
     return Outcome(
         Status.OK,
         f"{len(result.replies)} repl{'y' if len(result.replies) == 1 else 'ies'}: {', '.join(kinds)}",
-        result.model_dump(),
+        result,
     )

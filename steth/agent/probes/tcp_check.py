@@ -6,7 +6,8 @@ import json
 import sys
 
 from steth.agent import procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import HelperFailed
+from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.tools import tcpconnect
 from steth.schemas.envelope import Status
 from steth.schemas.probes.tcp_check import TcpCheckParams, TcpCheckResult, TcpTarget
@@ -28,23 +29,20 @@ async def in_namespace(params: TcpCheckParams, ctx: ProbeContext) -> list[dict]:
     done = await procs.run(helper_argv(params), timeout=ctx.remaining(0.1), netns=params.netns)
     if done.returncode != 0:
         # `ip netns exec` failed (no such namespace) or the helper did: the probe could not run.
-        raise ProbeAborted((done.stderr.strip().splitlines() or [f"helper exited {done.returncode}"])[-1])
+        raise HelperFailed((done.stderr.strip().splitlines() or [f"helper exited {done.returncode}"])[-1])
     try:
         return json.loads(done.stdout)
     except json.JSONDecodeError:
-        raise ProbeAborted("the tcpconnect helper printed no JSON") from None
+        raise HelperFailed("the tcpconnect helper printed no JSON") from None
 
 
 async def run(params: TcpCheckParams, ctx: ProbeContext) -> Outcome:
-    try:
-        if params.netns:
-            raw = await in_namespace(params, ctx)
-        else:
-            raw = await tcpconnect.check_all(params.targets, params.connect_timeout_s)
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
+    if params.netns:
+        raw = await in_namespace(params, ctx)
+    else:
+        raw = await tcpconnect.check_all(params.targets, params.connect_timeout_s)
     rows = [TcpTarget.model_validate(r) for r in raw]
-    result = TcpCheckResult(targets=rows).model_dump()
+    result = TcpCheckResult(targets=rows)
     down = [r for r in rows if not r.connected]
     if down:
         message = f"{down[0].target}: {down[0].error}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from steth.agent import ovsdb, procs
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent.errors import IpError
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.checks import CheckRow
 from steth.schemas.envelope import Status
 from steth.schemas.probes.vif import VifDevice, VifParams, VifResult
@@ -173,21 +174,16 @@ def evaluate(p: VifParams, ports: list[dict], links: dict[str, dict]) -> VifResu
 
 
 async def run(params: VifParams, ctx: ProbeContext) -> Outcome:
-    try:
-        _, ports, _ = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.5))
-        links = await procs.run(["ip", "-j", "link", "show"], timeout=ctx.remaining(0.1))
-    except ovsdb.OvsdbUnavailable as exc:
-        raise ProbeAborted(str(exc)) from None
-    except procs.ToolMissing as exc:
-        raise ProbeAborted(str(exc)) from None
+    _, ports, _ = await ovsdb.read(params.db or ovsdb.default_db(), timeout=ctx.remaining(0.5))
+    links = await procs.run(["ip", "-j", "link", "show"], timeout=ctx.remaining(0.1))
     if links.returncode != 0:
-        raise ProbeAborted(f"ip link: {links.stderr.strip() or links.returncode}")
+        raise IpError(f"ip link: {links.stderr.strip() or links.returncode}")
     res = evaluate(params, ports, parse_links(links.stdout))
     bad = [c for c in res.checks if not c.ok]
     if bad:
         return Outcome(
             Status.FAILED,
             f"{bad[0].target}: {bad[0].detail}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""),
-            res.model_dump(),
+            res,
         )
-    return Outcome(Status.OK, f"{res.plugging} plugging, {res.ovs_port} tag {res.tag}", res.model_dump())
+    return Outcome(Status.OK, f"{res.plugging} plugging, {res.ovs_port} tag {res.tag}", res)

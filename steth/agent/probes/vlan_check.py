@@ -1,15 +1,17 @@
 """vlan-check on one node: tagged frames out, frames from the peers in, per (VLAN, peer) what arrived.
 
 The scapy work runs in a child process (steth.agent.packets) bounded by the request's deadline.
-`subinterface` mode is in steth.agent.vlan_subif (mutating, needs 802.1Q in the kernel).
+`subinterface` mode is in steth.agent.vlan_subif (mutating, needs 802.1Q in the kernel), which imports
+nothing from here: what both modes share lives in the result model (VlanCheckResult.missing).
 """
 
 from __future__ import annotations
 
 import time
 
-from steth.agent import packets
-from steth.agent.probes import Outcome, ProbeAborted, ProbeContext
+from steth.agent import packets, vlan_subif
+from steth.agent.errors import CouldNotRun, DeadlineReached, NoSuchDevice
+from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.vlan_check import VlanCheckParams, VlanCheckResult, VlanPeerRow
 
@@ -37,28 +39,14 @@ def peer_rows(params: VlanCheckParams, node: str, seen: list[dict]) -> list[Vlan
     return rows
 
 
-def verdict(rows: list[VlanPeerRow]) -> str:
-    """'VLAN 300: nothing from compute-2, network-1; ...' for the rows that did not pass."""
-    missing: dict[int, list[str]] = {}
-    for r in rows:
-        if not r.passed:
-            missing.setdefault(r.vlan, []).append(r.peer + (f" ({r.detail})" if r.detail else ""))
-    parts = [f"VLAN {v}: nothing from {', '.join(peers)}" for v, peers in sorted(missing.items())]
-    if len(parts) > 3:
-        parts = parts[:3] + [f"{len(parts) - 3} more VLAN(s)"]
-    return "; ".join(parts)
-
-
 async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     if params.mode == "subinterface":
-        from steth.agent import vlan_subif
-
         return await vlan_subif.run(params, ctx)
     mac = packets.interface_mac(params.interface)
     if mac is None:
-        raise ProbeAborted(f"no interface {params.interface} on this node")
+        raise NoSuchDevice(f"no interface {params.interface} on this node")
     if not params.token:
-        raise ProbeAborted("no token: vlan-check is run by the controller (steth vlan-check)")
+        raise CouldNotRun("no token: vlan-check is run by the controller (steth vlan-check)")
     send_at = time.time() + params.send_delay_s
     job = {
         "job": "vlan",
@@ -74,7 +62,7 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
     }
     out = await packets.probe_job(job, ctx)
     if out is None:
-        return Outcome(Status.TIMEOUT, "the scapy child was killed at the deadline: give a longer --timeout")
+        raise DeadlineReached(packets.KILLED_AT_DEADLINE)
     rows = peer_rows(params, ctx.node, out["seen"])
     result = VlanCheckResult(
         interface=params.interface,
@@ -87,11 +75,11 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
         rows=rows,
         seen=out["seen"],
     )
-    message = verdict(rows)
+    message = result.missing()
     if out.get("socket_drops"):
         message = (message + "; " if message else "") + f"the capture socket dropped {out['socket_drops']} frame(s)"
     if out["listening_since"] > send_at:
         message = (
             message + "; " if message else ""
         ) + f"listener started {out['listening_since'] - send_at:.2f} s after the send time"
-    return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, message, result.model_dump())
+    return Outcome(Status.FAILED if any(not r.passed for r in rows) else Status.OK, message, result)

@@ -8,13 +8,10 @@ import re
 from typing import Any
 
 from steth.agent import procs
+from steth.agent.errors import IpError
 
 # What a namespace name must look like before steth passes it to a tool (as the params' NetnsName).
 SAFE_NETNS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-
-
-class IpError(RuntimeError):
-    """`ip` ran and refused: no such device, no such namespace, ..."""
 
 
 def ip_argv(args: list[str], netns: str | None = None) -> list[str]:
@@ -41,7 +38,10 @@ def parse_netns_list(data: list[dict]) -> list[tuple[str, int | None]]:
 
 
 async def list_netns(timeout: float = 5.0) -> list[tuple[str, int | None]]:
-    return parse_netns_list(await ip_json(["netns", "list"], timeout=timeout))
+    try:
+        return parse_netns_list(await ip_json(["netns", "list"], timeout=timeout))
+    except IpError as exc:
+        raise IpError(f"cannot list namespaces: {exc}") from None
 
 
 async def bounded_gather(coros: list, limit: int = 8) -> list:

@@ -113,6 +113,17 @@ class VlanCheckResult(Result):
     rows: list[VlanPeerRow] = []
     seen: list[VlanSeen] = []  # every steth frame of this request, including from unexpected senders
 
+    def missing(self) -> str:
+        """'VLAN 300: nothing from compute-2, network-1; ...' for the rows that did not pass ('' if all did)."""
+        lost: dict[int, list[str]] = {}
+        for r in self.rows:
+            if not r.passed:
+                lost.setdefault(r.vlan, []).append(r.peer + (f" ({r.detail})" if r.detail else ""))
+        parts = [f"VLAN {v}: nothing from {', '.join(peers)}" for v, peers in sorted(lost.items())]
+        if len(parts) > 3:
+            parts = parts[:3] + [f"{len(parts) - 3} more VLAN(s)"]
+        return "; ".join(parts)
+
 
 SPEC = ProbeSpec(
     name="vlan-check",
