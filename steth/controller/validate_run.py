@@ -37,6 +37,7 @@ from steth.controller.validate_requirements import (
     Requirement,
     Step,
     check_presence,
+    counted,
     expected_nodes,
     format_bps,
     requirements,
@@ -378,7 +379,7 @@ async def _endpoint(run: Run, req: Requirement) -> tuple[RequirementResult, list
     connected, slowest = [], None
     if nodes:
         step = _step(req.steps[0], nodes)
-        run.progress("step", req, step=f"{step.label} from {len(nodes)} nodes")
+        run.progress("step", req, step=f"{step.label} from {counted(len(nodes), 'node')}")
         gathered = await _send(run, "tcp-check", step_args(req, step, {}))
         for node in gathered.nodes:
             result = node.parsed(TCP_CHECK)
