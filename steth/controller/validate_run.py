@@ -214,6 +214,12 @@ def _skipped(run: Run, req: Requirement, absent: Sequence[str], no_address: Sequ
     return out
 
 
+def _on_plane(run: Run, req: Requirement) -> tuple[dict[str, str], list[Finding]]:
+    """The present nodes' addresses on the requirement's plane; incomplete findings for the others."""
+    addresses, no_address = run.addresses(req)
+    return addresses, _skipped(run, req, run.absent(req.nodes), no_address)
+
+
 def culprits(pairs: Sequence[tuple[str, str]]) -> list[str]:
     """The nodes to name for failing (from, to) pairs: those in every pair (one bad node shows in all of its
     pairs), else every node of them."""
@@ -272,8 +278,7 @@ def _pair_findings(
 
 
 async def _mesh(run: Run, req: Requirement) -> tuple[RequirementResult, list[Matrix]]:
-    addresses, no_address = run.addresses(req)
-    findings = _skipped(run, req, run.absent(req.nodes), no_address)
+    addresses, findings = _on_plane(run, req)
     nodes = sorted(addresses)
     cells: Cells = {}
     worst = None
@@ -318,8 +323,7 @@ async def _mesh(run: Run, req: Requirement) -> tuple[RequirementResult, list[Mat
 async def _mtu(run: Run, req: Requirement) -> tuple[RequirementResult, list[Matrix]]:
     from steth.schemas.probes.mtu import SPEC as MTU
 
-    addresses, no_address = run.addresses(req)
-    findings = _skipped(run, req, run.absent(req.nodes), no_address)
+    addresses, findings = _on_plane(run, req)
     wanted = req.expect["mtu_bytes"]
     cells: Cells = {}
     failing, unknown, details, measured_by_pair = [], [], {}, {}
@@ -508,8 +512,7 @@ async def _bandwidth(run: Run, req: Requirement) -> tuple[RequirementResult, lis
     from steth.schemas.probes import get
     from steth.schemas.probes.iperf_client import IperfClientParams
 
-    addresses, no_address = run.addresses(req)
-    findings = _skipped(run, req, run.absent(req.nodes), no_address)
+    addresses, findings = _on_plane(run, req)
     wanted = req.expect["min_bps"]
     cells: Cells = {}
     failing, unknown, details, rates = [], [], {}, {}
