@@ -38,6 +38,7 @@ HANDWRITTEN: dict[str, tuple[str, str | None]] = {
         "iperf3 between node pairs, one pair at a time: bits/s, retransmits, UDP jitter and loss.",
     ),
     "capture": ("capture", None),
+    "validate": ("validate", "Check a site against its plan (YAML): one pass/fail line per requirement, HTML/JUnit."),
     "link": ("link", "Create and remove steth-marked links (veth, macvlan, bridge, VLAN); mutating, policy-gated."),
 }
 

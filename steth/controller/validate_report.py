@@ -81,6 +81,7 @@ class Report(BaseModel):
     steth_version: str = ""
     requirements: list[RequirementResult] = []
     matrices: list[Matrix] = []
+    phases: dict[str, float] = {}  # seconds per group of the schedule, in order: "mesh:data+mtu:data+..."
 
     def findings(self) -> list[Finding]:
         """Every finding, failures first, in requirement order."""
@@ -227,6 +228,7 @@ def render_json(report: Report) -> dict[str, Any]:
         "findings": [f.model_dump(mode="json") for f in report.findings()],
         "requirements": [r.model_dump(mode="json") for r in report.requirements],
         "matrices": [m.model_dump(mode="json") for m in report.matrices],
+        "phases": dict(report.phases),
     }
 
 

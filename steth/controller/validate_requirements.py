@@ -180,13 +180,13 @@ def requirements(
         steps = tuple(
             Step(label=f"VLANs {format_vlan_ranges(b)}", nodes=tuple(members), vlans=tuple(b)) for b in batches
         )
-        count = _n(len(batches), "batch", "batches")
+        count = counted(len(batches), "batch", "batches")
         out.append(
             Requirement(
                 id=f"vlan:{physnet.name}",
                 kind="vlan",
                 title=f"physnet {physnet.name}: VLANs {physnet.vlans} ({len(vlans)}) pass between every pair "
-                f"({_n(len(members), 'node')}, {count})",
+                f"({counted(len(members), 'node')}, {count})",
                 source=f"physnets[{i}]",
                 stage=STAGE_VLAN,
                 parallel=False,
@@ -212,7 +212,7 @@ def requirements(
             Requirement(
                 id=f"endpoint:{ep.name}",
                 kind="endpoint",
-                title=f"{ep.name} {ep.address} answers from {', '.join(ep.from_roles)} ({_n(len(members), 'node')})",
+                title=f"{ep.name} {ep.address} answers from {', '.join(ep.from_roles)} ({counted(len(members), 'node')})",
                 source=f"endpoints[{i}]",
                 stage=STAGE_LIGHT,
                 parallel=True,
@@ -306,7 +306,7 @@ def _mesh(plane: Plane, i: int, members: list[str], selectors: dict[str, str], a
     return Requirement(
         id=f"mesh:{plane.name}",
         kind="mesh",
-        title=f"mesh on {plane.name}: every node pings every other ({_n(len(members), 'node')})",
+        title=f"mesh on {plane.name}: every node pings every other ({counted(len(members), 'node')})",
         source=f"planes[{i}]",
         stage=STAGE_LIGHT,
         parallel=True,
@@ -334,7 +334,7 @@ def _mtu(
     return Requirement(
         id=f"mtu:{plane.name}",
         kind="mtu",
-        title=f"path MTU >= {mtu} on {plane.name} with don't-fragment{why} ({plane.mtu_pairs}, {_n(pairs, 'pair')})",
+        title=f"path MTU >= {mtu} on {plane.name} with don't-fragment{why} ({plane.mtu_pairs}, {counted(pairs, 'pair')})",
         source="tunnel" if why and plane.mtu is None else f"planes[{i}]",
         stage=STAGE_LIGHT,
         parallel=True,
@@ -370,7 +370,7 @@ def _bandwidth(
     return Requirement(
         id=f"bandwidth:{plane.name}",
         kind="bandwidth",
-        title=f"bandwidth on {plane.name} >= {format_bps(bw.min_bps)} {bw.protocol} ({bw.pairs}, {_n(len(pairs), 'pair')})",
+        title=f"bandwidth on {plane.name} >= {format_bps(bw.min_bps)} {bw.protocol} ({bw.pairs}, {counted(len(pairs), 'pair')})",
         source=f"planes[{i}].bandwidth",
         stage=STAGE_BANDWIDTH,
         parallel=False,
@@ -438,5 +438,6 @@ def _too_few(members: list[str], where: str) -> str:
     return "" if len(members) >= 2 else f"{where} needs at least two nodes; the plan gives {len(members)}"
 
 
-def _n(count: int, one: str, many: str | None = None) -> str:
+def counted(count: int, one: str, many: str | None = None) -> str:
+    """counted(1, "node") -> "1 node"; counted(3, "batch", "batches") -> "3 batches"."""
     return f"{count} {one if count == 1 else (many or one + 's')}"

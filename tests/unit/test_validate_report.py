@@ -4,16 +4,11 @@ and the HTML page rendered by a real headless browser (Debian's chromium; script
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import struct
-import subprocess
-import tempfile
 import xml.etree.ElementTree as ET
-import zlib
 from pathlib import Path
 
 import pytest
+from browser import NO_CHROMIUM, chromium, png_stats, render
 
 from steth.controller.validate_plan import load_plan
 from steth.controller.validate_report import (
@@ -213,74 +208,19 @@ def test_html_without_findings_says_so():
     assert "No findings: every requirement passed." in page and "Findings (0)" in page
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _png_stats(data: bytes) -> tuple[int, int, int]:
-    """(width, height, distinct pixel rows) of a PNG, with the standard library only."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height, depth, color = 8, b"", 0, 0, 8, 2
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        chunk = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, color = struct.unpack(">IIBB", chunk[:10])
-        elif kind == b"IDAT":
-            idat += chunk
-        pos += 12 + length
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color] * depth // 8
-    raw = zlib.decompress(idat)
-    stride = width * channels + 1
-    rows = {raw[i * stride + 1 : (i + 1) * stride] for i in range(height)}  # filtered rows: a fair proxy
-    return width, height, len(rows)
-
-
-@pytest.mark.skipif(
-    _chromium() is None, reason="chromium is not installed: run scripts/setup-browser.sh (as root) to render the report"
-)
+@pytest.mark.skipif(chromium() is None, reason=NO_CHROMIUM)
 def test_html_renders_findings_in_headless_chromium(tmp_path):
     page = tmp_path / "report.html"
     page.write_text(render_html(sample_report()))
-    env = {**os.environ, "HOME": str(tmp_path)}  # chromium writes its crash and cache folders under HOME
-    with tempfile.TemporaryDirectory(prefix="steth-chromium-") as profile:
-        flags = [*BROWSER_FLAGS, f"--user-data-dir={profile}"]
-        dom = subprocess.run(
-            [_chromium(), *flags, "--dump-dom", page.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert dom.returncode == 0, dom.stderr[-2000:]
-        rendered = dom.stdout
-        assert "Findings (2)" in rendered
-        assert "path MTU 1450 &lt; 1500 from compute-1 to compute-2" in rendered
-        assert "network-1: no_reply" in rendered
-        # The hostile string is text in the DOM, never an element: no <script> element came to be.
-        assert "&lt;script&gt;alert('x')&lt;/script&gt;" in rendered
-        assert "<script>" not in rendered
-        shot = tmp_path / "report.png"
-        done = subprocess.run(
-            [_chromium(), *flags, "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+    shot = tmp_path / "report.png"
+    rendered, done = render(page, tmp_path, screenshot=shot)
+    assert "Findings (2)" in rendered
+    assert "path MTU 1450 &lt; 1500 from compute-1 to compute-2" in rendered
+    assert "network-1: no_reply" in rendered
+    # The hostile string is text in the DOM, never an element: no <script> element came to be.
+    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in rendered
+    assert "<script>" not in rendered
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
-    width, height, distinct_rows = _png_stats(shot.read_bytes())
+    width, height, distinct_rows = png_stats(shot.read_bytes())
     assert (width, height) == (1280, 1600)
     assert distinct_rows > 50, "the screenshot is (nearly) blank"

@@ -1,0 +1,109 @@
+"""steth validate PLAN: every requirement of a site plan, checked against the fleet, in one report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from steth.controller.errors import UsageError
+from steth.controller.options import Invocation, run_async
+from steth.controller.session import Selection
+
+
+@click.command("validate")
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option(
+    "--report", "html_path", type=click.Path(dir_okay=False), metavar="FILE.html", help="Write the HTML report here."
+)
+@click.option(
+    "--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE.xml", help="Write JUnit XML here (CI)."
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["lines", "json", "none"]),
+    default="lines",
+    show_default=True,
+    help="Progress on stderr while it runs: a line per event, a JSON object per line, or nothing.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default=None,
+    help="The report on stdout: a line per requirement, or one JSON document.",
+)
+@click.option("--debug", "_debug", is_flag=True, hidden=True)
+def command(
+    plan_path: str,
+    html_path: str | None,
+    junit_path: str | None,
+    progress: str,
+    output: str | None,
+    _debug: bool = False,
+) -> None:
+    """Check a site against its plan before it carries VMs: one line per requirement.
+
+    PLAN is YAML (docs/validate.md documents every key; a plan error names its line and exits 2). steth checks
+    presence against the plan, then runs the mesh, path MTU and endpoint checks of every plane at once, then
+    each physnet's VLANs in batches, then bandwidth one pair at a time. Progress goes to stderr, the report
+    to stdout; --report and --junit write the HTML page and the JUnit XML as well. Exit 0 when every
+    requirement passed, 1 when one failed, 3 when one could not be checked.
+
+    \b
+    Examples:
+      steth validate site.yaml
+      steth validate site.yaml --report site.html --junit site.xml
+      steth validate site.yaml -o json --progress json > site.json
+    """
+    from steth import __version__
+    from steth.controller.validate_plan import PlanError, load_plan
+    from steth.controller.validate_report import progress_json, progress_line, render_json, render_terminal
+
+    try:
+        plan = load_plan(plan_path)
+    except PlanError as exc:
+        raise UsageError(f"the plan has {len(exc.issues)} problem(s):\n{exc}") from None
+    group = click.get_current_context().find_root().obj or {}
+    output = output or ("json" if group.get("output") == "json" else "table")
+    inv = Invocation(group, Selection(), output, group.get("timeout"), False)
+    for path in (html_path, junit_path):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"cannot write {path}: no such folder")
+
+    def emit(p) -> None:
+        if progress == "lines":
+            click.echo(progress_line(p), err=True)
+        elif progress == "json":
+            click.echo(progress_json(p), err=True)
+        sys.stderr.flush()
+
+    async def go():
+        from steth.controller.validate_run import validate
+
+        async with inv.session() as s:
+            return await validate(s, plan, plan_path, emit, steth_version=__version__)
+
+    report = run_async(go())
+    _write(html_path, junit_path, report)
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(render_json(report), indent=2))
+    else:
+        click.echo(render_terminal(report))
+    click.get_current_context().exit(report.exit_code())
+
+
+def _write(html_path: str | None, junit_path: str | None, report) -> None:
+    from steth.controller.errors import StethError
+    from steth.controller.validate_report import render_html, render_junit
+
+    for path, render in ((html_path, render_html), (junit_path, render_junit)):
+        if not path:
+            continue
+        try:
+            Path(path).write_text(render(report), encoding="utf-8")
+        except OSError as exc:
+            raise StethError(f"cannot write {path}: {exc.strerror or exc}") from None
