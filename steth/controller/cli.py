@@ -38,6 +38,10 @@ HANDWRITTEN: dict[str, tuple[str, str | None]] = {
         "iperf3 between node pairs, one pair at a time: bits/s, retransmits, UDP jitter and loss.",
     ),
     "capture": ("capture", None),
+    "deploy": (
+        "deploy",
+        "The systemd units, configs, Prometheus rules and dashboard shipped with steth: list, export.",
+    ),
     "link": ("link", "Create and remove steth-marked links (veth, macvlan, bridge, VLAN); mutating, policy-gated."),
 }
 
