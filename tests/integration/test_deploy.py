@@ -271,7 +271,10 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
     sock.settimeout(60)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
     env["NOTIFY_SOCKET"] = notify_path
+    env["WATCHDOG_USEC"] = "1000000"  # WatchdogSec=1: a WATCHDOG=1 every 0.5 s
     log = open(tmp_path / "agent.log", "ab")
+    st = os.fstat(log.fileno())
+    env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"  # stderr is "the journal": <priority> lines
     agent = subprocess.Popen(
         [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)],
         stdout=log,
@@ -310,9 +313,14 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
             time.sleep(0.5)
 
         agent.send_signal(signal.SIGTERM)
-        stopping = sock.recv(4096)
-        assert stopping.startswith(b"STOPPING=1")
+        while not messages[-1].startswith(b"STOPPING=1"):
+            messages.append(sock.recv(4096))
+        # The watchdog was fed all along (the test ran for seconds: at least a few pings at 0.5 s).
+        assert messages.count(b"WATCHDOG=1") >= 4, messages
         assert agent.wait(timeout=30) == 0
+        lines = (tmp_path / "agent.log").read_text().splitlines()
+        assert lines and all(re.match(r"<[2-7]>[A-Z]+ ", line) for line in lines), lines[:5]
+        assert any(line.startswith("<6>INFO ") for line in lines)
     finally:
         sock.close()
         if agent.poll() is None:
@@ -325,3 +333,22 @@ def _try(fn):
         return fn()
     except Exception:
         return None
+
+
+def test_a_config_error_exits_with_the_status_the_unit_does_not_restart(installed, tmp_path):
+    unit = (installed["dir"] / "systemd/steth-agent.service").read_text()
+    status = re.search(r"(?m)^RestartPreventExitStatus=(\d+)$", unit).group(1)
+    assert "Restart=on-failure" in unit and re.search(r"(?m)^WatchdogSec=\d+", unit)
+    assert "ReadWritePaths=-/run/openvswitch -/run/netns" in unit  # optional paths: the unit starts without them
+    bad = tmp_path / "agent.toml"
+    bad.write_text('roles = ["nonsense"]\nheartbeat_s = -1\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "steth.agent.main", "run", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == int(status), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "bad configuration" in done.stderr
