@@ -155,8 +155,14 @@ def test_grafana_dashboard_is_importable_json():
     exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
     assert any("steth:ping_loss:ratio_5m" in e for e in exprs)  # the mesh loss heatmap
     assert any("steth_ping_rtt_seconds" in e for e in exprs) and any(
-        "steth_bandwidth_bits_per_second" in e for e in exprs
+        "steth_bandwidth_bytes_per_second" in e for e in exprs
     )
+    # Imported with its datasource variable: no __inputs left unused; every panel follows the $node filter.
+    text = json.dumps(doc)
+    assert all(f"${{{i['name']}}}" in text for i in doc.get("__inputs", []))
+    assert "node" in [v["name"] for v in doc["templating"]["list"]]
+    for expr in exprs:
+        assert 'node=~"$node"' in expr, expr
     for p in panels:
         g = p["gridPos"]
         assert 0 <= g["x"] and g["x"] + g["w"] <= 24
