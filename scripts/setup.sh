@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump arping ethtool openvswitch-switch dnsmasq-base nftables iptables procps psmisc prometheus)
+APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump arping ethtool openvswitch-switch dnsmasq-base nftables iptables procps psmisc prometheus systemd)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

@@ -75,3 +75,13 @@ def controller_permissions(results_stream: str = RESULTS_STREAM) -> dict:
         ]
     subscribe = [f"{CONTROLLER_INBOX}.>", f"{p}.presence.>", f"{p}.results.>"]
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+
+
+def bcrypt_hash(password: str, rounds: int = 11) -> str:
+    """A bcrypt hash nats-server accepts in `password:` ($2a$ form), from the maintained `bcrypt` package
+    (the controller extra), not the stdlib `crypt` module that Python 3.13 removed."""
+    try:
+        import bcrypt
+    except ImportError:
+        raise ValueError("--bcrypt needs the bcrypt package: pip install 'steth[controller]'") from None
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds, prefix=b"2a")).decode()

@@ -42,11 +42,9 @@ def main() -> None:
 def run(config_path: str | None) -> None:
     """Run the agent until SIGTERM or SIGINT, then drain in-flight requests and leave presence."""
     config = _load_or_exit(config_path)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format=f"%(asctime)s {config.node} %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    from steth.agent import logfmt
+
+    logfmt.setup(config.log_level, config.node)
     _pidfd_child_watcher()
     try:
         asyncio.run(_serve(config))
@@ -73,33 +71,52 @@ def _pidfd_child_watcher() -> None:
 
 async def _serve(config) -> None:
     from steth.agent.runtime import AgentRuntime
-    from steth.natsconn import NatsUnavailable
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runtime = AgentRuntime(config)
+    watchdog = asyncio.create_task(_feed_watchdog(), name="watchdog")
+    try:
+        await _run_until_stopped(config, runtime, stop)
+    finally:
+        watchdog.cancel()
+
+
+async def _run_until_stopped(config, runtime, stop: asyncio.Event) -> None:
+    from steth.agent.sdnotify import notify
+    from steth.natsconn import NatsUnavailable
+
     while True:  # the first connection: keep trying until a server answers or we are told to stop
         try:
             await runtime.start()
             break
         except NatsUnavailable as exc:
             logging.getLogger("steth.agent").error("%s; retrying in 2 s", exc)
-            from steth.agent.sdnotify import notify
-
             notify(f"STATUS=waiting for NATS: {exc}")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=2)
                 return
             except TimeoutError:
                 continue
-    from steth.agent.sdnotify import notify
-
     notify("READY=1", f"STATUS=answering as {config.node}")  # systemd Type=notify: connected and present
     await stop.wait()
     notify("STOPPING=1", "STATUS=draining in-flight requests")
     await runtime.stop()
+
+
+async def _feed_watchdog() -> None:
+    """WATCHDOG=1 from the event loop every WatchdogSec/2: a loop that hangs stops feeding and systemd restarts
+    the agent. A lost NATS connection does not stop it (the client reconnects by itself)."""
+    from steth.agent.sdnotify import notify, watchdog_interval
+
+    interval = watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 @main.command("check-config")

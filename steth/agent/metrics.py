@@ -94,8 +94,8 @@ class AgentMetrics:
             registry=r,
         )
         self.bandwidth = Gauge(
-            "steth_bandwidth_bits_per_second",
-            "Throughput measured by a scheduled probe.",
+            "steth_bandwidth_bytes_per_second",
+            "Throughput measured by a scheduled probe (bytes: the base unit; multiply by 8 for bits).",
             ["schedule", "target", "plane", "direction"],
             registry=r,
         )
@@ -146,6 +146,11 @@ class AgentMetrics:
     def count_request(self, probe: str, status: str, known: bool) -> None:
         self.requests.labels(probe if known else "unknown", status).inc()
 
+    def declare_schedule(self, schedule: str, probe: str) -> None:
+        """Runs and successes at 0 from the start: a schedule that never succeeds still has a successes series."""
+        self.runs.labels(schedule, probe)
+        self.successes.labels(schedule, probe)
+
     def observe_run(self, schedule: str, probe: str, ok: bool, duration_s: float, finished: float) -> None:
         self.runs.labels(schedule, probe).inc()
         if ok:
@@ -184,7 +189,7 @@ class AgentMetrics:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             if key.endswith("_bps"):
-                self.bandwidth.labels(schedule, label, plane, key[: -len("_bps")] or "total").set(value)
+                self.bandwidth.labels(schedule, label, plane, key[: -len("_bps")] or "total").set(value / 8)
             elif key == "path_mtu_bytes":
                 self.mtu.labels(schedule, label, plane).set(value)
 

@@ -63,6 +63,9 @@ class Scheduler:
         m = self.config.mesh
         if m.enabled:
             self.jobs.append(Job(MESH, "ping", m.interval_s, m.jitter_s, m.plane))
+        if self.metrics is not None:
+            for job in self.jobs:
+                self.metrics.declare_schedule(job.name, job.probe)
         self.mesh_peers: dict[str, str] = {}  # node -> address the mesh pings now
         self._tasks: list[asyncio.Task] = []
         self._stream_ready = False

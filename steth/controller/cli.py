@@ -39,6 +39,10 @@ HANDWRITTEN: dict[str, tuple[str, str | None]] = {
     ),
     "capture": ("capture", None),
     "validate": ("validate", "Check a site against its plan (YAML): one pass/fail line per requirement, HTML/JUnit."),
+    "deploy": (
+        "deploy",
+        "The systemd units, configs, Prometheus rules and dashboard shipped with steth: list, export.",
+    ),
     "link": ("link", "Create and remove steth-marked links (veth, macvlan, bridge, VLAN); mutating, policy-gated."),
 }
 

@@ -65,19 +65,9 @@ def _read_env(path: Path) -> dict[str, str]:
 
 
 def _bcrypt(password: str) -> str:
-    """A bcrypt hash nats-server accepts, from the C library (libxcrypt); no extra dependency."""
-    import warnings
+    from steth.natsauth import bcrypt_hash
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import crypt  # removed in Python 3.13: --bcrypt is then unavailable
-        except ImportError:
-            raise ValueError("--bcrypt needs Python's crypt module (Python 3.12 or older)") from None
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=2**11))
-    if not hashed or not hashed.startswith("$2"):
-        raise ValueError("this system's crypt() cannot make bcrypt hashes: drop --bcrypt")
-    return hashed
+    return bcrypt_hash(password)
 
 
 def _write_private(path: Path, text: str) -> None:

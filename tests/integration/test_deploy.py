@@ -1,4 +1,5 @@
-"""deploy/: the Prometheus config and rules (promtool), the systemd units, the Grafana dashboard, and the
+"""deploy/ as an operator gets it: a wheel built here and installed in a fresh virtualenv, whose `steth deploy
+export` writes the files that systemd-analyze, promtool and nats-server check; the Grafana dashboard; and the
 three-server NATS example run for real with an agent that reports readiness the way systemd expects."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,23 +23,75 @@ DEPLOY = REPO / "deploy"
 needs_promtool = pytest.mark.skipif(
     not shutil.which("promtool"), reason="promtool missing (apt-get install prometheus)"
 )
+needs_systemd_analyze = pytest.mark.skipif(
+    not shutil.which("systemd-analyze"), reason="systemd-analyze missing (apt-get install systemd)"
+)
+# systemd-analyze security's exposure score for the agent unit must stay at or below this.
+MAX_EXPOSURE = 3.3
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """The wheel (pip wheel --no-deps .) in a fresh virtualenv with only what `steth deploy` needs (click),
+    and its files exported with the units pointed at that virtualenv's bin/."""
+    base = tmp_path_factory.mktemp("wheel")
+    began = time.monotonic()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(base / "dist"), str(REPO)], check=True, capture_output=True)
+    (wheel,) = (base / "dist").glob("steth-*.whl")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # This pip installs into the fresh interpreter (pip --python): no pip bootstrap in the new venv.
+    subprocess.run(
+        [*pip, "--python", str(venv / "bin/python"), "install", "--no-deps", str(wheel), "click"],
+        check=True,
+        capture_output=True,
+    )
+    out = base / "export"
+    done = subprocess.run(
+        [str(venv / "bin/steth"), "deploy", "export", str(out), "--bin-dir", str(venv / "bin")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"wheel": wheel, "venv": venv, "dir": out, "seconds": time.monotonic() - began}
+
+
+def test_the_wheel_holds_the_deployment_files_and_the_licence(installed):
+    import zipfile
+
+    names = zipfile.ZipFile(installed["wheel"]).namelist()
+    assert "steth/deploy_files/systemd/steth-agent.service" in names
+    assert "steth/deploy_files/grafana/steth-dashboard.json" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    shipped = {str(p.relative_to(installed["dir"])) for p in installed["dir"].rglob("*") if p.is_file()}
+    in_repo = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert shipped == in_repo
+    for name in in_repo - {"systemd/steth-agent.service", "prometheus/steth-sd.service"}:
+        assert (installed["dir"] / name).read_text() == (DEPLOY / name).read_text(), name
+    # The bare install runs `steth deploy` without any extra: nothing but click next to it.
+    site = next(installed["venv"].glob("lib/python*/site-packages"))
+    assert not {"nats", "pydantic", "openstack", "scapy"} & {p.name for p in site.iterdir()}
 
 
 @needs_promtool
-def test_promtool_checks_the_config_and_rules():
+def test_promtool_checks_the_config_and_rules(installed):
     done = subprocess.run(
-        ["promtool", "check", "config", "prometheus.yml"], cwd=DEPLOY / "prometheus", capture_output=True, text=True
+        ["promtool", "check", "config", "prometheus.yml"],
+        cwd=installed["dir"] / "prometheus",
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
 
 
 @needs_promtool
-def test_promtool_rule_unit_tests_pass():
+def test_promtool_rule_unit_tests_pass(installed):
     """Including StethPacketLoss firing on injected (synthetic) 50 % loss and nothing on clean pairs."""
     done = subprocess.run(
         ["promtool", "test", "rules", "steth.rules.test.yml"],
-        cwd=DEPLOY / "prometheus/steth",
+        cwd=installed["dir"] / "prometheus/steth",
         capture_output=True,
         text=True,
     )
@@ -60,26 +114,34 @@ def test_rule_unit_tests_would_catch_a_broken_rule(tmp_path):
     assert done.returncode != 0 and "StethPacketLoss" in done.stdout + done.stderr
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze")
-def test_systemd_units_verify(tmp_path):
-    """The units as shipped, with the executables pointed at this venv (they are not installed here)."""
-    found = shutil.which("steth-agent") or str(Path(sys.executable).parent / "steth-agent")
-    if not Path(found).exists():
-        pytest.skip("steth-agent is not installed in this environment")
-    bindir = Path(found).parent
-    for src in (
-        DEPLOY / "systemd/steth-agent.service",
-        DEPLOY / "prometheus/steth-sd.service",
-        DEPLOY / "prometheus/steth-sd.timer",
-    ):
-        text = src.read_text().replace("/usr/local/bin/", f"{bindir}/")
-        (tmp_path / src.name).write_text(text)
-    agent = (tmp_path / "steth-agent.service").read_text()
-    assert "Type=notify" in agent and "NoNewPrivileges=yes" in agent and "ProtectSystem=strict" in agent
-    assert "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN" in agent
+@needs_systemd_analyze
+def test_systemd_units_verify(installed):
+    """The exported units, ExecStart= in the fresh virtualenv (steth deploy export --bin-dir)."""
+    units = sorted(str(p) for p in installed["dir"].rglob("*") if p.suffix in (".service", ".timer"))
+    assert len(units) == 3
+    agent = (installed["dir"] / "systemd/steth-agent.service").read_text()
+    assert f"ExecStart={installed['venv']}/bin/steth-agent run" in agent
+    done = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_systemd_analyze
+def test_agent_unit_exposure_score(installed):
+    """`systemd-analyze security` (offline: no running systemd needed) rates the agent unit MAX_EXPOSURE or better."""
     done = subprocess.run(
-        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())], capture_output=True, text=True
+        ["systemd-analyze", "security", "--offline=yes", str(installed["dir"] / "systemd/steth-agent.service")],
+        capture_output=True,
+        text=True,
     )
+    found = re.search(r"Overall exposure level for steth-agent.service: (\d+\.\d)", done.stdout)
+    assert found, done.stdout + done.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE, done.stdout
+
+
+def test_nats_example_config_is_valid(installed):
+    env = {**os.environ, "NATS_SERVER_NAME": "nats-1"}
+    conf = installed["dir"] / "nats/nats-server.conf"
+    done = subprocess.run([_nats_server(), "-t", "-c", str(conf)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -93,8 +155,14 @@ def test_grafana_dashboard_is_importable_json():
     exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
     assert any("steth:ping_loss:ratio_5m" in e for e in exprs)  # the mesh loss heatmap
     assert any("steth_ping_rtt_seconds" in e for e in exprs) and any(
-        "steth_bandwidth_bits_per_second" in e for e in exprs
+        "steth_bandwidth_bytes_per_second" in e for e in exprs
     )
+    # Imported with its datasource variable: no __inputs left unused; every panel follows the $node filter.
+    text = json.dumps(doc)
+    assert all(f"${{{i['name']}}}" in text for i in doc.get("__inputs", []))
+    assert "node" in [v["name"] for v in doc["templating"]["list"]]
+    for expr in exprs:
+        assert 'node=~"$node"' in expr, expr
     for p in panels:
         g = p["gridPos"]
         assert 0 <= g["x"] and g["x"] + g["w"] <= 24
@@ -209,7 +277,10 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
     sock.settimeout(60)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
     env["NOTIFY_SOCKET"] = notify_path
+    env["WATCHDOG_USEC"] = "1000000"  # WatchdogSec=1: a WATCHDOG=1 every 0.5 s
     log = open(tmp_path / "agent.log", "ab")
+    st = os.fstat(log.fileno())
+    env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"  # stderr is "the journal": <priority> lines
     agent = subprocess.Popen(
         [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)],
         stdout=log,
@@ -248,9 +319,14 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
             time.sleep(0.5)
 
         agent.send_signal(signal.SIGTERM)
-        stopping = sock.recv(4096)
-        assert stopping.startswith(b"STOPPING=1")
+        while not messages[-1].startswith(b"STOPPING=1"):
+            messages.append(sock.recv(4096))
+        # The watchdog was fed all along (the test ran for seconds: at least a few pings at 0.5 s).
+        assert messages.count(b"WATCHDOG=1") >= 4, messages
         assert agent.wait(timeout=30) == 0
+        lines = (tmp_path / "agent.log").read_text().splitlines()
+        assert lines and all(re.match(r"<[2-7]>[A-Z]+ ", line) for line in lines), lines[:5]
+        assert any(line.startswith("<6>INFO ") for line in lines)
     finally:
         sock.close()
         if agent.poll() is None:
@@ -263,3 +339,22 @@ def _try(fn):
         return fn()
     except Exception:
         return None
+
+
+def test_a_config_error_exits_with_the_status_the_unit_does_not_restart(installed, tmp_path):
+    unit = (installed["dir"] / "systemd/steth-agent.service").read_text()
+    status = re.search(r"(?m)^RestartPreventExitStatus=(\d+)$", unit).group(1)
+    assert "Restart=on-failure" in unit and re.search(r"(?m)^WatchdogSec=\d+", unit)
+    assert "ReadWritePaths=-/run/openvswitch -/run/netns" in unit  # optional paths: the unit starts without them
+    bad = tmp_path / "agent.toml"
+    bad.write_text('roles = ["nonsense"]\nheartbeat_s = -1\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "steth.agent.main", "run", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == int(status), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "bad configuration" in done.stderr

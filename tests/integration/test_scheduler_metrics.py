@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -426,14 +427,25 @@ def test_path_mtu_and_bandwidth_gauges(lab, mesh):
         lambda: value(scrape(m1), "steth_path_mtu_bytes", schedule="pmtu", target="m2"), what="path MTU gauge"
     )
     assert mtu == 1500  # the veth MTU; the search is capped at max_bytes 1500
-    bps = wait_for(
+    rate = wait_for(
         lambda: value(
-            scrape(m1), "steth_bandwidth_bits_per_second", schedule="iperf", target="m4", direction="received"
+            scrape(m1), "steth_bandwidth_bytes_per_second", schedule="iperf", target="m4", direction="received"
         ),
         timeout=60,
         what="bandwidth gauge",
     )
-    assert 5e6 < bps < 1.5e7  # limited to 10 Mbit/s
+    assert 5e6 < rate * 8 < 1.5e7  # limited to 10 Mbit/s; the gauge is in bytes per second
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool missing (apt-get install prometheus)")
+def test_promtool_finds_nothing_to_lint_in_a_real_scrape(lab, mesh):
+    """m1 runs the mesh and ping, MTU and bandwidth schedules: every metric family the agent has is in it."""
+    m1 = mesh.nodes["m1"]["metrics"]
+    wait_for(lambda: value(scrape(m1), "steth_bandwidth_bytes_per_second", schedule="iperf"), what="bandwidth gauge")
+    with urllib.request.urlopen(f"http://{m1}/metrics", timeout=5) as resp:
+        text = resp.read()
+    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    assert done.returncode == 0 and not done.stdout.strip(), (done.stdout + done.stderr).decode()
 
 
 def test_could_not_run_counts_as_failure_and_timeouts_hold(lab, mesh):
@@ -441,8 +453,9 @@ def test_could_not_run_counts_as_failure_and_timeouts_hold(lab, mesh):
     wait_for(lambda: (value(scrape(m3), "steth_schedule_runs_total", schedule="broken") or 0) >= 2, what="broken runs")
     wait_for(lambda: (value(scrape(m3), "steth_schedule_runs_total", schedule="slow") or 0) >= 4, what="slow runs")
     samples = scrape(m3)
-    assert not value(samples, "steth_schedule_successes_total", schedule="broken")
-    assert not value(samples, "steth_schedule_successes_total", schedule="slow")
+    # The successes series exists from the start, at 0 (StethScheduleFailing needs it).
+    assert value(samples, "steth_schedule_successes_total", schedule="broken") == 0
+    assert value(samples, "steth_schedule_successes_total", schedule="slow") == 0
     code, doc = lab.cli_json("history", "--node", "m3", "--schedule", "broken", "--since", "10m")
     assert code == 3 and {r["status"] for r in doc["results"]} == {"aborted"}
     code, doc = lab.cli_json("history", "--node", "m3", "--schedule", "slow", "--since", "10m")
@@ -472,6 +485,24 @@ def test_prometheus_scrapes_the_lab_and_an_alert_fires_on_injected_loss(lab, mes
     assert {r["metric"]["instance"] for r in prometheus.query("steth_agent_info")} >= expected  # relabelled
     series = prometheus.api("series", **{"match[]": "steth_ping_sent_total"})
     assert {s["node"] for s in series} >= set(mesh.running())
+    # No target label that changes on upgrade: version and roles live on steth_agent_info only.
+    assert not [s for s in series if "version" in s or "roles" in s]
+    info = prometheus.query("steth_agent_info")
+    assert all(r["metric"]["version"] and "exported_version" not in r["metric"] for r in info)
+
+    # StethScheduleFailing's expression holds for m3's schedule that never succeeds, not for m1's good one.
+    rules = yaml.safe_load((DEPLOY / "prometheus/steth/steth.rules.yml").read_text())
+    failing = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "StethScheduleFailing")
+    hits = wait_for(
+        lambda: (
+            {(r["metric"]["node"], r["metric"]["schedule"]) for r in prometheus.query(failing["expr"])}
+            >= {("m3", "broken")}
+            and prometheus.query(failing["expr"])
+        ),
+        timeout=60,
+        what="StethScheduleFailing's expression for m3/broken",
+    )
+    assert ("m1", "gw") not in {(r["metric"]["node"], r["metric"]["schedule"]) for r in hits}
 
     # Every metric the dashboard and the rules use is scraped (or is a recording rule's output).
     used = set()
@@ -480,7 +511,7 @@ def test_prometheus_scrapes_the_lab_and_an_alert_fires_on_injected_loss(lab, mes
         (DEPLOY / "prometheus/steth/steth.rules.yml").read_text(),
     ):
         used |= set(re.findall(r"\b(steth[:_][a-z0-9_:]+|process_[a-z_]+)\b", text))
-    assert {"steth:ping_loss:ratio_5m", "steth_ping_rtt_seconds_bucket", "steth_bandwidth_bits_per_second"} <= used
+    assert {"steth:ping_loss:ratio_5m", "steth_ping_rtt_seconds_bucket", "steth_bandwidth_bytes_per_second"} <= used
 
     def missing():
         names = set(prometheus.api("label/__name__/values"))

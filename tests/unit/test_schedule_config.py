@@ -157,8 +157,22 @@ def test_metrics_values_from_results():
     m.observe_values("mtu", "10.0.0.1", "default", {"target": "10.0.0.1", "path_mtu_bytes": 1450})
     s = _samples(m)
     labels = (("direction", "received"), ("plane", "default"), ("schedule", "iperf"), ("target", "network-1"))
-    assert s[("steth_bandwidth_bits_per_second", labels)] == 9e8
+    assert s[("steth_bandwidth_bytes_per_second", labels)] == 9e8 / 8  # base unit: bytes
     assert s[("steth_path_mtu_bytes", (("plane", "default"), ("schedule", "mtu"), ("target", "10.0.0.1")))] == 1450
+
+
+def test_a_schedule_has_its_runs_and_successes_series_before_its_first_run():
+    """StethScheduleFailing compares the two counters: a schedule that never succeeds must export successes 0."""
+    from steth.agent.metrics import AgentMetrics
+
+    m = AgentMetrics("compute-1", [], "0.1.0", lambda: None)
+    m.declare_schedule("gw", "ping")
+    labels = (("probe", "ping"), ("schedule", "gw"))
+    assert _samples(m)[("steth_schedule_runs_total", labels)] == 0
+    assert _samples(m)[("steth_schedule_successes_total", labels)] == 0
+    m.observe_run("gw", "ping", False, 0.5, 1.0)
+    assert _samples(m)[("steth_schedule_runs_total", labels)] == 1
+    assert _samples(m)[("steth_schedule_successes_total", labels)] == 0
 
 
 def test_sd_notify_sends_one_datagram(monkeypatch):
