@@ -91,7 +91,8 @@ class AgentConfig(_Section):
     data_plane: str | None = None  # CIDR or interface name; None: the default route's interface
     heartbeat_s: float = Field(5.0, ge=0.2, le=300)
     presence_ttl_s: float = Field(15.0, ge=1, le=3600)
-    presence_replicas: int = Field(1, ge=1, le=5)  # of the presence bucket, when an agent creates it (3 in a cluster)
+    # Of the presence bucket, when an agent creates it; None: 3 on a cluster of 3 or more servers, else 1.
+    presence_replicas: int | None = Field(None, ge=1, le=5)
     log_level: str = "info"
     # Requests of one probe that may run at once; "default" applies to probes not listed.
     concurrency: dict[str, int] = Field(default_factory=lambda: {"default": 4})

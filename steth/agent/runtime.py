@@ -32,6 +32,9 @@ log = logging.getLogger("steth.agent")
 
 # The reply must reach the controller before its deadline: probes stop this much earlier.
 REPLY_MARGIN_S = 0.15
+# A failed presence write is retried this often (not at the next heartbeat): an entry must not expire while
+# NATS fails over to another server (docs/reliability.md).
+PRESENCE_RETRY_S = 0.5
 # The audit line shows this much of a request's args (JSON, so nothing in them can forge a log line).
 AUDIT_ARGS_CHARS = 240
 
@@ -62,6 +65,18 @@ def settle(ended: Outcome | BaseException, probe: str = "") -> Settled:
     return Settled(status, message, result.model_dump() if result is not None else None)
 
 
+def presence_replicas(configured: int | None, server_info: dict[str, Any]) -> int:
+    """Replicas for a presence bucket this agent creates: as configured; else 3 when the server is part of a
+    cluster of at least 3 servers (the INFO of a clustered server names its cluster and advertises every
+    server's client URL), 1 otherwise. A cluster that advertises no URLs gets 3 tried, then 1."""
+    if configured is not None:
+        return configured
+    if not server_info.get("cluster"):
+        return 1
+    urls = set(server_info.get("connect_urls") or ())
+    return 3 if not urls or len(urls) >= 3 else 1
+
+
 class AgentRuntime:
     def __init__(self, config: AgentConfig, nc: Any = None, *, gather_interfaces: bool = True):
         self.config = config
@@ -73,6 +88,8 @@ class AgentRuntime:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._kv: Any = None
         self._heartbeat_task: asyncio.Task | None = None
+        # Set to rewrite the presence entry now (NATS reconnected, or the last write failed): see _heartbeat_loop.
+        self._beat_now = asyncio.Event()
         # Signed requests and allow-lists (docs/security.md); no verifier when nothing is configured.
         sec = config.security
         self.verifier = Verifier(sec) if (sec.trusted_keys or sec.require_signed) else None
@@ -117,10 +134,12 @@ class AgentRuntime:
         for pattern in patterns:  # no queue group: every matching agent answers
             self._subs.append(await self.nc.subscribe(pattern, cb=self._on_request))
         try:
-            await self._open_presence()
-            await self._heartbeat()
+            await self._write_presence()
         except Exception as exc:  # JetStream not ready (a cluster electing a leader): requests work, retry presence
-            log.warning("presence not written yet (%s: %s); retrying every heartbeat", exc.__class__.__name__, exc)
+            log.warning(
+                "presence not written yet (%s: %s); retrying every %g s", exc.__class__.__name__, exc, PRESENCE_RETRY_S
+            )
+            self._beat_now.set()
         await self._announce("up")
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         if self.metrics is not None:
@@ -188,6 +207,8 @@ class AgentRuntime:
 
         async def reconnected() -> None:
             log.info("reconnected to NATS at %s", self.nc.connected_url.netloc if self.nc else "?")
+            # Rewrite presence at once: the entry may be close to its TTL after the time spent reconnecting.
+            self._beat_now.set()
 
         return {"disconnected_cb": disconnected, "reconnected_cb": reconnected}
 
@@ -197,21 +218,33 @@ class AgentRuntime:
         from nats.js.api import KeyValueConfig
         from nats.js.errors import BucketNotFoundError
 
-        js = self.nc.jetstream(timeout=5)
+        # Each write waits at most a heartbeat (1..5 s) for JetStream: a write lost in a failover is retried
+        # PRESENCE_RETRY_S later, well before the entry's TTL (3 heartbeats or more) runs out.
+        js = self.nc.jetstream(timeout=min(5.0, max(1.0, self.info.heartbeat_s)))
         try:
             self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
         except BucketNotFoundError:
-            cfg = KeyValueConfig(
-                bucket=subjects.PRESENCE_BUCKET,
-                history=1,
-                ttl=self.config.presence_ttl_s,
-                replicas=self.config.presence_replicas,
-                description="steth agents: one entry per node, rewritten every heartbeat",
-            )
-            try:
-                self._kv = await js.create_key_value(cfg)
-            except Exception:  # another agent created it first
-                self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
+            replicas = presence_replicas(self.config.presence_replicas, getattr(self.nc, "_server_info", None) or {})
+            for n in dict.fromkeys((replicas, 1)):  # 3 where the cluster cannot place 3 (not advertised): then 1
+                cfg = KeyValueConfig(
+                    bucket=subjects.PRESENCE_BUCKET,
+                    history=1,
+                    ttl=self.config.presence_ttl_s,
+                    replicas=n,
+                    description="steth agents: one entry per node, rewritten every heartbeat",
+                )
+                try:
+                    self._kv = await js.create_key_value(cfg)
+                    log.info("created the presence bucket with %d replica(s)", n)
+                    break
+                except Exception as exc:
+                    try:  # another agent created it first
+                        self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
+                        break
+                    except BucketNotFoundError:
+                        if n == 1 or self.config.presence_replicas is not None:
+                            raise
+                        log.warning("cannot create the presence bucket with %d replicas (%s); trying 1", n, exc)
         await self._fit_heartbeat_to_ttl()
 
     async def _fit_heartbeat_to_ttl(self) -> None:
@@ -241,18 +274,35 @@ class AgentRuntime:
         self.info.heartbeat = time.time()
         await self._kv.put(self.config.node, codec.encode(self.info.model_dump(mode="json")))
 
+    async def _write_presence(self) -> None:
+        if self._kv is None:
+            await self._open_presence()
+        await self._heartbeat()
+
     async def _heartbeat_loop(self) -> None:
+        """Rewrite the presence entry every heartbeat; at once when NATS reconnects (_beat_now); and, after a
+        failed write, every PRESENCE_RETRY_S until one succeeds rather than a whole heartbeat later."""
+        failed = False
         while True:
-            await asyncio.sleep(self.info.heartbeat_s)  # the configured interval, or shorter to fit the TTL
+            # the configured interval (or shorter, to fit the TTL), cut short by a reconnect or a failed write
+            wait = PRESENCE_RETRY_S if failed else self.info.heartbeat_s
+            try:
+                await asyncio.wait_for(self._beat_now.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+            self._beat_now.clear()
             try:
                 await self._refresh_info()
-                if self._kv is None:
-                    await self._open_presence()
-                await self._heartbeat()
+                await self._write_presence()
+                if failed:
+                    log.info("presence written again")
+                failed = False
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # NATS down: keep trying, the reconnect logic does the rest
-                log.warning("heartbeat failed: %s", exc.__class__.__name__)
+            except Exception as exc:  # NATS down or JetStream electing a leader: retry soon
+                if not failed:
+                    log.warning("heartbeat failed: %s; retrying every %g s", exc.__class__.__name__, PRESENCE_RETRY_S)
+                failed = True
 
     async def _announce(self, kind: str) -> None:
         await self.nc.publish(

@@ -21,6 +21,9 @@ class NodeResult:
     message: str = ""
     duration_s: float | None = None
     result: dict[str, Any] | None = None
+    # False for a node that answered although it was not in the expected set: no presence entry (expired during
+    # a NATS failover, or not written yet). Its reply counts like any other; the footer and summary name it.
+    expected: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,12 +64,22 @@ class Gathered:
         counts["replied"] = sum(1 for n in self.nodes if n.status is not Status.NO_REPLY)
         for status in Status:
             counts[status.value] = sum(1 for n in self.nodes if n.status is status)
+        counts["answered_without_presence"] = len(self.without_presence())
         return counts
 
     def silent(self) -> list[str]:
         return [n.node for n in self.nodes if n.status is Status.NO_REPLY]
 
+    def without_presence(self) -> list[str]:
+        """Nodes that answered but were not expected (no presence entry when the request was sent)."""
+        return [n.node for n in self.nodes if not n.expected]
+
     def exit_code(self) -> int:
+        """0 all ok, 1 findings, 3 incomplete: from every node's own status.
+
+        A node that answered without a presence entry is judged by its reply like any other: its answer proves
+        it is there, so being absent from presence neither makes the gather incomplete nor is a finding.
+        """
         from steth.controller.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK
 
         statuses = {n.status for n in self.nodes}
@@ -180,12 +193,11 @@ def _classify(
         if reply.id and request_id and reply.id != request_id:
             continue  # a late reply to another request that reused this inbox cannot happen, but be strict
         answered.add(node)
+        # The reply's own status stands even for a node that was not expected: an answer proves the node is
+        # there (its presence entry expired, say while NATS failed over, or was not written yet); the
+        # row is only marked, and Gathered.summary() and the footer name it.
         row = NodeResult(node, reply.status, reply.message, reply.duration_s, reply.result)
-        if expected is not None and node not in expected:
-            row.message = f"answered ({reply.status.value}) but was not expected" + (
-                f": {reply.message}" if reply.message else ""
-            )
-            row.status = Status.UNEXPECTED
+        row.expected = expected is None or node in expected
         nodes.append(row)
     for node in sorted((expected or set()) - answered):  # a reply that did not count leaves its node named
         nodes.append(NodeResult(node, Status.NO_REPLY, reasons.get(node, "no reply by the deadline")))

@@ -76,7 +76,9 @@ def emit_document(doc: dict[str, Any], output: str) -> None:
 
 def footer(gathered: Gathered) -> str:
     s = gathered.summary()
-    total = s["expected"] if s["expected"] is not None else s["replied"]
+    outside = gathered.without_presence()
+    # Nodes that answered without a presence entry count as answers: "6/6", not "6/5".
+    total = s["expected"] + len(outside) if s["expected"] is not None else s["replied"]
     text = f"{s['replied']}/{total} nodes replied in {gathered.elapsed_s:.2f} s"
     counts = [f"{s[st.value]} {st.value}" for st in Status if s[st.value] and st is not Status.NO_REPLY]
     if counts:
@@ -84,6 +86,8 @@ def footer(gathered: Gathered) -> str:
     silent = gathered.silent()
     if silent:
         text += "\nno reply from: " + ", ".join(silent)
+    if outside:
+        text += "\nanswered without a presence entry (expired or not yet written): " + ", ".join(outside)
     if s["expected"] is None:
         text += "\n(no presence bucket: nodes that never answered cannot be named)"
     elif s["expected"] == 0:

@@ -32,7 +32,8 @@ class Status(str, enum.Enum):
     ERROR = "error"  # unexpected exception in the agent
     # Added by the controller, never sent by an agent:
     NO_REPLY = "no_reply"  # expected (present, or named), silent by the deadline
-    UNEXPECTED = "unexpected"  # answered, but was not in the expected set
+    # A node that answers without being expected (no presence entry) keeps its own status: the controller
+    # notes it (summary "answered_without_presence", the footer) instead of a status of its own.
 
 
 # Statuses that mean "we do not know the whole answer": exit code 3.

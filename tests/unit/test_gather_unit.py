@@ -1,7 +1,8 @@
 """Gather and its bookkeeping: real nats-server (no root), real agent runtimes in this process.
 
 Pure parts (exit codes, summary, footer, selection) are tested directly; the receive loop against a
-real server: early finish, the stall window, no_reply, unexpected, duplicates, undecodable replies.
+real server: early finish, the stall window, no_reply, answers without presence, duplicates, undecodable replies.
+The agent's heartbeat (retries, rewrite on reconnect) and the presence bucket's replicas are tested here too.
 """
 
 from __future__ import annotations
@@ -110,12 +111,43 @@ def gathered(*statuses: Status, expected=None) -> Gathered:
         ((Status.OK, Status.INVALID), 3),
         ((Status.OK, Status.UNKNOWN_PROBE), 3),
         ((Status.OK, Status.ERROR), 3),
-        ((Status.OK, Status.UNEXPECTED), 0),
         ((), 3),  # nobody answered and nobody was expected: not a success
     ],
 )
 def test_exit_codes(statuses, code):
     assert gathered(*statuses).exit_code() == code
+
+
+@pytest.mark.parametrize(
+    "statuses, code",
+    [
+        ((Status.OK, Status.OK), 0),
+        ((Status.OK, Status.FAILED), 1),  # its finding is a finding like any other node's
+        ((Status.OK, Status.ABORTED), 3),  # and so is its "could not run"
+    ],
+)
+def test_an_answer_without_presence_counts_as_an_answer(statuses, code):
+    """A node whose presence entry expired (a NATS failover) but answered is there: its own status stands,
+    it neither makes the gather incomplete nor is a finding by itself; summary and footer name it."""
+    g = gathered(*statuses, expected={"n0"})
+    g.nodes[1].expected = False
+    assert g.exit_code() == code
+    assert g.without_presence() == ["n1"] and g.silent() == []
+    s = g.summary()
+    assert (s["expected"], s["replied"], s["answered_without_presence"], s["no_reply"]) == (1, 2, 1, 0)
+    lines = footer(g).splitlines()
+    assert lines[0].startswith("2/2 nodes replied in 1.23 s")
+    assert lines[1] == "answered without a presence entry (expired or not yet written): n1"
+
+
+def test_only_answers_without_presence_are_complete():
+    """Every expected node silent is incomplete; nobody expected and one answer from outside presence is ok."""
+    g = gathered(Status.OK, Status.NO_REPLY, expected={"n1"})
+    g.nodes[0].expected = False
+    assert g.exit_code() == 3 and footer(g).splitlines()[0].startswith("1/2 nodes replied")
+    g = gathered(Status.OK, expected=set())
+    g.nodes[0].expected = False
+    assert g.exit_code() == 0 and footer(g).splitlines()[0].startswith("1/1 nodes replied")
 
 
 def test_summary_and_footer_name_every_silent_node():
@@ -146,7 +178,8 @@ def test_classify():
     rows = {n.node: n for n in _classify(raw, {"a", "b", "d", "e", "z"}, {"z": "not in presence"}, "r1")}
     assert rows["a"].status is Status.OK and rows["a"].duration_s == 0.5
     assert rows["b"].status is Status.FAILED and rows["b"].message == "loss 30%"
-    assert rows["c"].status is Status.UNEXPECTED and rows["c"].message == "answered (ok) but was not expected"
+    assert rows["c"].status is Status.OK and not rows["c"].expected and rows["c"].message == ""
+    assert rows["a"].expected and rows["b"].expected
     assert rows["d"].status is Status.ERROR and "unreadable reply" in rows["d"].message
     assert rows["e"].status is Status.NO_REPLY  # its reply did not count, so it is silent
     assert rows["z"].status is Status.NO_REPLY and rows["z"].message == "not in presence"
@@ -254,13 +287,14 @@ def test_an_empty_expected_set_ends_after_the_stall_window(nats_url):
     quiet, outside = run(go())
     assert quiet.nodes == [] and 0.4 < quiet.elapsed_s < 1.5 and quiet.exit_code() == 3
     assert "no agent in presence matches the selection" in footer(quiet)
-    assert [(n.node, n.status) for n in outside.nodes if n.node == "e1"] == [("e1", Status.UNEXPECTED)]
+    assert [(n.node, n.status, n.expected) for n in outside.nodes if n.node == "e1"] == [("e1", Status.OK, False)]
+    assert outside.exit_code() == 0  # an answer proves the node is there, presence or not
     assert outside.elapsed_s < 1.5
 
 
-def test_unexpected_node_and_duplicates_and_garbage(nats_url):
-    """An agent matched by two subjects answers twice (counted once); a node outside the expected set is
-    `unexpected`; undecodable replies are counted, not fatal. `u3` is expected and silent, so the gather runs
+def test_answer_without_presence_and_duplicates_and_garbage(nats_url):
+    """An agent matched by two subjects answers twice (counted once); a node outside the expected set keeps
+    its status and is marked; undecodable replies are counted, not fatal. `u3` is expected and silent, so the gather runs
     to its deadline: with only answering nodes expected it may finish before the garbage reply arrives."""
 
     async def go():
@@ -285,7 +319,8 @@ def test_unexpected_node_and_duplicates_and_garbage(nats_url):
     result = run(go())
     rows = result.by_node()
     assert rows["u1"].status is Status.OK
-    assert rows["u2"].status is Status.UNEXPECTED and "not expected" in rows["u2"].message
+    assert rows["u2"].status is Status.OK and not rows["u2"].expected
+    assert result.without_presence() == ["u2"] and result.summary()["answered_without_presence"] == 1
     assert rows["u3"].status is Status.NO_REPLY
     assert len(result.nodes) == 3 and result.undecodable == 1
 
@@ -381,3 +416,104 @@ def test_presence_reads_are_complete(nats_url):
             return short
 
     assert run(go()) == []
+
+
+# --- the agent's side of presence: heartbeat retries, rewrite on reconnect, replicas ----------------------
+
+
+class FlakyKV:
+    """A presence bucket whose first `fail` writes raise (JetStream electing a leader), with write times."""
+
+    def __init__(self, fail: int):
+        self.fail, self.writes, self.failures = fail, [], []
+
+    async def put(self, key, value):
+        if self.fail:
+            self.fail -= 1
+            self.failures.append(time.monotonic())
+            raise TimeoutError("nats: timeout")
+        self.writes.append(time.monotonic())
+
+
+class FakeConnection:
+    class connected_url:  # noqa: N801 (nats-py's attribute)
+        netloc = "127.0.0.1:4222"
+
+
+def heartbeat_runtime(kv, heartbeat_s: float = 30.0) -> AgentRuntime:
+    cfg = AgentConfig(node="hb-1", heartbeat_s=heartbeat_s, presence_ttl_s=heartbeat_s * 3)
+    rt = AgentRuntime(cfg, nc=FakeConnection(), gather_interfaces=False)
+    rt._kv = kv
+    return rt
+
+
+def test_a_failed_heartbeat_is_retried_every_half_second():
+    """A write that fails is retried PRESENCE_RETRY_S later, not a whole heartbeat (30 s here) later."""
+    from steth.agent.runtime import PRESENCE_RETRY_S
+
+    async def go():
+        kv = FlakyKV(fail=3)
+        rt = heartbeat_runtime(kv)
+        rt._beat_now.set()  # as start() does when its first write fails
+        started = time.monotonic()
+        task = asyncio.create_task(rt._heartbeat_loop())
+        while not kv.writes and time.monotonic() - started < 5:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.8)  # after a success: back to the heartbeat interval, no more writes
+        task.cancel()
+        return started, kv
+
+    started, kv = run(go())
+    assert len(kv.failures) == 3 and len(kv.writes) == 1
+    gaps = [b - a for a, b in zip([started, *kv.failures], [*kv.failures, kv.writes[0]])][1:]
+    assert all(PRESENCE_RETRY_S * 0.9 <= g < PRESENCE_RETRY_S + 0.3 for g in gaps), gaps
+    assert kv.writes[0] - started < 4 * PRESENCE_RETRY_S + 0.5
+
+
+def test_presence_is_rewritten_at_once_when_nats_reconnects():
+    async def go():
+        kv = FlakyKV(fail=0)
+        rt = heartbeat_runtime(kv)
+        task = asyncio.create_task(rt._heartbeat_loop())
+        await asyncio.sleep(0.2)
+        assert kv.writes == []  # nothing before the first heartbeat (30 s away)
+        reconnected = time.monotonic()
+        await rt._callbacks()["reconnected_cb"]()
+        while not kv.writes and time.monotonic() - reconnected < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return reconnected, kv.writes
+
+    reconnected, writes = run(go())
+    assert len(writes) == 1 and writes[0] - reconnected < 0.2
+
+
+@pytest.mark.parametrize(
+    "configured, info, replicas",
+    [
+        (None, {}, 1),  # a single server
+        (None, {"cluster": "c", "connect_urls": ["a:4222", "b:4222", "c:4222"]}, 3),
+        (None, {"cluster": "c", "connect_urls": ["a:4222", "b:4222", "c:4222", "d:4222", "e:4222"]}, 3),
+        (None, {"cluster": "c", "connect_urls": ["a:4222", "b:4222"]}, 1),  # two servers cannot hold 3
+        (None, {"cluster": "c"}, 3),  # the cluster advertises no URLs: try 3 (then 1, see _open_presence)
+        (1, {"cluster": "c", "connect_urls": ["a:4222", "b:4222", "c:4222"]}, 1),  # configured wins
+        (5, {}, 5),
+    ],
+)
+def test_presence_bucket_replicas(configured, info, replicas):
+    from steth.agent.runtime import presence_replicas
+
+    assert presence_replicas(configured, info) == replicas
+
+
+def test_presence_bucket_on_a_single_server_has_one_replica(nats_url):
+    async def go():
+        nc = await connect(NatsOptions(servers=[nats_url]))
+        try:
+            async with Fleet(nats_url, {"rep-1": []}):
+                kv = await nc.jetstream().key_value(subjects.PRESENCE_BUCKET)
+                return (await kv.status()).stream_info.config.num_replicas
+        finally:
+            await nc.close()
+
+    assert run(go()) == 1

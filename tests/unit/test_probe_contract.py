@@ -34,7 +34,7 @@ IDS = [s.name for s in SPECS]
 AGENT = Path(steth.agent.__file__).parent
 # Where probe code lives: the probe modules, the helpers they share, and the subinterface mode of vlan-check.
 PROBE_FILES = sorted(AGENT.glob("probes/*.py")) + [AGENT / "vlan_subif.py"]
-NOT_FINDINGS = {"ABORTED", "TIMEOUT", "ERROR", "INVALID", "UNKNOWN_PROBE", "NO_REPLY", "UNEXPECTED"}
+NOT_FINDINGS = {"ABORTED", "TIMEOUT", "ERROR", "INVALID", "UNKNOWN_PROBE", "NO_REPLY"}
 
 
 def _agent_modules() -> list:
