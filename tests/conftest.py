@@ -23,6 +23,30 @@ TEST_MGMT = os.environ.get("STETH_TEST_MGMT_CIDR", "10.97.0.0/24")
 TEST_DATA = os.environ.get("STETH_TEST_DATA_CIDR", "10.96.0.0/24")
 
 
+_KERNEL_8021Q: list[bool] = []
+
+
+def kernel_has_8021q() -> bool:
+    """Whether this kernel makes 802.1Q subinterfaces: tried once, in a scratch namespace of its own (a veth
+    and a VLAN on it), so nothing of a lab is touched; the namespace goes with everything in it."""
+    if not _KERNEL_8021Q:
+        if os.path.isdir("/proc/net/vlan"):
+            _KERNEL_8021Q.append(True)
+        else:
+            ns = f"st8021q-{os.getpid()}"
+            run = lambda *argv: subprocess.run(argv, capture_output=True, timeout=10).returncode == 0  # noqa: E731
+            try:
+                made = (
+                    run("ip", "netns", "add", ns)
+                    and run("ip", "-n", ns, "link", "add", "q0", "type", "veth", "peer", "name", "q1")
+                    and run("ip", "-n", ns, "link", "add", "link", "q0", "name", "q0.7", "type", "vlan", "id", "7")
+                )
+            finally:
+                run("ip", "netns", "del", ns)
+            _KERNEL_8021Q.append(bool(made))
+    return _KERNEL_8021Q[0]
+
+
 @contextlib.contextmanager
 def lab_named(name: str):
     """steth.lab reads STETH_LAB_NAME: switch to another lab for a block, then back."""
