@@ -6,6 +6,10 @@ policy checks, params validation): the agent must never raise, every request get
 reach a tool: interface, namespace and address values that start with '-' or carry shell metacharacters
 are refused by the types before any process starts. A spy on procs.run counts processes started.
 The over-the-wire sample against a real agent process is in tests/integration/test_reliability.py.
+
+Each test runs one batch of BATCHES and checks, once its examples are done, that every one of them was
+dispatched and answered; the batches add up to more than 10,000 requests. No test reads another's counts,
+so any one of them can run alone or in any order.
 """
 
 from __future__ import annotations
@@ -31,10 +35,22 @@ from steth.schemas.types import InterfaceName, IPAddress, NetnsName
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
-def fuzz(examples: int) -> settings:
-    return settings(FUZZ, max_examples=examples)
+# Requests each batch dispatches (hypothesis examples); test_policy_refuses_before_running sends 3 more.
+BATCHES = {
+    "random_bytes": 2500,
+    "random_msgpack": 2000,
+    "malformed_envelopes": 2500,
+    "schema_violating_args": 2000,
+    "hostile_values": 1500,
+}
+POLICY_REQUESTS = 3
 
 
+def fuzz(batch: str) -> settings:
+    return settings(FUZZ, max_examples=BATCHES[batch])
+
+
+# This test's counts: reset before every test (the autouse fixture `count`), so none depends on another.
 COUNT = {"dispatched": 0, "replied": 0, "dropped": 0, "processes": 0}
 AGENT_STATUSES = {Status.OK, Status.FAILED, Status.INVALID, Status.ABORTED, Status.UNKNOWN_PROBE, Status.TIMEOUT}
 
@@ -111,6 +127,19 @@ def agent():
     loop.close()
 
 
+@pytest.fixture(autouse=True)
+def count():
+    COUNT.update(dispatched=0, replied=0, dropped=0, processes=0)
+    yield COUNT
+
+
+def batch_done(batch: str) -> None:
+    """Every example of the batch was dispatched, and every request answered (or dropped past its deadline)."""
+    assert COUNT["dispatched"] == BATCHES[batch], (batch, COUNT)
+    assert COUNT["replied"] + COUNT["dropped"] == COUNT["dispatched"], COUNT
+    print(f"\nfuzz {batch}: {COUNT}")
+
+
 def dispatch(agent, probe: str, payload: bytes, past_deadline_ok: bool = False) -> Reply | None:
     rt, loop = agent
     COUNT["dispatched"] += 1
@@ -155,77 +184,98 @@ values = st.recursive(
 probe_names = st.one_of(st.sampled_from(["hello", "ping"]), st.text(max_size=20).filter(lambda s: "." not in s))
 
 
-@fuzz(2500)
-@given(payload=st.binary(max_size=2048))
-def test_random_bytes(agent, payload):
-    reply = dispatch(agent, "ping", payload)
-    assert reply.status is Status.INVALID and reply.message.startswith("malformed request")
+def test_random_bytes(agent):
+    @fuzz("random_bytes")
+    @given(payload=st.binary(max_size=2048))
+    def one(payload):
+        reply = dispatch(agent, "ping", payload)
+        assert reply.status is Status.INVALID and reply.message.startswith("malformed request")
+
+    one()
+    batch_done("random_bytes")
 
 
-@fuzz(2000)
-@given(obj=values)
-def test_random_msgpack(agent, obj):
-    reply = dispatch(agent, "hello", msgpack.packb(obj, use_bin_type=True))
-    assert reply.status is Status.INVALID
+def test_random_msgpack(agent):
+    @fuzz("random_msgpack")
+    @given(obj=values)
+    def one(obj):
+        reply = dispatch(agent, "hello", msgpack.packb(obj, use_bin_type=True))
+        assert reply.status is Status.INVALID
+
+    one()
+    batch_done("random_msgpack")
 
 
-@fuzz(2500)
-@given(
-    probe=probe_names,
-    args=values,
-    deadline=st.one_of(st.floats(min_value=2, max_value=30), values),
-    extra=st.dictionaries(st.sampled_from(["v", "id", "sender", "sent", "sig", "kid", "zz"]), values, max_size=3),
-)
-def test_malformed_envelopes(agent, probe, args, deadline, extra):
+def test_malformed_envelopes(agent):
     """Envelopes with wrong types in every field, wrong probe names, odd deadlines, unknown keys."""
-    if isinstance(deadline, float):
-        deadline = time.time() + deadline
-    payload = msgpack.packb(
-        {"v": 1, "id": "x", "probe": probe, "args": args, "deadline": deadline, **extra}, use_bin_type=True
+
+    @fuzz("malformed_envelopes")
+    @given(
+        probe=probe_names,
+        args=values,
+        deadline=st.one_of(st.floats(min_value=2, max_value=30), values),
+        extra=st.dictionaries(st.sampled_from(["v", "id", "sender", "sent", "sig", "kid", "zz"]), values, max_size=3),
     )
-    subject_probe = probe if probe and all(c.isalnum() or c in "-_" for c in probe) else "hello"
-    try:  # a well-formed request whose deadline has passed is dropped (nobody waits for it): allowed
-        late = Request.model_validate(codec.decode(payload)).deadline < time.time() + 1
-    except (ValueError, TypeError):
-        late = False
-    reply = dispatch(agent, subject_probe, payload, past_deadline_ok=late)
-    if reply is not None and reply.status is Status.OK:
-        assert subject_probe == "hello" and args == {}  # the only request here that may legitimately run
+    def one(probe, args, deadline, extra):
+        if isinstance(deadline, float):
+            deadline = time.time() + deadline
+        payload = msgpack.packb(
+            {"v": 1, "id": "x", "probe": probe, "args": args, "deadline": deadline, **extra}, use_bin_type=True
+        )
+        subject_probe = probe if probe and all(c.isalnum() or c in "-_" for c in probe) else "hello"
+        try:  # a well-formed request whose deadline has passed is dropped (nobody waits for it): allowed
+            late = Request.model_validate(codec.decode(payload)).deadline < time.time() + 1
+        except (ValueError, TypeError):
+            late = False
+        reply = dispatch(agent, subject_probe, payload, past_deadline_ok=late)
+        if reply is not None and reply.status is Status.OK:
+            assert subject_probe == "hello" and args == {}  # the only request here that may legitimately run
+
+    one()
+    batch_done("malformed_envelopes")
 
 
 params_probes = sorted(registry())
 
 
-@fuzz(2000)
-@given(
-    probe=st.sampled_from(params_probes),
-    args=st.dictionaries(st.text(max_size=16), values, max_size=5),
-    unknown=st.text(min_size=1, max_size=16),
-)
-def test_schema_violating_args_every_probe(agent, probe, args, unknown):
+def test_schema_violating_args_every_probe(agent):
     """Random args for every probe, always with one unknown key: refused as `invalid`, nothing runs."""
-    spec = registry()[probe]
-    if unknown in spec.params.model_fields:
-        unknown = "_" + unknown + "_unknown"
-    before = COUNT["processes"]
-    reply = dispatch(agent, probe, request_bytes(probe, {**args, unknown: 1}))
-    assert reply.status is Status.INVALID and reply.message.startswith("bad args"), reply.message
-    assert COUNT["processes"] == before
+
+    @fuzz("schema_violating_args")
+    @given(
+        probe=st.sampled_from(params_probes),
+        args=st.dictionaries(st.text(max_size=16), values, max_size=5),
+        unknown=st.text(min_size=1, max_size=16),
+    )
+    def one(probe, args, unknown):
+        spec = registry()[probe]
+        if unknown in spec.params.model_fields:
+            unknown = "_" + unknown + "_unknown"
+        reply = dispatch(agent, probe, request_bytes(probe, {**args, unknown: 1}))
+        assert reply.status is Status.INVALID and reply.message.startswith("bad args"), reply.message
+
+    one()
+    batch_done("schema_violating_args")
+    assert COUNT["processes"] == 0
 
 
-@fuzz(1500)
-@given(field=st.sampled_from(["interface", "netns", "targets"]), value=evil_text)
-def test_hostile_values_never_reach_a_tool(agent, field, value):
+def test_hostile_values_never_reach_a_tool(agent):
     """Valid ping args but one hostile interface, namespace or target: `invalid` names the field, no process."""
-    args = {"targets": ["127.0.0.1"], "count": 1, "interval_s": 0.01}
-    args[field] = [value] if field == "targets" else value
-    before = COUNT["processes"]
-    reply = dispatch(agent, "ping", request_bytes("ping", args))
-    assert reply.status is Status.INVALID and field in reply.message, (value, reply.message)
-    assert COUNT["processes"] == before
+
+    @fuzz("hostile_values")
+    @given(field=st.sampled_from(["interface", "netns", "targets"]), value=evil_text)
+    def one(field, value):
+        args = {"targets": ["127.0.0.1"], "count": 1, "interval_s": 0.01}
+        args[field] = [value] if field == "targets" else value
+        reply = dispatch(agent, "ping", request_bytes("ping", args))
+        assert reply.status is Status.INVALID and field in reply.message, (value, reply.message)
+
+    one()
+    batch_done("hostile_values")
+    assert COUNT["processes"] == 0
 
 
-@fuzz(500)
+@settings(FUZZ, max_examples=500)
 @given(value=evil_text)
 def test_types_refuse_hostile_values(value):
     for kind in (InterfaceName, NetnsName, IPAddress):
@@ -243,10 +293,11 @@ def test_policy_refuses_before_running(agent):
     assert COUNT["processes"] == before
     ok = dispatch(agent, "ping", request_bytes("ping", {"targets": ["127.0.0.1"], "count": 1, "interface": "lo"}))
     assert ok.status in (Status.OK, Status.ABORTED) and COUNT["processes"] == before + 1  # ABORTED: no ping here
+    assert COUNT["dispatched"] == COUNT["replied"] == POLICY_REQUESTS
 
 
 def test_total_inputs():
-    """The sum of the above (runs last in this module): at least 10,000 requests, every one answered."""
-    assert COUNT["dispatched"] >= 10_000, COUNT
-    assert COUNT["replied"] + COUNT["dropped"] == COUNT["dispatched"]
-    print(f"\nfuzz: {COUNT}")
+    """At least 10,000 fuzzed requests in all. Each batch's test checks that it dispatched all of its own
+    (batch_done), so this holds for every run in which they pass, whatever their order: nothing is summed
+    across tests."""
+    assert sum(BATCHES.values()) + POLICY_REQUESTS >= 10_000, BATCHES
