@@ -1,8 +1,10 @@
 """Reliability in the lab: NATS restarts and cluster failover, agents killed mid-probe, hung tools, floods, fuzz.
 
 Real nats-server processes started here (on the lab's management bridge, so the agents in the node
-namespaces reach them), real agents in the lab namespaces, real tools. The figures each test measures are
-printed (`pytest -s`) and collected in docs/reliability.md.
+namespaces reach them), real agents in the lab namespaces, real tools. Each test asserts the figures it
+measures where it measures them; they are also printed (`pytest -s`) and, when STETH_FIGURES_FILE names a
+file, merged into that JSON document as they are measured (benchmarks/results/reliability.json; the source
+of docs/reliability.md's table), so no test depends on another having run.
 """
 
 from __future__ import annotations
@@ -36,12 +38,23 @@ from natsservers import (
 pytestmark = [needs_root, pytest.mark.lab]
 
 TOOLS = {"ping", "tcpdump", "iperf3", "timeout", "arping"}
-FIGURES: dict[str, object] = {}
+FIGURES_FILE = os.environ.get("STETH_FIGURES_FILE")
 
 
 def figure(key: str, value) -> None:
-    FIGURES[key] = value
+    """Print one measured figure and, with STETH_FIGURES_FILE set, merge it into that JSON file at once."""
     print(f"\nFIGURE {key} = {value}")
+    if not FIGURES_FILE:
+        return
+    path = Path(FIGURES_FILE)
+    try:
+        figures = json.loads(path.read_text())
+    except (OSError, ValueError):
+        figures = {}
+    figures[key] = value
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(figures, indent=1, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
 
 
 def tools_in(namespace: str, exclude: set[int] = frozenset()) -> list[tuple[int, str]]:
@@ -152,12 +165,16 @@ def test_server_restart_during_gather(single, lab):
     down = time.monotonic()
     time.sleep(1.5)
     single.server.start()
-    figure("restart.downtime_s", round(time.monotonic() - down, 2))
+    downtime = time.monotonic() - down
+    figure("restart.downtime_s", round(downtime, 2))
+    assert 1.5 <= downtime < 5, downtime  # the outage the CLI must ride out, as arranged
     code, doc, err = finish(cli)
     # The CLI rode out the restart (it keeps reconnecting once connected); agents buffered their replies.
     assert code == 0 and statuses(doc) == {n: "ok" for n in NAMES}, (code, doc, err, logs(lab, NAMES))
     figure("restart.gather_replies", f"{doc['summary']['replied']}/{doc['summary']['expected']}")
-    figure("restart.next_request_complete_after_s", round(wait_hello(single, NAMES), 2))
+    after = wait_hello(single, NAMES)
+    figure("restart.next_request_complete_after_s", round(after, 2))
+    assert after < 10, after  # measured 0.24-0.54 s: agents reconnect at once
 
 
 def test_server_down_past_the_deadline(single, lab):
@@ -168,12 +185,16 @@ def test_server_down_past_the_deadline(single, lab):
     single.server.kill()
     started = time.monotonic()
     code, doc, err = finish(cli)
-    figure("restart.cli_exit_with_server_down_s", round(time.monotonic() - started, 2))
+    ended = time.monotonic() - started
+    figure("restart.cli_exit_with_server_down_s", round(ended, 2))
     single.server.start()
     assert code == 3, (code, doc, err)
+    assert ended < 8 + 4, ended  # by its deadline (--timeout 8, counted from before the kill), with some slack
     for row in doc["nodes"]:
         assert row["status"] == "no_reply" and "connection to NATS was lost" in row["message"], row
-    figure("restart.agents_back_after_s", round(wait_hello(single, NAMES), 2))
+    back = wait_hello(single, NAMES)
+    figure("restart.agents_back_after_s", round(back, 2))
+    assert back < 30, back  # measured 0.25-6.8 s; reconnect attempts are 2 s apart at most
     wait_present(single.urls, NAMES, timeout=30)
 
 
@@ -185,7 +206,9 @@ def test_cluster_failover(lab):
     cluster = Cluster(lab.dir / "rel-cluster", host_of(lab.nats_url)).start()
     fleet = Fleet(lab, cluster.urls)
     try:
-        figure("cluster.jetstream_ready_s", round(asyncio.run(wait_jetstream(cluster.urls)), 2))
+        ready = asyncio.run(wait_jetstream(cluster.urls))
+        figure("cluster.jetstream_ready_s", round(ready, 2))
+        assert ready < 60, ready
         names = {"k-1", "k-2", "k-3", "k-4", "k-5", "k-6"}
         for i, node in enumerate(["compute-1", "compute-2", "network-1"] * 2, start=1):
             fleet.spawn(f"k-{i}", node)  # no presence_replicas: the agent sees a 3-server cluster and picks 3
@@ -195,8 +218,9 @@ def test_cluster_failover(lab):
             raise AssertionError(f"{exc}\n{logs(lab, names)}") from None
         info = asyncio.run(_stream_info(cluster.urls, KV_STREAM))
         assert info["replicas"] == 3, info
-        victim = _leader_with_agents(cluster, KV_STREAM)
+        victim, counts = _leader_with_agents(cluster, KV_STREAM)
         figure("cluster.victim", victim)
+        assert counts.get(victim, 0) >= 1, (victim, counts)  # the kill moves agents as well as the bucket's leader
         wait_hello(fleet, names)
 
         cluster.by_name(victim).kill()
@@ -207,7 +231,10 @@ def test_cluster_failover(lab):
         first_full = full[0]["t"]
         after = [r for r in rounds if r["t"] >= first_full]
         figure("cluster.rounds", len(rounds))
-        figure("cluster.slowest_round_s", round(max(r.get("took", 0) for r in rounds), 2))
+        assert len(rounds) >= 50, len(rounds)  # about 10 a second for 25 s when all is well (108-167 measured)
+        slowest = max(r.get("took", 0) for r in rounds)
+        figure("cluster.slowest_round_s", round(slowest, 2))
+        assert slowest < 3 + 5 + 3, slowest  # its 3 s gather, plus at most one 5 s presence read timeout
         figure("cluster.first_complete_after_kill_s", round(first_full, 2))
         figure("cluster.complete_rounds_after_recovery", f"{sum(r['complete'] for r in after)}/{len(after)}")
         figure(
@@ -215,15 +242,16 @@ def test_cluster_failover(lab):
             [(round(r["t"], 1), round(r.get("took", 0), 2), r["why"]) for r in rounds if not r["complete"]][:8],
         )
         # Rounds while the presence bucket had no leader: gathered by the stall window, still complete.
-        figure(
-            "cluster.rounds_without_presence",
-            [(round(r["t"], 1), r["complete"]) for r in rounds if r.get("no_presence")][:8],
-        )
+        without_bucket = [r for r in rounds if r.get("no_presence")]
+        figure("cluster.rounds_without_presence", [(round(r["t"], 1), r["complete"]) for r in without_bucket][:8])
+        assert all(r["complete"] for r in without_bucket), without_bucket
         # Rounds where some agents answered after their presence entries expired: complete all the same.
+        without_entry = [r for r in rounds if r.get("without_presence")]
         figure(
             "cluster.rounds_with_answers_without_presence",
-            [(round(r["t"], 1), r["without_presence"], r["complete"]) for r in rounds if r.get("without_presence")][:8],
+            [(round(r["t"], 1), r["without_presence"], r["complete"]) for r in without_entry][:8],
         )
+        assert all(r["complete"] for r in without_entry), without_entry
         assert first_full < 15, rounds
         assert all(r["complete"] for r in after[1:]), after  # once recovered, every request gets every reply
         present = asyncio.run(_present(cluster.urls))
@@ -233,7 +261,9 @@ def test_cluster_failover(lab):
         figure("cluster.new_kv_leader", new_leader)
         code, doc = fleet.cli_json("hello", "--timeout", "10")  # the CLI with the dead server in its list
         assert code == 0 and set(statuses(doc)) == names, doc
-        figure("cluster.total_s", round(time.monotonic() - killed, 1))
+        total = time.monotonic() - killed
+        figure("cluster.total_s", round(total, 1))
+        assert total < 60, total
     finally:
         fleet.stop()
         cluster.stop()
@@ -269,8 +299,9 @@ def _agents_per_server(cluster: Cluster) -> dict[str, int]:
     return counts
 
 
-def _leader_with_agents(cluster: Cluster, stream: str) -> str:
-    """Make the presence bucket's leader a server that carries agents (stepping the leader down until it is)."""
+def _leader_with_agents(cluster: Cluster, stream: str) -> tuple[str, dict[str, int]]:
+    """Make the presence bucket's leader a server that carries agents (stepping the leader down until it is);
+    returns it and how many agents each server carries."""
     from steth.natsconn import NatsOptions, connect
 
     counts = _agents_per_server(cluster)
@@ -278,7 +309,7 @@ def _leader_with_agents(cluster: Cluster, stream: str) -> str:
     for _ in range(12):
         leader = js_stream_leader(cluster.urls, stream)
         if leader and counts.get(leader, 0) > 0:
-            return leader
+            return leader, counts
 
         async def stepdown():
             nc = await connect(NatsOptions(servers=cluster.urls))
@@ -292,7 +323,7 @@ def _leader_with_agents(cluster: Cluster, stream: str) -> str:
         except Exception:
             pass
         time.sleep(2)
-    return js_stream_leader(cluster.urls, stream)
+    return js_stream_leader(cluster.urls, stream), counts
 
 
 async def _gather_rounds(urls: list[str], names: set[str], seconds: float) -> list[dict]:
@@ -363,8 +394,10 @@ def test_agent_killed_mid_ping(single, lab):
     victim.wait(timeout=10)
     killed = time.monotonic()
     leftovers = _wait_gone(ns, baseline)
-    figure("sigkill.ping_gone_after_s", round(time.monotonic() - killed, 3))
+    gone = time.monotonic() - killed
+    figure("sigkill.ping_gone_after_s", round(gone, 3))
     assert running and not leftovers, leftovers
+    assert gone < 2, gone  # the kernel's parent-death signal: measured 2-57 ms
     code, doc, err = finish(cli)
     assert code == 3 and statuses(doc) == {"r-kill": "no_reply", "r-c2": "ok", "r-n1": "ok"}, (
         doc,
@@ -433,6 +466,7 @@ def test_agent_killed_mid_capture_and_iperf(single, lab):
     running, leftovers, gone_after, results = asyncio.run(main())
     victim.wait(timeout=10)
     figure("sigkill.tcpdump_iperf3_gone_after_s", round(gone_after, 3))
+    assert gone_after < 2, gone_after  # measured 56-80 ms
     figure("sigkill.tools_running_at_kill", sorted({c for _, c in running}))
     assert {c for _, c in running} >= {"tcpdump", "iperf3"}, running
     assert not leftovers, leftovers
@@ -514,6 +548,7 @@ def test_hung_ping_through_an_agent(single, lab):
     figure("hang.ping_reply_status", f"{row['status']}: {row['message']}")
     figure("hang.ping_cli_total_s", round(took, 2))
     assert row["status"] in ("aborted", "failed", "timeout") and row["duration_s"] < 3.0, row
+    assert took < 3 + 3, took  # the request's 3 s, plus the CLI's start and presence read (3.0-3.4 s measured)
     time.sleep(0.3)
     assert not tools_in(ns), tools_in(ns)
 
@@ -707,6 +742,7 @@ def test_fuzz_over_the_wire(single):
     assert result["unstructured"] == 0, result
     assert set(result["statuses"]) <= {"invalid", "unknown_probe"}, result  # nothing here may run
     assert single.procs["r-n1"].poll() is None
+    assert after - before < 8 * 2**20, (before, after)  # measured +1.4-1.8 MiB
     code, doc = single.cli_json("hello", "--node", "r-n1", "--timeout", "5")
     assert code == 0
 
@@ -757,8 +793,3 @@ async def _fuzz_wire(urls: list[str], node: str, payloads: list[tuple[str, bytes
         "unstructured": unstructured,
         "elapsed_s": round(elapsed, 2),
     }
-
-
-def test_zz_figures():
-    """Prints every figure measured above in one place (for docs/reliability.md)."""
-    print("\nRELIABILITY FIGURES\n" + json.dumps(FIGURES, indent=1, default=str))
