@@ -62,8 +62,8 @@ def free_port() -> int:
 async def exercise(url: str, node: str, hellos: int = 5) -> dict:
     """Wait for the agent in presence, then send it requests and check every answer."""
     from steth.controller.gather import gather
-    from steth.controller.presence import read_presence
     from steth.natsconn import NatsOptions, connect
+    from steth.presence import read_presence
     from steth.schemas import subjects
     from steth.schemas.envelope import Request
 

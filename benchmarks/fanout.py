@@ -148,8 +148,8 @@ def _cpu(pids: list[int]) -> float:
 async def measure(
     url: str, names: list[str], worker_pids: list[int], nats_pid: int, rounds: int, warmup: int, only: str | None
 ) -> dict:
-    from steth.controller.presence import read_presence
     from steth.natsconn import NatsOptions, connect
+    from steth.presence import read_presence
 
     n = len(names)
     expected = set(names)

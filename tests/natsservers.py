@@ -182,8 +182,8 @@ async def wait_jetstream(urls: list[str], timeout: float = 60, **auth) -> float:
 
 
 async def presence(urls: list[str], **auth) -> dict:
-    from steth.controller.presence import read_presence
     from steth.natsconn import NatsOptions, connect
+    from steth.presence import read_presence
 
     nc = await connect(NatsOptions(servers=urls, name="test-presence", **auth))
     try:

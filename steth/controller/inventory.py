@@ -422,7 +422,7 @@ def _reason(exc: Exception) -> str:
 def compare(present: dict[str, Any], hypervisors: list[Hypervisor], agents: list[NeutronAgent]) -> list[dict[str, Any]]:
     """One row per host known to either side.
 
-    `present` maps steth node names to objects with `.alive` (controller.presence.Present). Findings: a host
+    `present` maps steth node names to objects with `.alive` (steth.presence.Present). Findings: a host
     with Neutron agents or a hypervisor but no steth agent; a steth agent OpenStack does not know; a Neutron
     agent that is down; a hypervisor that is down.
     """

@@ -12,7 +12,7 @@ from typing import Any
 
 from steth.controller.errors import StethError, UsageError
 from steth.controller.gather import Gathered, gather
-from steth.controller.presence import Present, read_presence
+from steth.presence import Present, read_presence
 from steth.schemas import subjects
 from steth.schemas.envelope import Request
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steth.lab.fleet import LabError, _stop_pid
+from steth.lab.shell import LabError, stop_pid
 from steth.lab.state import lab_dir, load_state, save_state
 
 
@@ -83,7 +83,7 @@ def start(
 
 
 def stop(handle: dict[str, Any]) -> None:
-    _stop_pid(handle["pid"], grace=3)
+    stop_pid(handle["pid"], grace=3)
     proc = handle.get("_proc")
     if proc is not None:
         proc.poll()

@@ -13,13 +13,13 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from steth.lab.shell import LabError, alive, in_ns, sh, stop_pid
 from steth.lab.state import lab_dir, lab_name, load_state, namespace_for, save_state
 
 
@@ -29,21 +29,6 @@ def mgmt_bridge() -> str:
 
 def fabric_bridge() -> str:
     return f"{lab_name()}fab"
-
-
-class LabError(RuntimeError):
-    pass
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
-    return done
-
-
-def in_ns(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh("ip", "netns", "exec", ns, *argv, check=check)
 
 
 def nats_server_binary() -> str:
@@ -278,8 +263,8 @@ def _start_agent(
 
 
 def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
-    from steth.controller.presence import read_presence
     from steth.natsconn import NatsOptions, connect
+    from steth.presence import read_presence
 
     async def poll() -> set[str]:
         nc = await connect(NatsOptions(servers=[nats_url], name="steth-lab"))
@@ -305,43 +290,6 @@ def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
         )
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:  # never signal a process group or every process
-        return False
-    try:  # a zombie has exited: its parent (init here) may take seconds to reap it
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (FileNotFoundError, IndexError, PermissionError):
-        pass
-    try:
-        os.kill(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def _stop_pid(pid: int, grace: float = 5.0) -> None:
-    if pid <= 0:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)  # agents run in their own session: the whole group goes
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                return
-        deadline = time.time() + grace
-        while time.time() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return
-            except ChildProcessError:
-                if not _alive(pid):
-                    return
-            time.sleep(0.05)
-
-
 def down(progress=lambda msg: None) -> bool:
     """Remove everything the lab made; True if there was anything. Safe to run again."""
     state = load_state()
@@ -350,16 +298,16 @@ def down(progress=lambda msg: None) -> bool:
     agents = [name for name in state.get("pids", {}) if name != "nats-server"]
     for name in agents:  # agents first, so they leave presence while NATS is still there
         progress(f"stopping agent {name}")
-        _stop_pid(state["pids"][name])
+        stop_pid(state["pids"][name])
     if "nats-server" in state.get("pids", {}):
-        _stop_pid(state["pids"]["nats-server"])
+        stop_pid(state["pids"]["nats-server"])
     if state.get("ovs"):
         from steth.lab import ovs as lab_ovs
 
         lab_ovs.fabric_down(state)
     for ns in reversed(state.get("netns", [])):
         for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            _stop_pid(int(pid), grace=1)
+            stop_pid(int(pid), grace=1)
         sh("ip", "netns", "del", ns, check=False)
     for link in reversed(state.get("links", [])):
         sh("ip", "link", "del", link, check=False)
@@ -378,7 +326,7 @@ def status() -> dict[str, Any] | None:
             "roles": n["roles"],
             "namespace": n.get("namespace"),
             "agent_pid": n.get("pid"),
-            "agent_running": bool(n.get("pid")) and _alive(n["pid"]),
+            "agent_running": bool(n.get("pid")) and alive(n["pid"]),
             "mgmt_address": n.get("mgmt_address"),
             "data_address": n.get("data_address"),
             "metrics_address": n.get("metrics_address"),
@@ -389,7 +337,7 @@ def status() -> dict[str, Any] | None:
         "up": state.get("up", False),
         "dir": state.get("dir"),
         "nats_url": state.get("nats_url"),
-        "nats_running": _alive(state.get("pids", {}).get("nats-server", 0)),
+        "nats_running": alive(state.get("pids", {}).get("nats-server", 0)),
         "nodes": nodes,
     }
     if state.get("ovs"):

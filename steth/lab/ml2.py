@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from steth.lab import fleet
-from steth.lab.fleet import LabError, in_ns, sh
+from steth.lab.shell import LabError, in_ns, sh
 from steth.lab.state import lab_dir, lab_name, namespace_for, save_state
 
 PHYSNET = "physnet1"

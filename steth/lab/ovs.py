@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steth.lab.fleet import LabError, in_ns, sh
+from steth.lab.shell import LabError, in_ns, sh
 from steth.lab.state import lab_name, namespace_for, save_state
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")

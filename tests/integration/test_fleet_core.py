@@ -29,8 +29,8 @@ def nodes_of(doc: dict) -> dict[str, dict]:
 def wait_for_fleet(url: str, names: set[str], timeout: float = 10) -> None:
     """Until presence holds exactly these agents, all alive: extra agents that tests of other modules
     killed stay in presence for a TTL (3 s), and a broadcast would expect them."""
-    from steth.controller.presence import read_presence
     from steth.natsconn import NatsOptions, connect
+    from steth.presence import read_presence
 
     async def go():
         nc = await connect(NatsOptions(servers=[url], name="steth-test"))

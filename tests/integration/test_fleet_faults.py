@@ -40,7 +40,7 @@ async def _connect(url: str):
 
 
 async def _presence(nc) -> dict:
-    from steth.controller.presence import read_presence
+    from steth.presence import read_presence
 
     return await read_presence(nc, timeout=3) or {}
 

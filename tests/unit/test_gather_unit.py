@@ -23,9 +23,9 @@ from steth.agent.config import AgentConfig, NatsConfig
 from steth.agent.runtime import AgentRuntime
 from steth.controller.gather import Gathered, NodeResult, _classify, gather
 from steth.controller.output import document, footer
-from steth.controller.presence import Present
 from steth.controller.session import Selection, Session
 from steth.natsconn import NatsOptions, connect
+from steth.presence import Present
 from steth.schemas import subjects
 from steth.schemas.agent_info import AgentInfo
 from steth.schemas.envelope import Request, Status
@@ -387,7 +387,7 @@ def test_heartbeat_fits_a_bucket_ttl_set_by_another_agent(nats_url):
             cfg = AgentConfig(node="slow-1", heartbeat_s=100, presence_ttl_s=300, nats=NatsConfig(servers=[nats_url]))
             rt = AgentRuntime(cfg, nc=nc, gather_interfaces=False)
             await rt.start()
-            from steth.controller.presence import read_presence
+            from steth.presence import read_presence
 
             advertised = (await read_presence(nc))["slow-1"].info.heartbeat_s
             await rt.stop(drain_timeout=1)
@@ -402,7 +402,7 @@ def test_presence_reads_are_complete(nats_url):
     """Every read of presence sees every agent (nats-py's end-of-values marker can come first)."""
 
     async def go():
-        from steth.controller.presence import read_presence
+        from steth.presence import read_presence
 
         names = {f"r{i}" for i in range(5)}
         async with Fleet(nats_url, {n: [] for n in names}):

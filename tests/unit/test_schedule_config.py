@@ -191,9 +191,9 @@ def test_sd_notify_sends_one_datagram(monkeypatch):
 
 
 def test_file_sd_keeps_departed_agents_for_a_while(tmp_path):
-    from steth.controller.presence import Present
     from steth.controller.prometheus_sd import LAST_SEEN, read_previous, target_groups, write_atomically
     from steth.controller.session import Selection
+    from steth.presence import Present
     from steth.schemas.agent_info import AgentInfo
 
     now = time.time()

@@ -62,6 +62,7 @@ def up_cmd(
     """Build the fleet; returns once every agent is present."""
     from steth.lab import fleet
     from steth.lab.ovs import parse_trunks
+    from steth.lab.shell import LabError
 
     if compute + network == 0:
         raise click.UsageError("a lab needs at least one node")
@@ -95,7 +96,7 @@ def up_cmd(
                 ovs=ovs,
                 trunks=vlans,
             )
-    except fleet.LabError as exc:
+    except LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
     names = ", ".join(n["name"] for n in state["nodes"])
     click.echo(f"lab up: {len(state['nodes'])} nodes ({names}), NATS at {state['nats_url']}")

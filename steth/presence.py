@@ -1,4 +1,8 @@
-"""Who is out there: the agents' heartbeat entries in the JetStream key-value bucket."""
+"""Who is out there: the agents' heartbeat entries in the JetStream key-value bucket, read.
+
+Shared by the controller (the expected set of a gather, `steth agents`) and the lab (waiting for its agents):
+it imports neither side, only the schemas and the codec (tests/unit/test_layering.py).
+"""
 
 from __future__ import annotations
 
