@@ -37,6 +37,9 @@ class PolicyConfig(_Section):
     # (steth/agent/policy.py). None: anything the schema accepts.
     allowed_interfaces: list[str] | None = None  # names or shell-style patterns: ["eth*", "br-ex"]
     allowed_target_cidrs: list[str] | None = None  # ["10.0.0.0/8", "fd00::/8"]
+    # OVSDB remotes a request may name (`db`), exact or shell-style patterns. None: only Open vSwitch's own
+    # socket ($OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock): a root agent reads no other database.
+    allowed_ovsdb: list[str] | None = None
 
     @field_validator("allowed_target_cidrs")
     @classmethod
@@ -48,6 +51,18 @@ class PolicyConfig(_Section):
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
                 raise ValueError(f"allowed_target_cidrs: {cidr!r} is not a network (like 10.0.0.0/8)") from None
+        return v
+
+    @field_validator("allowed_ovsdb")
+    @classmethod
+    def _ovsdb(cls, v: list[str] | None) -> list[str] | None:
+        from steth.schemas.types import ovsdb_remote
+
+        for remote in v or []:
+            try:
+                ovsdb_remote(remote.replace("*", "x").replace("?", "x"))  # a pattern must be a remote once filled
+            except ValueError as exc:
+                raise ValueError(f"allowed_ovsdb: {remote!r}: {exc}") from None
         return v
 
 

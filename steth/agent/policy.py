@@ -6,7 +6,9 @@ ipaddress object) in the params that is an IP address is an address the probe se
 whichever type or validator the probe declared it with (`IPAddress`, a local IPv4-only type, ...). The
 runtime checks them against `[policy] allowed_interfaces` (names or shell-style patterns) and
 `allowed_target_cidrs` before the probe runs, so no probe reimplements it. Probes that resolve host
-names themselves call `ctx.extra["policy"].check_address()` on what they resolved.
+names themselves call `ctx.extra["policy"].check_address()` on what they resolved. OVSDB remotes (a
+field typed `OvsdbRemote`) are always checked, against `allowed_ovsdb` or, by default, Open vSwitch's own
+socket: ovs-vsctl runs as root and must not be pointed at another database or a listening method.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, StringConstraints
 
 from steth.schemas import types
 
-INTERFACE, ADDRESS = "interface", "address"
+INTERFACE, ADDRESS, OVSDB = "interface", "address", "ovsdb"
 
 
 def _kind_of_metadata(metadata: typing.Iterable[object]) -> str | None:
@@ -29,6 +31,8 @@ def _kind_of_metadata(metadata: typing.Iterable[object]) -> str | None:
             return INTERFACE
         if isinstance(m, AfterValidator) and m.func is types._ip:
             return ADDRESS
+        if isinstance(m, AfterValidator) and m.func is types.ovsdb_remote:
+            return OVSDB
     return None
 
 
@@ -64,6 +68,12 @@ def plan(model: type[BaseModel]) -> tuple[tuple[str, str | None, tuple[type[Base
     return tuple(out)
 
 
+@cache
+def names_ovsdb(model: type[BaseModel]) -> bool:
+    """Whether these params (or models nested in them) can name an OVSDB remote: always checked."""
+    return any(kind == OVSDB or any(names_ovsdb(m) for m in nested) for _, kind, nested in plan(model))
+
+
 def _values(value: object) -> typing.Iterator[object]:
     if isinstance(value, (list, tuple, set, frozenset)):
         for v in value:
@@ -83,10 +93,19 @@ class Policy:
             if config.allowed_target_cidrs is not None
             else None
         )
+        self.ovsdb = list(config.allowed_ovsdb) if config.allowed_ovsdb is not None else None
 
     @property
     def active(self) -> bool:
         return self.interfaces is not None or self.networks is not None
+
+    def check_ovsdb(self, remote: str) -> str | None:
+        from steth.agent.ovsdb import default_db  # read at check time: OVS_RUNDIR is the agent's environment
+
+        allowed = self.ovsdb if self.ovsdb is not None else [default_db()]
+        if any(fnmatch.fnmatchcase(remote, p) for p in allowed):
+            return None
+        return f"OVSDB {remote} is not in this agent's allowed_ovsdb (default: Open vSwitch's own socket)"
 
     def check_interface(self, name: str) -> str | None:
         if self.interfaces is None or any(fnmatch.fnmatchcase(name, p) for p in self.interfaces):
@@ -106,13 +125,17 @@ class Policy:
 
     def check(self, params: BaseModel) -> str | None:
         """The first reason to refuse these (validated) params, or None."""
-        if not self.active:
-            return None
+        if not self.active and not names_ovsdb(type(params)):
+            return None  # the common case: no allow-list configured, nothing always checked
         kinds = {name: kind for name, kind, _ in plan(type(params))}
         for name in type(params).model_fields:
             for value in _values(getattr(params, name, None)):
                 if isinstance(value, BaseModel):
                     reason = self.check(value)
+                elif kinds.get(name) == OVSDB and isinstance(value, str):
+                    reason = self.check_ovsdb(value)
+                elif not self.active:
+                    reason = None
                 elif kinds.get(name) == INTERFACE and isinstance(value, str):
                     reason = self.check_interface(value)
                 elif isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):

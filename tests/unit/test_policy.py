@@ -79,3 +79,30 @@ def test_config_validates_cidrs():
     ]
     with pytest.raises(ValueError, match="is not a network"):
         load(None, {"STETH_NODE": "n", "STETH_POLICY_ALLOWED_TARGET_CIDRS": "10.0.0.0/33"})
+
+
+def test_ovsdb_remote_is_always_checked_against_the_allow_list(monkeypatch):
+    """Without any policy configured, `db` may name only Open vSwitch's own socket; allowed_ovsdb widens it."""
+    monkeypatch.setenv("OVS_RUNDIR", "/run/ovs-here")
+    ovs = registry()["ovs"].params
+    open_policy = Policy(PolicyConfig())
+    assert open_policy.check(ovs(db="unix:/run/ovs-here/db.sock")) is None
+    assert open_policy.check(ovs()) is None  # no db: the probe reads the default
+    refused = open_policy.check(ovs(db="tcp:127.0.0.1:6640"))
+    assert refused == (
+        "db: OVSDB tcp:127.0.0.1:6640 is not in this agent's allowed_ovsdb (default: Open vSwitch's own socket)"
+    )
+    assert open_policy.check(ovs(db="unix:/tmp/other/db.sock")) is not None
+    lab = Policy(PolicyConfig(allowed_ovsdb=["unix:/var/lib/steth-lab/*/db.sock", "tcp:127.0.0.1:6640"]))
+    assert lab.check(ovs(db="unix:/var/lib/steth-lab/ovs/compute-1/db.sock")) is None
+    assert lab.check(ovs(db="tcp:127.0.0.1:6640")) is None
+    assert lab.check(ovs(db="unix:/run/ovs-here/db.sock")) is not None  # a list replaces the default
+    for spec in registry().values():  # every probe that takes a db is covered, not only `ovs`
+        if "db" in spec.params.model_fields:
+            assert open_policy.check(spec.params.model_construct(db="tcp:127.0.0.1:1")) is not None, spec.name
+
+
+@pytest.mark.parametrize("bad", ["tcp:fe80::1%x,punix:db.sock", "unix:relative", "unix:/a,punix:/b"])
+def test_allowed_ovsdb_entries_are_validated(bad):
+    with pytest.raises(ValueError, match="allowed_ovsdb"):
+        PolicyConfig(allowed_ovsdb=[bad])

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from steth.schemas.probe import Column, Command, ProbeSpec
-from steth.schemas.types import NetnsName, Params, Result
+from steth.schemas.types import NetnsName, Params, Result, no_zone
 
 # RFC 1123 host names: labels of letters, digits and '-', never starting with '-'.
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$")
@@ -21,7 +21,7 @@ def split_host_port(value: str) -> tuple[str, int]:
         host, sep, port = value[1:].partition("]:")
         if not sep:
             raise ValueError("an IPv6 target reads [ADDRESS]:PORT")
-        ipaddress.IPv6Address(host)  # raises ValueError
+        host = str(ipaddress.IPv6Address(no_zone(host)))  # raises ValueError; rebuilt from the parsed address
     else:
         host, sep, port = value.rpartition(":")
         if not sep or not host:
