@@ -75,9 +75,16 @@ class SecurityConfig(_Section):
     require_signed: bool = False  # True: unsigned requests answer `invalid`
     # A signed request whose deadline is further ahead than this is refused; seen request ids are kept
     # until their deadline passes, so this also bounds the replay cache's memory.
-    replay_window_s: float = Field(3600.0, ge=1, le=86400)
+    # None: the longest probe's own deadline (600 s), which is also the most a value here can give.
+    replay_window_s: float | None = Field(None, ge=1, le=86400)
     clock_skew_s: float = Field(5.0, ge=0, le=600)  # tolerated difference between controller and agent clocks
     replay_cache_size: int = Field(100_000, ge=100, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _signed_needs_keys(self) -> SecurityConfig:
+        if self.require_signed and not self.trusted_keys:
+            raise ValueError("require_signed = true needs trusted_keys: no signature could be verified")
+        return self
 
     @field_validator("trusted_keys")
     @classmethod
@@ -110,6 +117,9 @@ class AgentConfig(_Section):
     log_level: str = "info"
     # Requests of one probe that may run at once; "default" applies to probes not listed.
     concurrency: dict[str, int] = Field(default_factory=lambda: {"default": 4})
+    # Requests of one probe waiting for a slot; beyond this they answer `aborted` (busy) at once instead of
+    # holding their params in memory (200 waiting 1 MB requests held 388 MiB).
+    max_waiting: int = Field(32, ge=0, le=10_000)
     nats: NatsConfig = Field(default_factory=NatsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
