@@ -31,6 +31,17 @@ class NatsConfig(_Section):
     connect_timeout_s: float = Field(2.0, gt=0, le=60)
 
 
+def vlan_range(entry: str) -> range:
+    """'100' or '100-199' to the VLAN ids it names (1..4094)."""
+    low, _, high = str(entry).strip().partition("-")
+    if not low.isdigit() or (high and not high.isdigit()):
+        raise ValueError("a VLAN id or a range like 100-199")
+    first, last = int(low), int(high or low)
+    if not 1 <= first <= last <= 4094:
+        raise ValueError("VLAN ids are 1..4094, the range low to high")
+    return range(first, last + 1)
+
+
 class PolicyConfig(_Section):
     allow_mutating: bool = False
     # Enforced by the runtime on every params field typed as an interface name or an IP address
@@ -40,6 +51,12 @@ class PolicyConfig(_Section):
     # OVSDB remotes a request may name (`db`), exact or shell-style patterns. None: only Open vSwitch's own
     # socket ($OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock): a root agent reads no other database.
     allowed_ovsdb: list[str] | None = None
+    allowed_vlans: list[str] | None = None  # VLAN ids or ranges a request may tag or create: ["100-199", "300"]
+    # Switches for what a probe does beyond reading the host (docs/security.md says why each is on by default:
+    # the diagnosis recipes need them; turn one off on a node that must never do it).
+    allow_capture: bool = True  # capture, capture-fetch, dhcp-watch: read other traffic on an interface
+    allow_traffic: bool = True  # iperf-client/-server, send, vlan-check: load or crafted frames
+    allow_other_namespaces: bool = True  # any probe's --netns: run inside a tenant's qdhcp-/qrouter- namespace
 
     @field_validator("allowed_target_cidrs")
     @classmethod
@@ -51,6 +68,16 @@ class PolicyConfig(_Section):
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
                 raise ValueError(f"allowed_target_cidrs: {cidr!r} is not a network (like 10.0.0.0/8)") from None
+        return v
+
+    @field_validator("allowed_vlans")
+    @classmethod
+    def _vlans(cls, v: list[str] | None) -> list[str] | None:
+        for entry in v or []:
+            try:
+                vlan_range(entry)
+            except ValueError as exc:
+                raise ValueError(f"allowed_vlans: {entry!r}: {exc}") from None
         return v
 
     @field_validator("allowed_ovsdb")

@@ -413,7 +413,7 @@ class AgentRuntime:
         """
         started = None
         try:
-            refusal = self.policy.check(params)
+            refusal = self.policy.check(params, registry()[probe])
             if refusal:
                 raise NotAllowed(f"refused by policy: {refusal}")
             if registry()[probe].inline:  # never waits: no slot, no timer

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 IFNAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$"
 NETNS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
@@ -35,6 +35,20 @@ def _ip(value: str) -> str:
 
 
 IPAddress = Annotated[str, AfterValidator(_ip)]
+
+
+class _Marker:
+    """Tags a type so that the agent's policy (steth/agent/policy.py) finds its fields by type."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+VLAN = _Marker("VLAN")
+VlanId = Annotated[int, Field(ge=1, le=4094), VLAN]  # an 802.1Q VLAN id: checked against allowed_vlans
 
 _UNIX_PATH = re.compile(r"^/[A-Za-z0-9_.+/-]{1,200}$")
 
@@ -66,6 +80,39 @@ def ovsdb_remote(value: str) -> str:
 
 
 OvsdbRemote = Annotated[str, AfterValidator(ovsdb_remote)]
+
+# RFC 1123 host names: labels of letters, digits and '-', never starting with '-'.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$")
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """'10.0.0.1:5672', 'rabbit.example:5672' or '[fd00::1]:5672' to (host, port); ValueError otherwise."""
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        if not sep:
+            raise ValueError("an IPv6 target reads [ADDRESS]:PORT")
+        host = str(ipaddress.IPv6Address(no_zone(host)))  # raises ValueError; rebuilt from the parsed address
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError("expected HOST:PORT")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            if not _HOSTNAME.match(host):
+                raise ValueError(f"{host!r} is neither an IPv4 address nor a host name") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1..65535, not {port!r}")
+    return host, int(port)
+
+
+def host_port(value: str) -> str:
+    """HOST:PORT rebuilt from its parsed parts."""
+    host, port = split_host_port(value)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+HostPort = Annotated[str, Field(max_length=270), AfterValidator(host_port)]
 
 
 class Params(BaseModel):
