@@ -3,9 +3,11 @@
 The controller signs `signing_payload(request, subject)` (steth/schemas/envelope.py) with its ed25519
 key; this module checks the signature against the keys in the agent's `[security] trusted_keys`, refuses
 requests whose deadline has passed or lies too far ahead, and refuses a (key, id, subject) seen before.
-Seen entries are kept until their deadline, which is at most `replay_window_s` ahead: the cache is bounded
-by that window and by `replay_cache_size` (when full, new signed requests are refused as busy rather
-than forgetting an entry and allowing its replay).
+Seen entries are kept until their deadline, which is at most the replay window ahead (`replay_window_s`,
+never longer than the longest probe's own deadline): the cache is bounded by that window and by
+`replay_cache_size` (when full, new signed requests are refused as busy rather than forgetting an entry and
+allowing its replay). The send time is signed too: a request sent before the agent started is refused, so a
+restart, which empties the cache, does not open a replay.
 """
 
 from __future__ import annotations
@@ -79,8 +81,14 @@ class Verifier:
     def __init__(self, security) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+        from steth.schemas.probes import registry
+
         self.require_signed = security.require_signed
-        self.window_s = security.replay_window_s
+        # No signed request may outlive the longest probe: its id need not be remembered for longer.
+        longest = max(spec.max_timeout_s for spec in registry().values())
+        self.window_s = min(security.replay_window_s or longest, longest)
+        # Ids seen before a restart are forgotten, so what was sent before this agent started is refused.
+        self.started = time.time()
         self.skew_s = security.clock_skew_s
         self.cache_size = security.replay_cache_size
         self.keys = {
@@ -114,6 +122,10 @@ class Verifier:
         except (InvalidSignature, binascii.Error, ValueError, TypeError):
             raise RequestRefused("bad signature") from None
         now = time.time() if now is None else now
+        if request.sent < self.started - self.skew_s:
+            raise RequestRefused(f"sent {self.started - request.sent:.1f} s before this agent started (a replay?)")
+        if request.sent > now + self.skew_s:
+            raise RequestRefused(f"sent {request.sent - now:.1f} s in the future (clocks apart?)")
         if request.deadline < now - self.skew_s:
             raise RequestRefused(f"expired: the deadline passed {now - request.deadline:.1f} s ago")
         if request.deadline > now + self.window_s + self.skew_s:

@@ -31,12 +31,32 @@ class NatsConfig(_Section):
     connect_timeout_s: float = Field(2.0, gt=0, le=60)
 
 
+def vlan_range(entry: str) -> range:
+    """'100' or '100-199' to the VLAN ids it names (1..4094)."""
+    low, _, high = str(entry).strip().partition("-")
+    if not low.isdigit() or (high and not high.isdigit()):
+        raise ValueError("a VLAN id or a range like 100-199")
+    first, last = int(low), int(high or low)
+    if not 1 <= first <= last <= 4094:
+        raise ValueError("VLAN ids are 1..4094, the range low to high")
+    return range(first, last + 1)
+
+
 class PolicyConfig(_Section):
     allow_mutating: bool = False
     # Enforced by the runtime on every params field typed as an interface name or an IP address
     # (steth/agent/policy.py). None: anything the schema accepts.
     allowed_interfaces: list[str] | None = None  # names or shell-style patterns: ["eth*", "br-ex"]
     allowed_target_cidrs: list[str] | None = None  # ["10.0.0.0/8", "fd00::/8"]
+    # OVSDB remotes a request may name (`db`), exact or shell-style patterns. None: only Open vSwitch's own
+    # socket ($OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock): a root agent reads no other database.
+    allowed_ovsdb: list[str] | None = None
+    allowed_vlans: list[str] | None = None  # VLAN ids or ranges a request may tag or create: ["100-199", "300"]
+    # Switches for what a probe does beyond reading the host (docs/security.md says why each is on by default:
+    # the diagnosis recipes need them; turn one off on a node that must never do it).
+    allow_capture: bool = True  # capture, capture-fetch, dhcp-watch: read other traffic on an interface
+    allow_traffic: bool = True  # iperf-client/-server, send, vlan-check: load or crafted frames
+    allow_other_namespaces: bool = True  # any probe's --netns: run inside a tenant's qdhcp-/qrouter- namespace
 
     @field_validator("allowed_target_cidrs")
     @classmethod
@@ -50,6 +70,28 @@ class PolicyConfig(_Section):
                 raise ValueError(f"allowed_target_cidrs: {cidr!r} is not a network (like 10.0.0.0/8)") from None
         return v
 
+    @field_validator("allowed_vlans")
+    @classmethod
+    def _vlans(cls, v: list[str] | None) -> list[str] | None:
+        for entry in v or []:
+            try:
+                vlan_range(entry)
+            except ValueError as exc:
+                raise ValueError(f"allowed_vlans: {entry!r}: {exc}") from None
+        return v
+
+    @field_validator("allowed_ovsdb")
+    @classmethod
+    def _ovsdb(cls, v: list[str] | None) -> list[str] | None:
+        from steth.schemas.types import ovsdb_remote
+
+        for remote in v or []:
+            try:
+                ovsdb_remote(remote.replace("*", "x").replace("?", "x"))  # a pattern must be a remote once filled
+            except ValueError as exc:
+                raise ValueError(f"allowed_ovsdb: {remote!r}: {exc}") from None
+        return v
+
 
 class SecurityConfig(_Section):
     """Signed requests (docs/security.md): who may ask, and for how long a signed request is valid."""
@@ -60,9 +102,16 @@ class SecurityConfig(_Section):
     require_signed: bool = False  # True: unsigned requests answer `invalid`
     # A signed request whose deadline is further ahead than this is refused; seen request ids are kept
     # until their deadline passes, so this also bounds the replay cache's memory.
-    replay_window_s: float = Field(3600.0, ge=1, le=86400)
+    # None: the longest probe's own deadline (600 s), which is also the most a value here can give.
+    replay_window_s: float | None = Field(None, ge=1, le=86400)
     clock_skew_s: float = Field(5.0, ge=0, le=600)  # tolerated difference between controller and agent clocks
     replay_cache_size: int = Field(100_000, ge=100, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _signed_needs_keys(self) -> SecurityConfig:
+        if self.require_signed and not self.trusted_keys:
+            raise ValueError("require_signed = true needs trusted_keys: no signature could be verified")
+        return self
 
     @field_validator("trusted_keys")
     @classmethod
@@ -96,6 +145,9 @@ class AgentConfig(_Section):
     log_level: str = "info"
     # Requests of one probe that may run at once; "default" applies to probes not listed.
     concurrency: dict[str, int] = Field(default_factory=lambda: {"default": 4})
+    # Requests of one probe waiting for a slot; beyond this they answer `aborted` (busy) at once instead of
+    # holding their params in memory (200 waiting 1 MB requests held 388 MiB).
+    max_waiting: int = Field(32, ge=0, le=10_000)
     nats: NatsConfig = Field(default_factory=NatsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)

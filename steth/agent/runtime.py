@@ -6,6 +6,7 @@ Several runtimes can share one NATS connection (benchmarks run thousands in a fe
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -86,6 +87,7 @@ class AgentRuntime:
         self._subs: list[Any] = []
         self._inflight: set[asyncio.Task] = set()
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._waiting: collections.Counter[str] = collections.Counter()  # per probe, for max_waiting
         self._kv: Any = None
         self._heartbeat_task: asyncio.Task | None = None
         # Set to rewrite the presence entry now (NATS reconnected, or the last write failed): see _heartbeat_loop.
@@ -461,7 +463,7 @@ class AgentRuntime:
         """
         started = None
         try:
-            refusal = self.policy.check(params)
+            refusal = self.policy.check(params, registry()[probe])
             if refusal:
                 raise NotAllowed(f"refused by policy: {refusal}")
             if registry()[probe].inline:  # never waits: no slot, no timer
@@ -470,12 +472,21 @@ class AgentRuntime:
             slots = self._slots.get(probe)
             if slots is None:
                 slots = self._slots[probe] = asyncio.Semaphore(self.config.concurrency_for(probe))
+            if slots.locked() and self._waiting[probe] >= self.config.max_waiting:
+                raise Busy(f"busy: {self._waiting[probe]} {probe} requests already wait for a slot (max_waiting)")
             budget = deadline - time.time()
             try:
                 async with asyncio.timeout(max(0.0, budget)):
-                    async with slots:
+                    self._waiting[probe] += 1
+                    try:
+                        await slots.acquire()
+                    finally:
+                        self._waiting[probe] -= 1
+                    try:
                         started = time.time()
                         outcome = await load(probe)(params, self._context(deadline, run_id))
+                    finally:
+                        slots.release()
             except TimeoutError:
                 if started is None:
                     raise Busy(f"busy: no free {probe} slot before the deadline") from None

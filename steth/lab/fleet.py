@@ -242,7 +242,9 @@ def _write_config(
         f"# steth-agent config for the lab node {name}, as a real deployment would have it\n"
         f'node = "{name}"\nroles = {json.dumps(roles)}\ndata_plane = "{plane}"\n'
         f"heartbeat_s = {heartbeat_s}\npresence_ttl_s = {heartbeat_s * 3}\n\n"
-        f'[nats]\nservers = ["{nats_url}"]\n\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n' + extra
+        f'[nats]\nservers = ["{nats_url}"]\n\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n'
+        # The lab's Open vSwitch instances live under its directory (steth.lab.ovs), not in /var/run.
+        f'allowed_ovsdb = ["unix:{directory}/*/db.sock"]\n' + extra
     )
     return path
 

@@ -46,27 +46,32 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+EPOCH_BOUND_S = 1e11  # the year 5138: any time beyond is a mistake or an attack
+
+
 class Request(BaseModel):
     v: int = PROTOCOL_VERSION
     id: str = Field(default_factory=new_request_id, max_length=64)
     probe: str = Field(max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
-    deadline: float = Field(allow_inf_nan=False)  # absolute, seconds since the epoch
+    # Absolute, seconds since the epoch; bounded so that no arithmetic on them can overflow (1e306 did).
+    deadline: float = Field(gt=0, lt=EPOCH_BOUND_S, allow_inf_nan=False)
     sender: str = Field(default="", max_length=128)
-    sent: float = Field(default_factory=time.time)
+    sent: float = Field(default_factory=time.time, gt=0, lt=EPOCH_BOUND_S, allow_inf_nan=False)
     # ed25519 signature of signing_payload() (base64) and the signing key's id: see docs/security.md.
     sig: str = Field(default="", max_length=128)
     kid: str = Field(default="", max_length=64)
 
 
-SIGNING_DOMAIN = b"steth-request-v1\n"
+SIGNING_DOMAIN = b"steth-request-v2\n"  # v2: the send time is signed
 
 
 def signing_payload(request: Request, subject: str) -> bytes:
     """The exact bytes a request signature covers (docs/security.md, "Signed requests").
 
-    The subject is included so that a request signed for one node cannot be re-published to every node.
-    JSON with sorted keys and no spaces; the deadline as integer milliseconds so that no float formatting
+    The subject is included so that a request signed for one node cannot be re-published to every node, the
+    send time so that an agent can refuse what was sent before it started (no replay across a restart).
+    JSON with sorted keys and no spaces; the times as integer milliseconds so that no float formatting
     is involved; args as they travel (plain JSON types after model_dump(mode="json")).
     """
     body = {
@@ -75,6 +80,7 @@ def signing_payload(request: Request, subject: str) -> bytes:
         "probe": request.probe,
         "args": to_jsonable_python(request.args),
         "deadline_ms": int(round(request.deadline * 1000)),
+        "sent_ms": int(round(request.sent * 1000)),
         "sender": request.sender,
         "kid": request.kid,
         "subject": subject,

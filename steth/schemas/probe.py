@@ -28,6 +28,12 @@ class Command:
     metavar: str = ""  # the argument's name in usage: "ADDRESS" (shown "[ADDRESS]" if optional, "ADDRESS..." if a list)
 
 
+# What a probe does beyond reading the host, each behind its own switch in the agent's [policy].
+CAPTURE = "capture"  # reads other traffic on an interface (tcpdump, a sniffer)
+TRAFFIC = "traffic"  # generates traffic beyond a few probe packets, or crafted frames (iperf3, scapy)
+EFFECTS = (CAPTURE, TRAFFIC)
+
+
 @dataclass(frozen=True)
 class ProbeSpec:
     name: str
@@ -45,6 +51,7 @@ class ProbeSpec:
     tools: tuple[str, ...] = ()  # external programs the agent runs for it (docs only)
     description: str = ""
     command: Command | None = None  # None: no generated command (a recipe sends it; steth.controller.cli says which)
+    effects: tuple[str, ...] = ()  # of EFFECTS: what [policy] allow_capture / allow_traffic must permit
 
     def timeout_for(self, params: Params) -> float:
         """A request deadline for these params: the probe's own duration plus a margin, capped."""

@@ -32,9 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from steth.schemas.probes.tcp_check import HostPort
 from steth.schemas.subjects import NODE_NAME_RE, ROLE_RE
-from steth.schemas.types import InterfaceName
+from steth.schemas.types import HostPort, InterfaceName
 
 # --- bounds ----------------------------------------------------------------------------------------------
 

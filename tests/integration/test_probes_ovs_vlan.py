@@ -472,6 +472,7 @@ def test_agents_answer_invalid_and_run_nothing(ovs_lab, no_scapy_left):
         ("vlan-check", {"interface": "-x", "vlans": [100], "token": "ab12"}),
         ("ovs", {"view": "ports", "db": "unix:/a/../b"}),
         ("ovs", {"view": "ports", "db": "--help"}),
+        ("ovs", {"view": "ports", "db": "tcp:fe80::1%x,punix:db.sock,tcp:127.0.0.1:1"}),  # issue 12's hole
     ):
         node = _raw(ovs_lab, probe, "compute-1", args)
         assert node.status.value == "invalid", (probe, args, node)
@@ -658,6 +659,19 @@ def test_ovs_bridges_and_port(ovs_lab, node_ovs):
     assert done.returncode == 0 and "external_ids:iface-id" in done.stdout and "3f1c-port" in done.stdout
     done = ovs_lab.cli("ovs", "port", "tap-nowhere", "--db", node_ovs, "--node", "compute-1")
     assert done.returncode == 1 and "found on no node" in done.stdout
+
+
+def test_ovs_db_outside_the_allow_list_is_refused_and_the_socket_stays(ovs_lab, node_ovs):
+    """A db the agent's allowed_ovsdb does not name is refused before ovs-vsctl runs; the live socket survives."""
+    sock = Path(node_ovs.removeprefix("unix:"))
+    for db in ("tcp:127.0.0.1:6640", "unix:/tmp/steth-not-allowed/db.sock"):
+        code, doc = ovs_lab.cli_json("ovs", "ports", "--db", db, "--node", "compute-1")
+        node = doc["nodes"][0]
+        assert code == 3 and node["status"] == "aborted", doc
+        assert "not in this agent's allowed_ovsdb" in node["message"], node
+    assert sock.is_socket()
+    code, doc = ovs_lab.cli_json("ovs", "bridges", "--db", node_ovs, "--node", "compute-1")
+    assert code == 0, doc  # still served
 
 
 def test_ovs_unreachable_db_is_aborted(ovs_lab):

@@ -82,6 +82,8 @@ def secure(lab):
             STETH_SECURITY_REQUIRE_SIGNED="true",
             STETH_POLICY_ALLOWED_TARGET_CIDRS=TEST_DATA,
             STETH_POLICY_ALLOWED_INTERFACES="data0,lo",
+            STETH_POLICY_ALLOWED_VLANS="100-102",
+            STETH_POLICY_ALLOW_CAPTURE="false",
         ),
         # sec-b: verifies signatures when present, accepts unsigned ones, no allow-lists
         "sec-b": lab.spawn_agent(
@@ -337,6 +339,40 @@ def test_policy_allow_lists(secure, lab):
     assert code == 3 and "interface 'mgmt0' is not in this agent's allowed_interfaces" in doc["nodes"][0]["message"]
     done = secure.lab.cli("ping", peer, "--interface", "-I", "--node", "sec-a", env=secure.env())
     assert done.returncode == 2 and "'-I' is not an interface name" in done.stderr  # refused before anything is sent
+
+
+def test_policy_covers_every_effect(secure, lab):
+    """Host names are checked once resolved, IP:PORT targets up front, VLAN ids and capture have their own
+    switches (issue 12): all refused on sec-a before anything is sent, allowed on sec-b."""
+    mgmt_host = host_of(lab.nats_url)
+    port = lab.nats_url.rsplit(":", 1)[1]
+    cases = [
+        (("tcp-check", f"{mgmt_host}:{port}"), f"address {mgmt_host} is not in this agent's allowed_target_cidrs"),
+        (("tcp-check", f"localhost:{port}"), "127.0.0.1 is not in this agent's allowed_target_cidrs"),
+        (("tcp-check", f"127.1:{port}"), "127.0.0.1 is not in this agent's allowed_target_cidrs"),
+        (
+            (
+                "send",
+                "--interface",
+                "data0",
+                "--packet",
+                "icmp-echo",
+                "--dst",
+                lab.node("compute-2")["data_address"],
+                "--vlan",
+                "300",
+            ),
+            "VLAN 300 is not in this agent's allowed_vlans",
+        ),
+        (("capture", "--interface", "data0", "--duration", "1"), "allow_capture is off in this agent's policy"),
+    ]
+    for args, reason in cases:
+        code, doc = secure.cli_json(*args, "--node", "sec-a", "--timeout", "15")
+        node = doc["nodes"][0]
+        assert code == 3 and node["status"] == "aborted", (args, doc)
+        assert node["message"].startswith("refused by policy") and reason in node["message"], (args, node)
+    code, doc = secure.cli_json("tcp-check", f"localhost:{port}", "--node", "sec-b", "--timeout", "15")
+    assert doc["nodes"][0]["status"] in ("ok", "failed"), doc  # no allow-list on sec-b: it ran
 
 
 def test_audit_line_names_who_and_what(secure, lab):

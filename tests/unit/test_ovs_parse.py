@@ -95,6 +95,13 @@ def test_vsctl_argv_keeps_db_in_one_argument():
         "unix:/a b",
         "-x",
         "unix:/x;rm",
+        # The hole of issue 12: a zone id carrying more connection methods (ovs-vsctl would bind punix:db.sock
+        # as root and unlink the live socket on exit).
+        "tcp:fe80::1%x,punix:db.sock,tcp:127.0.0.1:1",
+        "tcp:[fe80::1%x,punix:db.sock]:6640",
+        "unix:/run/openvswitch/db.sock,punix:/tmp/x",
+        "tcp:::1:6640",  # IPv6 without brackets: ovsdb(7) wants tcp:[IP]:PORT
+        "unix:/a/./b",
     ],
 )
 def test_db_validation_rejects(db):
@@ -105,6 +112,23 @@ def test_db_validation_rejects(db):
 @pytest.mark.parametrize("db", ["unix:/var/run/openvswitch/db.sock", "tcp:127.0.0.1:6640", "tcp:[::1]:6640"])
 def test_db_validation_accepts(db):
     assert OvsParams(db=db).db == db
+
+
+@pytest.mark.parametrize(
+    ("given", "rebuilt"),
+    [
+        ("tcp:[0:0::1]:06640", "tcp:[::1]:6640"),
+        ("tcp:127.000.0.1:6640", None),
+        ("tcp:127.0.0.1:006640", "tcp:127.0.0.1:6640"),
+    ],
+)
+def test_db_is_rebuilt_from_its_parts(given, rebuilt):
+    """What reaches ovs-vsctl is built from the parsed address and port, never the caller's text."""
+    if rebuilt is None:
+        with pytest.raises(ValueError):
+            OvsParams(db=given)
+    else:
+        assert OvsParams(db=given).db == rebuilt
 
 
 def test_port_view_takes_one_port():

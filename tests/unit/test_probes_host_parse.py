@@ -25,7 +25,8 @@ from steth.schemas.probes.arping import ArpingParams
 from steth.schemas.probes.interface import InterfaceParams
 from steth.schemas.probes.mtu import MtuParams
 from steth.schemas.probes.netns import NetnsParams, classify
-from steth.schemas.probes.tcp_check import TcpCheckParams, split_host_port
+from steth.schemas.probes.tcp_check import TcpCheckParams
+from steth.schemas.types import split_host_port
 
 # --- iproute2: `ip -j -s -d addr show dev X` -------------------------------------------------------------
 

@@ -351,3 +351,27 @@ def test_address_on_a_plane():
     assert info.address_on("192.0.2.0/24") is None
     assert info.address_on("nosuch0") is None
     assert AgentInfo(node="n").address_on(None) is None
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_address_fields_refuse_zone_ids_and_commas(spec: ProbeSpec):
+    """`%zone` and `,` let one address carry more (an interface, a second OVSDB remote): every address-like
+    field refuses them, whichever probe declares it (issue 12, the `db` hole)."""
+    from steth.agent.policy import ADDRESS, OVSDB, plan
+
+    for name, kind, _ in plan(spec.params):
+        if kind not in (ADDRESS, OVSDB):
+            continue
+        sample = "fe80::1%eth0" if kind == ADDRESS else "tcp:[fe80::1%x,punix:db.sock]:6640"
+        annotation = typing.get_origin(spec.params.model_fields[name].annotation)
+        value = [sample] if annotation is list else sample
+        with pytest.raises(ValidationError) as caught:
+            spec.params.model_validate({name: value})
+        assert any(e["loc"][0] == name for e in caught.value.errors()), (spec.name, name, caught.value)
+
+
+@pytest.mark.parametrize("target", ["[fe80::1%eth0]:22", "[fe80::1%x,y]:22", "a,b:22"])
+def test_tcp_targets_refuse_zone_ids_and_commas(target):
+    with pytest.raises(ValidationError):
+        get("tcp-check").params(targets=[target])
+    assert get("tcp-check").params(targets=["[0:0::1]:22"]).targets == ["[::1]:22"]  # rebuilt

@@ -109,6 +109,7 @@ def test_payload_is_canonical(keypair):
         deadline=1700000000.1234,
         sender="me",
         kid="k",
+        sent=1699999999.0,
     )
     same = Request(
         id="abc",
@@ -117,10 +118,10 @@ def test_payload_is_canonical(keypair):
         deadline=1700000000.1234,
         sender="me",
         kid="k",
-        sent=1.0,
+        sent=1699999999.0001,
     )
     assert signing_payload(req, SUBJECT) == signing_payload(same, SUBJECT)
-    assert signing_payload(req, SUBJECT).startswith(b"steth-request-v1\n{")
+    assert signing_payload(req, SUBJECT).startswith(b"steth-request-v2\n{")
     assert b'"deadline_ms":1700000000123' in signing_payload(req, SUBJECT)
     for change in (
         {"id": "abd"},
@@ -129,6 +130,7 @@ def test_payload_is_canonical(keypair):
         {"deadline": 1700000001.0},
         {"sender": "you"},
         {"kid": "j"},
+        {"sent": 1699999998.0},
     ):
         other = req.model_copy(update=change)
         assert signing_payload(other, SUBJECT) != signing_payload(req, SUBJECT), change
@@ -263,3 +265,34 @@ def test_audit_line(keypair, caplog):
     assert "status=ok" in good and "duration=" in good
     assert "\n" not in evil and 'sender="evil\\nline"' in evil and "key=unsigned" in evil
     assert "status=invalid" in evil and evil.count("...") == 1 and len(evil) < 600
+
+
+def test_no_replay_across_a_restart_and_no_send_time_from_the_future(keypair):
+    """The send time is signed: what was sent before the agent started (whose replay cache is then empty)
+    is refused, and so is a send time ahead of the agent's clock."""
+    signer, _ = keypair
+    v = verifier(signer.public_line, clock_skew_s=1)
+    before = Request(probe="hello", deadline=time.time() + 30, sent=v.started - 5)
+    signer.sign(before, SUBJECT)
+    with pytest.raises(RequestRefused, match="before this agent started"):
+        v.check(before, SUBJECT)
+    ahead = Request(probe="hello", deadline=time.time() + 30, sent=time.time() + 20)
+    signer.sign(ahead, SUBJECT)
+    with pytest.raises(RequestRefused, match="in the future"):
+        v.check(ahead, SUBJECT)
+    v.check(signed(signer), SUBJECT)  # sent now: fine
+
+
+def test_replay_window_is_no_longer_than_the_longest_probe(keypair):
+    from steth.schemas.probes import registry
+
+    signer, _ = keypair
+    longest = max(spec.max_timeout_s for spec in registry().values())
+    assert verifier(signer.public_line).window_s == longest  # the default
+    assert verifier(signer.public_line, replay_window_s=86400).window_s == longest  # capped
+    assert verifier(signer.public_line, replay_window_s=60).window_s == 60
+
+
+def test_require_signed_without_trusted_keys_is_a_config_error():
+    with pytest.raises(ValueError, match="require_signed = true needs trusted_keys"):
+        load(None, environ={"STETH_NODE": "n1", "STETH_SECURITY_REQUIRE_SIGNED": "true"})

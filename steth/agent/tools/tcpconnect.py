@@ -1,6 +1,8 @@
 """TCP connect checks: imported by the tcp-check probe, and run as a program inside a network namespace.
 
-`ip netns exec NS python -m steth.agent.tools.tcpconnect --timeout S -- HOST:PORT...` prints one JSON list.
+`ip netns exec NS python -m steth.agent.tools.tcpconnect --timeout S [--allow CIDR,...] -- HOST:PORT...` prints
+one JSON list. With --allow (the agent's allowed_target_cidrs) an address a host name resolved to outside
+them is not connected to: the row's error starts with REFUSED, and the probe answers `aborted`.
 A process, not setns() in the agent: the namespace switch then cannot leak into the agent's other threads.
 Standard library only, so the helper starts fast. Targets were validated by the probe's params model.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import json
 import os
 import socket
@@ -37,8 +40,12 @@ def describe(exc: BaseException, timeout: float) -> str:
     return f"{exc.__class__.__name__}: {exc}"
 
 
-async def check(target: str, timeout: float) -> dict:
-    """Resolve, then connect to the first address; the handshake time, or why not. Sends no data."""
+REFUSED = "refused by policy"
+
+
+async def check(target: str, timeout: float, allowed: list | None = None) -> dict:
+    """Resolve, then connect to the first address; the handshake time, or why not. Sends no data.
+    `allowed`: networks the address must lie in (checked after resolving, so a name cannot steer it)."""
     host, port = split(target)
     row: dict = {"target": target, "address": "", "connected": False, "connect_ms": None, "error": ""}
     loop = asyncio.get_running_loop()
@@ -47,6 +54,11 @@ async def check(target: str, timeout: float) -> dict:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
         family, _, _, _, sockaddr = infos[0]
         row["address"] = sockaddr[0]
+        if allowed is not None:
+            ip = ipaddress.ip_address(sockaddr[0])
+            if not any(ip.version == n.version and ip in n for n in allowed):
+                row["error"] = f"{REFUSED}: {ip} is not in this agent's allowed_target_cidrs"
+                return row
         left = max(0.01, timeout - (time.monotonic() - started))
         began = time.monotonic()
         _, writer = await asyncio.wait_for(asyncio.open_connection(sockaddr[0], port, family=family), left)
@@ -62,16 +74,23 @@ async def check(target: str, timeout: float) -> dict:
     return row
 
 
-async def check_all(targets: list[str], timeout: float) -> list[dict]:
-    return list(await asyncio.gather(*(check(t, timeout) for t in targets)))
+async def check_all(targets: list[str], timeout: float, allowed: list | None = None) -> list[dict]:
+    return list(await asyncio.gather(*(check(t, timeout, allowed) for t in targets)))
 
 
 def main(argv: list[str]) -> int:
+    allowed = None
+    if len(argv) > 3 and argv[2] == "--allow":
+        allowed = [ipaddress.ip_network(c, strict=False) for c in argv[3].split(",") if c]
+        argv = argv[:2] + argv[4:]
     if len(argv) < 4 or argv[0] != "--timeout" or argv[2] != "--":
-        print("usage: python -m steth.agent.tools.tcpconnect --timeout S -- HOST:PORT...", file=sys.stderr)
+        print(
+            "usage: python -m steth.agent.tools.tcpconnect --timeout S [--allow CIDR,...] -- HOST:PORT...",
+            file=sys.stderr,
+        )
         return 2
     timeout = min(30.0, max(0.1, float(argv[1])))
-    print(json.dumps(asyncio.run(check_all(argv[3 : 65 + 3], timeout))))
+    print(json.dumps(asyncio.run(check_all(argv[3 : 65 + 3], timeout, allowed))))
     return 0
 
 

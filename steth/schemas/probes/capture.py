@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import CAPTURE, Column, ProbeSpec
 from steth.schemas.types import InterfaceName, NetnsName, Params, Result
 
 MAX_FILTER_CHARS = 512
@@ -82,6 +82,7 @@ class CaptureResult(Result):
 
 SPEC = ProbeSpec(
     name="capture",
+    effects=(CAPTURE,),
     summary="tcpdump bounded by count, duration and bytes: packet count and one-line summaries; pcap kept on request.",
     params=CaptureParams,
     result=CaptureResult,

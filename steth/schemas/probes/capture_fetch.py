@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import CAPTURE, Column, ProbeSpec
 from steth.schemas.types import Params, Result
 
 # Base64 grows a chunk by 4/3: 576 KiB of pcap is 768 KiB on the wire, under the 1 MiB NATS default.
@@ -36,6 +36,7 @@ class CaptureFetchResult(Result):
 
 SPEC = ProbeSpec(
     name="capture-fetch",
+    effects=(CAPTURE,),
     summary="Read one chunk of a pcap kept by capture (base64); release removes it from the node.",
     params=CaptureFetchParams,
     result=CaptureFetchResult,

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from steth.schemas.neutron_types import MacAddress
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import CAPTURE, Column, ProbeSpec
 from steth.schemas.types import InterfaceName, Params, Result
 
 
@@ -86,6 +86,7 @@ class DhcpWatchResult(Result):
 
 SPEC = ProbeSpec(
     name="dhcp-watch",
+    effects=(CAPTURE,),
     summary="DHCP DISCOVER and OFFER for one MAC, per interface (optionally after injecting a DISCOVER): "
     "where a DHCP exchange stops.",
     params=DhcpWatchParams,

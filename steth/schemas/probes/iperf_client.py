@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import TRAFFIC, Column, ProbeSpec
 from steth.schemas.types import IPAddress, Params, Result
 
 
@@ -53,6 +53,7 @@ class IperfClientResult(Result):
 
 SPEC = ProbeSpec(
     name="iperf-client",
+    effects=(TRAFFIC,),
     summary="Run iperf3 -J against a server: bits/s sent and received, retransmits, UDP jitter and loss.",
     params=IperfClientParams,
     result=IperfClientResult,

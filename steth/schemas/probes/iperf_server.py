@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import TRAFFIC, Column, ProbeSpec
 from steth.schemas.types import IPAddress, Params, Result
 
 # Ports the agent may listen on; it picks the first free one.
@@ -32,6 +32,7 @@ class IperfServerResult(Result):
 
 SPEC = ProbeSpec(
     name="iperf-server",
+    effects=(TRAFFIC,),
     summary="Start a one-test iperf3 server bound to an address, as an agent job with a lifetime; returns its port.",
     params=IperfServerParams,
     result=IperfServerResult,

@@ -10,12 +10,12 @@ from pydantic import Field, model_validator
 
 from steth.schemas.probe import ProbeSpec
 from steth.schemas.probes.link_setup import LINK_COLUMNS, Cidr, LinkResult
-from steth.schemas.types import InterfaceName, Params
+from steth.schemas.types import InterfaceName, Params, VlanId
 
 
 class LinkAddVlanParams(Params):
     parent: InterfaceName = Field(description="the existing interface that carries the VLAN")
-    vlan_id: int = Field(ge=1, le=4094, description="802.1Q VLAN id")
+    vlan_id: VlanId = Field(description="802.1Q VLAN id")
     name: InterfaceName | None = Field(None, description="the subinterface's name (default: PARENT.VLAN)")
     cidr: Cidr | None = Field(None, description="address to add, ADDRESS/PREFIX")
     mtu: int | None = Field(None, ge=68, le=65535, description="MTU of the subinterface")

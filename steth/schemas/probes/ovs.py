@@ -7,40 +7,14 @@ a requested bridge or port that is absent.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from steth.schemas.probe import Column, ProbeSpec
-from steth.schemas.types import InterfaceName, Params, Result
+from steth.schemas.types import InterfaceName, OvsdbRemote, Params, Result
 
 DEAD_VLAN = 4095
-_UNIX_PATH = re.compile(r"^/[A-Za-z0-9_.+/-]{1,200}$")
-
-
-def _db(value: str) -> str:
-    """unix:/absolute/path or tcp:IP:PORT: nothing else reaches ovs-vsctl's --db."""
-    kind, _, rest = value.partition(":")
-    if kind == "unix":
-        if not _UNIX_PATH.match(rest) or "/../" in rest + "/" or "//" in rest:
-            raise ValueError("unix:/absolute/path/to/db.sock (letters, digits, _ . + - /)")
-        return value
-    if kind == "tcp":
-        host, _, port = rest.rpartition(":")
-        host = host.strip("[]")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError("tcp:IP:PORT with an IP address") from None
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError("tcp:IP:PORT with a port 1..65535")
-        return value
-    raise ValueError("unix:/path/to/db.sock or tcp:IP:PORT")
-
-
-OvsDb = Annotated[str, AfterValidator(_db)]
 
 
 class OvsParams(Params):
@@ -49,7 +23,7 @@ class OvsParams(Params):
     ports: list[InterfaceName] = Field(
         default_factory=list, max_length=256, description="ports to show (port) or that must exist (check)"
     )
-    db: OvsDb | None = Field(
+    db: OvsdbRemote | None = Field(
         None,
         description="OVSDB socket: unix:/path or tcp:IP:PORT (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)",
     )

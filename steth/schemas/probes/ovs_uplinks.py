@@ -7,13 +7,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from steth.schemas.probe import Column, ProbeSpec
-from steth.schemas.probes.ovs import OvsDb
-from steth.schemas.types import InterfaceName, Params, Result
+from steth.schemas.types import InterfaceName, OvsdbRemote, Params, Result
 
 
 class OvsUplinksParams(Params):
     bridges: list[InterfaceName] = Field(min_length=1, max_length=8, description="OVS bridges to look at")
-    db: OvsDb | None = Field(
+    db: OvsdbRemote | None = Field(
         None, description="OVSDB socket (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)"
     )
 

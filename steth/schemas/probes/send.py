@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from steth.schemas.probe import Column, ProbeSpec
-from steth.schemas.types import InterfaceName, Params, Result
+from steth.schemas.probe import TRAFFIC, Column, ProbeSpec
+from steth.schemas.types import InterfaceName, Params, Result, VlanId
 
 PACKETS = ("dhcp-discover", "arp-request", "icmp-echo", "tcp-syn", "udp")
 DEFAULT_PORTS = {"tcp-syn": 80, "udp": 53}
@@ -44,7 +44,7 @@ IPv4Address = Annotated[str, AfterValidator(_ipv4)]
 class SendParams(Params):
     interface: InterfaceName = Field(description="send and listen on this interface")
     packet: Literal["dhcp-discover", "arp-request", "icmp-echo", "tcp-syn", "udp"] = Field(description="what to send")
-    vlan: int | None = Field(None, ge=1, le=4094, description="tag the frame with this 802.1Q VLAN")
+    vlan: VlanId | None = Field(None, description="tag the frame with this 802.1Q VLAN")
     src_mac: MacAddress | None = Field(
         None, description="source MAC (another than the interface's needs the mutating policy)"
     )
@@ -104,6 +104,7 @@ class SendResult(Result):
 
 SPEC = ProbeSpec(
     name="send",
+    effects=(TRAFFIC,),
     summary="Send one crafted packet (DHCP DISCOVER, ARP, ICMP echo, TCP SYN, UDP) and list what came back.",
     params=SendParams,
     result=SendResult,

@@ -2,46 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from typing import Annotated
-
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from steth.schemas.probe import Column, Command, ProbeSpec
-from steth.schemas.types import NetnsName, Params, Result
-
-# RFC 1123 host names: labels of letters, digits and '-', never starting with '-'.
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$")
-
-
-def split_host_port(value: str) -> tuple[str, int]:
-    """'10.0.0.1:5672', 'rabbit.example:5672' or '[fd00::1]:5672' to (host, port); ValueError otherwise."""
-    if value.startswith("["):
-        host, sep, port = value[1:].partition("]:")
-        if not sep:
-            raise ValueError("an IPv6 target reads [ADDRESS]:PORT")
-        ipaddress.IPv6Address(host)  # raises ValueError
-    else:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host:
-            raise ValueError("expected HOST:PORT")
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            if not _HOSTNAME.match(host):
-                raise ValueError(f"{host!r} is neither an IPv4 address nor a host name") from None
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"port must be 1..65535, not {port!r}")
-    return host, int(port)
-
-
-def _host_port(value: str) -> str:
-    host, port = split_host_port(value)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-HostPort = Annotated[str, Field(max_length=270), AfterValidator(_host_port)]
+from steth.schemas.types import HostPort, NetnsName, Params, Result
 
 
 class TcpCheckParams(Params):

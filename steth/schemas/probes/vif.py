@@ -14,8 +14,7 @@ from pydantic import Field
 from steth.schemas.checks import CheckRow
 from steth.schemas.neutron_types import MacAddress, PortId
 from steth.schemas.probe import Column, ProbeSpec
-from steth.schemas.probes.ovs import OvsDb
-from steth.schemas.types import InterfaceName, Params, Result
+from steth.schemas.types import InterfaceName, OvsdbRemote, Params, Result
 
 
 class VifParams(Params):
@@ -26,7 +25,7 @@ class VifParams(Params):
         None, ge=68, le=65535, description="every device of the chain needs at least this MTU"
     )
     expect_hybrid: bool | None = Field(None, description="what binding:vif_details ovs_hybrid_plug says")
-    db: OvsDb | None = Field(
+    db: OvsdbRemote | None = Field(
         None, description="OVSDB socket (default: $OVS_RUNDIR/db.sock, else /var/run/openvswitch/db.sock)"
     )
 

@@ -15,10 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from steth.schemas.probe import Column, ProbeSpec
-from steth.schemas.types import InterfaceName, Params, Result
+from steth.schemas.probe import TRAFFIC, Column, ProbeSpec
+from steth.schemas.types import InterfaceName, Params, Result, VlanId
 
-VlanId = Annotated[int, Field(ge=1, le=4094)]
 NodeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")]
 MAX_VLANS = 512
 
@@ -127,6 +126,7 @@ class VlanCheckResult(Result):
 
 SPEC = ProbeSpec(
     name="vlan-check",
+    effects=(TRAFFIC,),
     summary="802.1Q frames per VLAN between the selected nodes: which VLANs pass between which pairs.",
     params=VlanCheckParams,
     result=VlanCheckResult,
