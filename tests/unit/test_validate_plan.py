@@ -93,7 +93,7 @@ def test_unknown_key_names_its_line_and_suggests():
 
 def test_unknown_top_level_key():
     assert errors_of(GOOD + "colour: blue\n") == [
-        "site.yaml:18: colour: unknown key; known: endpoints, nodes, physnets, planes, role_counts, site, "
+        "site.yaml:18: colour: unknown key; known: endpoints, hosts, nodes, physnets, planes, role_counts, site, "
         "tunnel, version"
     ]
 
