@@ -351,6 +351,17 @@ class Inventory:
 
         return self._cached(("network", name_or_id), f"network {name_or_id}", fetch)
 
+    def networks_facts(self) -> list[Any]:
+        """Every network's MTU and segments (steth.controller.validate_openstack.NetworkFacts)."""
+        from steth.controller.validate_openstack import network_facts
+
+        return self._cached(
+            ("networks",),
+            "the networks",
+            lambda: [network_facts(n) for n in self.conn.network.networks()],
+            admin_for="reading provider attributes",
+        )
+
     def subnets(self, network_id: str) -> list[Subnet]:
         def fetch() -> list[Subnet]:
             return [

@@ -58,8 +58,10 @@ class PlanError(ValueError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file; PlanError (one issue per problem, with line numbers) if it is not usable."""
+def load_plan(path: str | Path, partial: bool = False) -> Plan:
+    """Read and validate a plan file; PlanError (one issue per problem, with line numbers) if it is not usable.
+
+    partial: the plan will be completed from OpenStack (--from-openstack), see Plan.problems."""
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -71,10 +73,10 @@ def load_plan(path: str | Path) -> Plan:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PlanError([PlanIssue(source, None, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    return parse_plan(text, source)
+    return parse_plan(text, source, partial)
 
 
-def parse_plan(text: str, source: str = "<plan>") -> Plan:
+def parse_plan(text: str, source: str = "<plan>", partial: bool = False) -> Plan:
     """Validate plan text (YAML); `source` names it in errors."""
     root, data = _compose(text, source)
     if not isinstance(data, dict):
@@ -88,7 +90,7 @@ def parse_plan(text: str, source: str = "<plan>") -> Plan:
         plan = Plan.model_validate(data, context={"defer_cross_checks": True})
     except ValidationError as exc:
         raise PlanError(_issues_from(exc, index, source)) from None
-    problems = plan.problems()
+    problems = plan.problems(partial)
     if problems:
         issues = []
         for loc, message in problems:

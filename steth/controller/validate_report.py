@@ -82,6 +82,8 @@ class Report(BaseModel):
     requirements: list[RequirementResult] = []
     matrices: list[Matrix] = []
     phases: dict[str, float] = {}  # seconds per group of the schedule, in order: "mesh:data+mtu:data+..."
+    # --from-openstack: {"cloud": where, "notes": [{"kind": filled|conflict|unused, "key", "message"}]}
+    openstack: dict[str, Any] | None = None
 
     def findings(self) -> list[Finding]:
         """Every finding, failures first, in requirement order."""
@@ -205,6 +207,9 @@ def render_terminal(report: Report) -> str:
     for f in report.findings():
         who = f" [{_nodes_text(f.nodes)}]" if f.nodes else ""
         lines.append(f"  {f.status}: {f.requirement}: {_one_line(f.message)}{who}")
+    for n in (report.openstack or {}).get("notes", []):
+        if n["kind"] == "conflict":  # what was filled is in the JSON and the HTML; a disagreement is shown here too
+            lines.append(f"  openstack conflict: {n['key']}: {_one_line(n['message'])}")
     return "\n".join(lines)
 
 
@@ -229,6 +234,7 @@ def render_json(report: Report) -> dict[str, Any]:
         "requirements": [r.model_dump(mode="json") for r in report.requirements],
         "matrices": [m.model_dump(mode="json") for m in report.matrices],
         "phases": dict(report.phases),
+        **({"openstack": report.openstack} if report.openstack is not None else {}),
     }
 
 
@@ -299,6 +305,17 @@ def render_html(report: Report) -> str:
     else:
         out.append('<p class="pass">No findings: every requirement passed.</p>')
     out.append("</section>")
+    if report.openstack is not None:
+        notes = report.openstack.get("notes", [])
+        out.append(f'<section id="openstack"><h2>From OpenStack ({_h(report.openstack.get("cloud", ""))})</h2>')
+        out.append("<table><thead><tr><th>note</th><th>plan key</th><th>what</th></tr></thead><tbody>")
+        for n in notes:
+            kind = "fail" if n["kind"] == "conflict" else "none"
+            out.append(
+                f'<tr><td class="status {kind}">{_h(n["kind"])}</td><td><code>{_h(n["key"])}</code></td>'
+                f"<td>{_h(n['message'])}</td></tr>"
+            )
+        out.append("</tbody></table></section>")
     out.append('<section id="requirements"><h2>Requirements</h2><table><thead><tr>')
     out.append("<th>status</th><th>requirement</th><th>measured</th><th>nodes</th><th>plan</th></tr></thead><tbody>")
     for r in report.requirements:

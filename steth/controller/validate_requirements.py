@@ -22,6 +22,7 @@ batches (at most MAX_VLANS per vlan-check request), bandwidth pairs.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -158,8 +159,8 @@ def requirements(
     all_roles = plan.roles()
     out = [_presence(plan)]
     for i, plane in enumerate(plan.planes):
-        members = _members(nodes, plane.plane_roles(all_roles))
-        selectors = _selectors(plane, members, nodes, all_roles)
+        members = _plane_members(plan, plane, nodes, all_roles)
+        selectors = _selectors(plan, plane, members, nodes, all_roles)
         if plane.mesh:
             out.append(_mesh(plane, i, members, selectors, all_roles))
         mtu = plan.required_mtu(plane)
@@ -168,9 +169,14 @@ def requirements(
     for i, physnet in enumerate(plan.physnets):
         roles = physnet.physnet_roles(all_roles)
         members = _members(nodes, roles)
+        if not physnet.trunked and physnet.roles is None:  # the hosts that map it (Neutron's bridge_mappings)
+            members = [n for n in members if n in plan.mapped(physnet.name)]
         node_args, bridges = {}, {}
         for node in members:
             uplink, bridge = physnet.trunk_for([r for r in nodes[node] if r in roles])
+            if not uplink and not bridge and node in plan.hosts:  # Neutron's mappings (hosts[], --from-openstack)
+                uplink = plan.hosts[node].interface_mappings.get(physnet.name)
+                bridge = plan.hosts[node].bridge_mappings.get(physnet.name)
             if uplink:
                 node_args[node] = {"interface": uplink}
             elif bridge:
@@ -204,8 +210,8 @@ def requirements(
         )
     for i, plane in enumerate(plan.planes):
         if plane.bandwidth:
-            members = _members(nodes, plane.plane_roles(all_roles))
-            out.append(_bandwidth(plane, i, members, _selectors(plane, members, nodes, all_roles), all_roles))
+            members = _plane_members(plan, plane, nodes, all_roles)
+            out.append(_bandwidth(plane, i, members, _selectors(plan, plane, members, nodes, all_roles), all_roles))
     for i, ep in enumerate(plan.endpoints):
         members = _members(nodes, ep.from_roles)
         out.append(
@@ -420,11 +426,25 @@ def _members(nodes: Mapping[str, Sequence[str]], roles: Sequence[str]) -> list[s
     return sorted(n for n, r in nodes.items() if wanted & set(r))
 
 
-def _selectors(plane: Plane, members: list[str], nodes: Mapping[str, Sequence[str]], all_roles: list[str]) -> dict:
+def _plane_members(plan: Plan, plane: Plane, nodes: Mapping[str, Sequence[str]], all_roles: list[str]) -> list[str]:
+    members = _members(nodes, plane.plane_roles(all_roles))
+    if not plane.located:  # the tunnel plane known by the hosts' tunnel_ip only: the nodes that have one
+        members = [n for n in members if n in plan.tunnel_hosts()]
+    return members
+
+
+def _selectors(
+    plan: Plan, plane: Plane, members: list[str], nodes: Mapping[str, Sequence[str]], all_roles: list[str]
+) -> dict:
+    """node -> what finds its address on the plane (AgentInfo.address_on): the plane's CIDR or interface, else
+    (the tunnel plane) the host's tunnel_ip as a one-address network, which the node must hold."""
     roles = set(plane.plane_roles(all_roles))
     out = {}
     for node in members:
         sel = plane.selector_for([r for r in nodes[node] if r in roles])
+        facts = plan.hosts.get(node)
+        if not sel and facts and facts.tunnel_ip and plan.tunnel and plan.tunnel.plane == plane.name:
+            sel = str(ipaddress.ip_network(facts.tunnel_ip))
         if sel:
             out[node] = sel
     return out

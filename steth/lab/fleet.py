@@ -4,6 +4,11 @@ As root: one network namespace per node (compute-1, ..., network-1), a managemen
 namespace carrying the NATS server's address, a data-plane fabric bridge, and one steth-agent per node
 started inside its namespace from a config file. Without root: the agents run as local processes with
 distinct node names, and probes that need privileges answer `aborted`.
+
+As root the lab also holds what a site plan names (docs/examples/site.yaml): nats-server on port 4222 of the
+management bridge's address (a random port when 4222 is taken there), TCP stand-ins for Keystone (5000),
+RabbitMQ (5672) and MariaDB (3306) on the same address (steth.lab.standins), and every node resolves that
+address as `controller` (/etc/netns/<namespace>/hosts, which `ip netns exec` mounts over /etc/hosts).
 """
 
 from __future__ import annotations
@@ -112,8 +117,13 @@ def up(
                 progress("starting the Open vSwitch fabric")
                 lab_ovs.fabric_up(state, list(trunks or lab_ovs.DEFAULT_TRUNKS))
         progress("starting nats-server with JetStream")
-        state["nats_url"] = _start_nats(state, directory, nats_host)
+        state["nats_url"] = _start_nats(
+            state, directory, nats_host, NATS_PORT if root and _free(nats_host, NATS_PORT) else -1
+        )
         save_state(state)
+        if root:
+            progress("starting the control-plane stand-ins (controller: keystone, rabbitmq, mariadb)")
+            _start_standins(state, directory, nats_host)
         for k, (name, roles) in enumerate(node_names(compute, network), start=1):
             ns = namespace_for(name)
             node: dict[str, Any] = {"name": name, "roles": roles, "namespace": ns if root else None}
@@ -124,6 +134,7 @@ def up(
                 _namespace(
                     state, ns, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}"
                 )
+                _hosts_file(state, ns, nats_host)
                 if state.get("ovs"):
                     from steth.lab import ovs as lab_ovs
 
@@ -191,7 +202,62 @@ def _namespace(state: dict, ns: str, k: int, mgmt_addr: str, data_addr: str) -> 
         in_ns(ns, "ip", "link", "set", ns_end, "up")
 
 
-def _start_nats(state: dict, directory: Path, host: str) -> str:
+NATS_PORT = 4222  # NATS's own default: what a site plan names (taken when free on the management address)
+CONTROLLER = "controller"  # the name nodes resolve to the management bridge (NATS and the stand-ins)
+
+
+def _free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def etc_netns(ns: str) -> Path:
+    return Path("/etc/netns") / ns
+
+
+def _hosts_file(state: dict, ns: str, controller: str) -> None:
+    """/etc/netns/<ns>/hosts: `ip netns exec` bind-mounts it over /etc/hosts for what runs in the node (its agent
+    and the agent's probes), so the node resolves `controller` as a site's nodes do."""
+    folder = etc_netns(ns)
+    state.setdefault("etc_netns", []).append(str(folder))
+    save_state(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hosts").write_text(
+        f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{controller}\t{CONTROLLER}\n"
+    )
+
+
+def _start_standins(state: dict, directory: Path, host: str) -> None:
+    from steth.lab.standins import SERVICES
+
+    ready = directory / "standins.json"
+    log = open(directory / "standins.log", "ab")
+    argv = [sys.executable, "-m", "steth.lab.standins", "--host", host, "--ready", str(ready)]
+    for port in SERVICES.values():
+        argv += ["--port", str(port)]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    state["pids"]["standins"] = proc.pid
+    save_state(state)
+    for _ in range(200):
+        if ready.exists():
+            bound = set(json.loads(ready.read_text()))
+            state["control_plane"] = {n: f"{host}:{p}" for n, p in SERVICES.items() if p in bound}
+            save_state(state)
+            return
+        if proc.poll() is not None:
+            raise LabError(f"the control-plane stand-ins exited: see {directory / 'standins.log'}")
+        time.sleep(0.05)
+    raise LabError("the control-plane stand-ins did not start within 10 s")
+
+
+def _start_nats(state: dict, directory: Path, host: str, port: int = -1) -> str:
     ports_dir = directory / "nats-ports"
     ports_dir.mkdir(exist_ok=True)
     log = open(directory / "nats-server.log", "ab")
@@ -201,7 +267,7 @@ def _start_nats(state: dict, directory: Path, host: str) -> str:
             "-a",
             host,
             "-p",
-            "-1",
+            str(port),
             "--ports_file_dir",
             str(ports_dir),
             "-js",
@@ -313,6 +379,9 @@ def down(progress=lambda msg: None) -> bool:
         sh("ip", "netns", "del", ns, check=False)
     for link in reversed(state.get("links", [])):
         sh("ip", "link", "del", link, check=False)
+    for folder in state.get("etc_netns", []):
+        if folder.startswith("/etc/netns/"):
+            shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(state.get("dir") or lab_dir(), ignore_errors=True)
     progress("lab removed")
     return True
@@ -340,6 +409,7 @@ def status() -> dict[str, Any] | None:
         "dir": state.get("dir"),
         "nats_url": state.get("nats_url"),
         "nats_running": alive(state.get("pids", {}).get("nats-server", 0)),
+        "control_plane": state.get("control_plane", {}),
         "nodes": nodes,
     }
     if state.get("ovs"):

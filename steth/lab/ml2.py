@@ -45,6 +45,9 @@ SEGMENTATION_ID = 101  # in steth.lab.ovs.DEFAULT_TRUNKS
 LOCAL_VLAN = 1
 TENANT_CIDR = "10.20.0.0/24"  # lives only inside the VM, qdhcp and qrouter namespaces
 NETWORK_MTU = 1500
+TUNNEL_TYPE = "vxlan"  # what the OVS agents report ([agent] tunnel_types); the lab builds no br-tun
+VXLAN_NETWORK_ID = 1001
+VXLAN_NETWORK_MTU = NETWORK_MTU - 50  # Neutron's MTU for a VXLAN network on a 1500 underlay (IPv4)
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 
@@ -160,6 +163,32 @@ def design(nodes: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def ovs_agent_configurations(node: dict[str, Any]) -> dict[str, Any]:
+    """The `configurations` an Open vSwitch agent of this node would report: the keys and value types of
+    OVSNeutronAgent.__init__'s agent_state in openstack/neutron
+    neutron/plugins/ml2/drivers/openvswitch/agent/ovs_neutron_agent.py (bridge_mappings a dict, tunnel_types a
+    list, tunneling_ip the [ovs] local_ip: here the node's data0 address, its VXLAN underlay)."""
+    return {
+        "bridge_mappings": {PHYSNET: PROVIDER_BRIDGE},
+        "resource_provider_bandwidths": {},
+        "resource_provider_inventory_defaults": {"allocation_ratio": 1.0, "min_unit": 1, "step_size": 1, "reserved": 0},
+        "resource_provider_hypervisors": {},
+        "integration_bridge": "br-int",
+        "tunnel_types": [TUNNEL_TYPE],
+        "tunneling_ip": node.get("data_address") or None,
+        "l2_population": True,
+        "arp_responder_enabled": True,
+        "enable_distributed_routing": False,
+        "log_agent_heartbeats": False,
+        "extensions": [],
+        "datapath_type": "netdev",
+        "ovs_capabilities": {"datapath_types": ["netdev", "system"], "iface_types": ["internal", "patch", "vxlan"]},
+        "vhostuser_socket_dir": "/var/run/openvswitch",
+        "ovs_hybrid_plug": False,
+        "baremetal_smartnic": False,
+    }
+
+
 def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """The OpenStack API's view of the lab: exactly what `design` built."""
     demo, admin = lab_uuid("project", "demo").replace("-", ""), lab_uuid("project", "admin").replace("-", "")
@@ -177,22 +206,9 @@ def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[st
         "started_at": "2024-01-01 00:00:00",
         "heartbeat_timestamp": "2024-01-01 00:00:00",
     }
-    agents = []
-    for n in nodes:
-        agents.append(
-            agent(
-                "Open vSwitch agent",
-                n["name"],
-                "neutron-openvswitch-agent",
-                {
-                    "bridge_mappings": {PHYSNET: PROVIDER_BRIDGE},
-                    "integration_bridge": "br-int",
-                    "tunnel_types": [],
-                    "datapath_type": "netdev",
-                    "ovs_hybrid_plug": False,
-                },
-            )
-        )
+    agents = [
+        agent("Open vSwitch agent", n["name"], "neutron-openvswitch-agent", ovs_agent_configurations(n)) for n in nodes
+    ]
     host = d["dhcp_host"]
     dhcp = agent(
         "DHCP agent", host, "neutron-dhcp-agent", {"dhcp_driver": "neutron.agent.linux.dhcp.Dnsmasq", "networks": 1}
@@ -301,7 +317,22 @@ def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[st
                 "provider:network_type": "vlan",
                 "provider:physical_network": PHYSNET,
                 "provider:segmentation_id": net["segmentation_id"],
-            }
+            },
+            {  # a tenant VXLAN network with no ports: what the agents' tunnel_types and tunneling_ip are for
+                "id": lab_uuid("network", "tenant-vxlan"),
+                "name": "tenant-vxlan",
+                "project_id": demo,
+                "tenant_id": demo,
+                "status": "ACTIVE",
+                "admin_state_up": True,
+                "mtu": VXLAN_NETWORK_MTU,
+                "subnets": [],
+                "shared": False,
+                "router:external": False,
+                "provider:network_type": TUNNEL_TYPE,
+                "provider:physical_network": None,
+                "provider:segmentation_id": VXLAN_NETWORK_ID,
+            },
         ],
         "subnets": [
             {

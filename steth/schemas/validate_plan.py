@@ -70,6 +70,8 @@ GENEVE_MIN_HEADER_BYTES = 30  # neutron_lib GENEVE_ENCAP_MIN_OVERHEAD: Geneve wi
 GENEVE_OVN_HEADER_BYTES = 38  # neutron's OVN_MIN_GENEVE_MAX_HEADER_SIZE
 GENEVE_MAX_HEADER_BYTES = 8 + 14 + 8 + 252  # base header + inner Ethernet + UDP + the most options Geneve allows
 
+NEITHER_OR_BOTH = "give either cidr or interface (not both, not neither)"
+
 # --- value types ---------------------------------------------------------------------------------------
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -140,6 +142,13 @@ def _vlan_ranges(value: Any) -> str:
 
 
 VlanRanges = Annotated[str, BeforeValidator(_vlan_ranges), StringConstraints(max_length=20000)]
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
 
 
 def _network(value: str) -> str:
@@ -222,9 +231,16 @@ class Plane(_Model):
 
     @model_validator(mode="after")
     def _one_way_to_find_it(self) -> Plane:
-        if (self.cidr is None) == (self.interface is None):
-            raise ValueError("give either cidr or interface (not both, not neither)")
+        # Neither is a plan problem (Plan.problems) unless it is the tunnel plane and hosts[] (or
+        # --from-openstack) give every node's tunnel address.
+        if self.cidr is not None and self.interface is not None:
+            raise ValueError(NEITHER_OR_BOTH)
         return self
+
+    @property
+    def located(self) -> bool:
+        """Whether the plan itself says where the plane is (a CIDR or an interface)."""
+        return self.cidr is not None or self.interface is not None
 
     def plane_roles(self, all_roles: list[str]) -> list[str]:
         if self.roles is not None:
@@ -261,11 +277,10 @@ class Physnet(_Model):
         description="roles attached to the physnet (default: the roles of bridge/uplink given per role, else every role)",
     )
 
-    @model_validator(mode="after")
-    def _trunk(self) -> Physnet:
-        if self.bridge is None and self.uplink is None:
-            raise ValueError("give the physnet's bridge or uplink (or both)")
-        return self
+    @property
+    def trunked(self) -> bool:
+        """Whether the plan itself gives a bridge or an uplink (else: hosts[].bridge_mappings, Neutron's)."""
+        return self.bridge is not None or self.uplink is not None
 
     def vlan_ids(self) -> list[int]:
         return parse_vlan_ranges(self.vlans)
@@ -284,6 +299,22 @@ class Physnet(_Model):
         uplink = next((u for r in roles if (u := _for_role(self.uplink, r))), None)
         bridge = next((b for r in roles if (b := _for_role(self.bridge, r))), None)
         return uplink, bridge
+
+
+class HostFacts(_Model):
+    """What Neutron's L2 agent reports about one host: `--from-openstack` fills these, a plan may give them."""
+
+    bridge_mappings: Annotated[dict[Name, InterfaceName], Field(max_length=MAX_PHYSNETS)] = Field(
+        default_factory=dict,
+        description="physnet -> the host's OVS bridge for it (the agent's bridge_mappings)",
+    )
+    interface_mappings: Annotated[dict[Name, InterfaceName], Field(max_length=MAX_PHYSNETS)] = Field(
+        default_factory=dict,
+        description="physnet -> the host's interface for it (the Linux bridge agent's interface_mappings)",
+    )
+    tunnel_ip: Annotated[str, StringConstraints(max_length=45), AfterValidator(_ip)] | None = Field(
+        None, description="the host's tunnel endpoint (the agent's tunneling_ip, [ovs] local_ip)"
+    )
 
 
 class Tunnel(_Model):
@@ -354,6 +385,10 @@ class Plan(_Model):
     endpoints: list[Endpoint] = Field(
         default_factory=list, max_length=MAX_ENDPOINTS, description="control-plane HOST:PORT that must answer"
     )
+    hosts: Annotated[dict[NodeName, HostFacts], Field(max_length=MAX_NODES)] = Field(
+        default_factory=dict,
+        description="per host, what Neutron's agents report (bridge_mappings, tunnel_ip): --from-openstack fills it",
+    )
 
     @field_validator("site", mode="before")
     @classmethod
@@ -362,9 +397,10 @@ class Plan(_Model):
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Plan:
-        if (info.context or {}).get("defer_cross_checks"):
+        context = info.context or {}
+        if context.get("defer_cross_checks"):
             return self
-        problems = self.problems()
+        problems = self.problems(partial=bool(context.get("partial")))
         if problems:
             raise ValueError("; ".join(f"{dotted(loc)}: {msg}" if loc else msg for loc, msg in problems))
         return self
@@ -388,13 +424,25 @@ class Plan(_Model):
 
     # --- checks across the plan ---
 
-    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """What is wrong across parts of the plan: (location of the offending key, message)."""
-        return list(self._problems())
+    def mapped(self, physnet: str) -> list[str]:
+        """The hosts whose bridge_mappings (hosts[]) name this physnet."""
+        return sorted(
+            h for h, f in self.hosts.items() if physnet in f.bridge_mappings or physnet in f.interface_mappings
+        )
 
-    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    def tunnel_hosts(self) -> list[str]:
+        return sorted(h for h, f in self.hosts.items() if f.tunnel_ip)
+
+    def problems(self, partial: bool = False) -> list[tuple[tuple[str | int, ...], str]]:
+        """What is wrong across parts of the plan: (location of the offending key, message).
+
+        partial: the plan is to be completed from OpenStack (--from-openstack): what Neutron may still fill
+        (nodes, a physnet's bridges, the tunnel plane's addresses) is not asked of it yet."""
+        return list(self._problems(partial))
+
+    def _problems(self, partial: bool) -> Iterator[tuple[tuple[str | int, ...], str]]:
         declared = set(self.roles())
-        if not self.nodes and not self.role_counts:
+        if not self.nodes and not self.role_counts and not partial:
             yield (), "the plan expects no node: give nodes, role_counts or both"
         for key, items in (("nodes", self.nodes), ("planes", self.planes), ("physnets", self.physnets)):
             yield from _duplicates(key, [i.name for i in items])
@@ -416,6 +464,13 @@ class Plan(_Model):
                     )
 
         for i, p in enumerate(self.planes):
+            if not p.located:
+                tunnel_plane = self.tunnel is not None and self.tunnel.plane == p.name
+                if not (tunnel_plane and (partial or self.tunnel_hosts())):
+                    why = NEITHER_OR_BOTH
+                    if tunnel_plane:
+                        why += ", or the hosts' tunnel_ip (hosts[], --from-openstack)"
+                    yield ("planes", i), why
             yield from unknown(("planes", i, "roles"), p.roles)
             yield from unknown(("planes", i, "interface"), p.interface)
             if isinstance(p.interface, dict):
@@ -426,8 +481,16 @@ class Plan(_Model):
             yield from unknown(("physnets", i, "roles"), ph.roles)
             yield from unknown(("physnets", i, "bridge"), ph.bridge)
             yield from unknown(("physnets", i, "uplink"), ph.uplink)
+            if not ph.trunked:
+                if not partial and not self.mapped(ph.name):
+                    yield (
+                        ("physnets", i),
+                        "give the physnet's bridge or uplink (or both), or hosts[].bridge_mappings naming it "
+                        "(what --from-openstack fills from Neutron's agents)",
+                    )
+                continue
             for role in ph.physnet_roles(sorted(declared)):
-                if role in declared and ph.trunk_for([role]) == (None, None):
+                if role in declared and ph.trunk_for([role]) == (None, None) and not self.mapped(ph.name):
                     yield ("physnets", i), f"no bridge or uplink for role {role!r} on physnet {ph.name}"
         for i, e in enumerate(self.endpoints):
             yield from unknown(("endpoints", i, "from"), e.from_roles)

@@ -139,6 +139,46 @@ def test_listen_only_skips_the_path_and_still_passes(stack):
     assert path and all(h["status"] == "skipped" for h in path)
 
 
+def test_validate_from_openstack_fills_the_plan_from_neutron(stack, tmp_path):
+    """A plan of VLAN ranges only: nodes, the physnet's bridge and the VXLAN tunnel come from the API."""
+    plan = tmp_path / "site.yaml"
+    plan.write_text('version: 1\nsite: stack\nphysnets:\n  - name: physnet1\n    vlans: "100-102"\n')
+    html, junit = tmp_path / "site.html", tmp_path / "site.xml"
+    args = ("validate", str(plan), "--from-openstack", "--report", str(html), "--junit", str(junit))
+    code, doc, err = stack.diagnose(*args)
+    statuses = {r["id"]: r["status"] for r in doc["requirements"]}
+    assert code == 0, (statuses, doc["findings"], err)
+    assert statuses == {"presence": "pass", "mesh:tunnel": "pass", "mtu:tunnel": "pass", "vlan:physnet1": "pass"}
+    by_id = {r["id"]: r for r in doc["requirements"]}
+    assert "tenant 1450 + 50" in by_id["mtu:tunnel"]["title"]  # the VXLAN network's MTU + Neutron's overhead
+    assert by_id["vlan:physnet1"]["value"] == 3 and by_id["presence"]["nodes"] == stack.names()
+    notes = doc["openstack"]["notes"]
+    assert [n for n in notes if n["kind"] == "conflict"] == []
+    filled = {n["key"]: n["message"] for n in notes if n["kind"] == "filled"}
+    assert filled["nodes"] == "3 from OpenStack: compute: compute-1, compute-2; network: network-1"
+    assert filled["tunnel"].startswith("vxlan on plane tunnel (tunneling_ip of compute-1, compute-2, network-1)")
+    assert filled["hosts.compute-1"] == (
+        f"Open vSwitch agent: physnet1:br-phys, tunneling_ip {stack.node('compute-1')['data_address']} (vxlan)"
+    )
+    assert "openstack: filled: tunnel: vxlan" in err and "From OpenStack" in html.read_text() and junit.exists()
+    # The plan wins; where it disagrees with Neutron, it says so.
+    plan.write_text(
+        plan.read_text() + "    bridge: br-other\ntunnel: {plane: tunnel, overlay: gre}\n"
+        "planes: [{name: tunnel, interface: data0}]\nnodes: [{name: compute-1, roles: [compute]}]\n"
+        "role_counts: {compute: 2, network: 1}\n"
+    )
+    code, doc, err = stack.diagnose("validate", str(plan), "--from-openstack", "--progress", "none")
+    conflicts = {n["key"]: n["message"] for n in doc["openstack"]["notes"] if n["kind"] == "conflict"}
+    assert conflicts["tunnel.overlay"] == "the plan says gre, Neutron's agents tunnel with vxlan"
+    assert "Neutron maps physnet1 to br-phys, the plan to br-other" in conflicts["physnets[0].bridge"]
+    # what the plan says is what is checked: GRE needs 1500 + 42 on the data0 plane; br-other has no uplink
+    found = {f["requirement"]: (f["status"], f["message"]) for f in doc["findings"]}
+    assert code == 1 and found["mtu:tunnel"][0] == "fail" and "below 1542" in found["mtu:tunnel"][1], found
+    assert (
+        found["vlan:physnet1"][0] == "incomplete" and "no uplink found on bridge br-other" in found["vlan:physnet1"][1]
+    )
+
+
 # --- one fault at a time ------------------------------------------------------------------------------
 
 

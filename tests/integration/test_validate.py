@@ -15,7 +15,9 @@ import json
 import socket
 import subprocess
 import threading
+import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -37,6 +39,7 @@ MTU_NODE, RATE_NODE, CLOSED_NODE, VLAN_NODE, ABSENT_NODE = (
     "network-1",
     "compute-3",
 )
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "site.yaml"
 MIN_BPS = "200M"  # the lab's veths carry several Gbit/s; the rate limit is 50 Mbit/s
 
 
@@ -255,3 +258,30 @@ def test_the_html_report_renders_the_findings_in_chromium(faulty, vlab, tmp_path
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     width, height, distinct_rows = png_stats(shot.read_bytes())
     assert (width, height) == (1280, 1600) and distinct_rows > 50
+
+
+# --- the example plan, as it is, against the shared lab -----------------------------------------------------
+
+
+def test_the_example_plan_passes_against_the_lab_and_writes_three_reports(lab, tmp_path):
+    """`steth validate docs/examples/site.yaml` exactly as docs/validate.md shows it: the lab (`steth lab up`)
+    holds what the plan names (mgmt0, data0, VLANs through the data fabric, controller:5000/5672/3306/4222)."""
+    html, junit = tmp_path / "site.html", tmp_path / "site.xml"
+    started = time.monotonic()
+    done = lab.cli("validate", str(EXAMPLE), "--report", str(html), "--junit", str(junit), "-o", "json")
+    took = time.monotonic() - started
+    print(f"\n[steth validate docs/examples/site.yaml] exit {done.returncode} in {took:.2f} s")
+    try:
+        doc = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON (exit {done.returncode}): {done.stdout!r} {done.stderr!r}") from None
+    statuses = {r["id"]: r["status"] for r in doc["requirements"]}
+    assert done.returncode == 0, (statuses, doc["findings"])
+    assert list(statuses) == [r.id for r in requirements(load_plan(EXAMPLE))] and set(statuses.values()) == {"pass"}
+    by_id = {r["id"]: r for r in doc["requirements"]}
+    assert by_id["vlan:physnet1"]["value"] == 200 and by_id["endpoint:nats"]["value"] == 3
+    assert doc["summary"] == {"requirements": 10, "pass": 10, "fail": 0, "incomplete": 0, "exit_code": 0}
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "10" and suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert "No findings: every requirement passed." in html.read_text()
+    assert "10/10" in done.stderr.split("\n")[-2]  # progress on stderr up to the last requirement

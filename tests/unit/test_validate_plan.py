@@ -93,7 +93,7 @@ def test_unknown_key_names_its_line_and_suggests():
 
 def test_unknown_top_level_key():
     assert errors_of(GOOD + "colour: blue\n") == [
-        "site.yaml:18: colour: unknown key; known: endpoints, nodes, physnets, planes, role_counts, site, "
+        "site.yaml:18: colour: unknown key; known: endpoints, hosts, nodes, physnets, planes, role_counts, site, "
         "tunnel, version"
     ]
 
@@ -349,7 +349,7 @@ def test_example_requirements(example):
     # 200 VLANs fit one batch; the trunk is the uplink.
     vlan = by_id["vlan:physnet1"]
     assert [len(s.vlans) for s in vlan.steps] == [200] and vlan.steps[0].label == "VLANs 100-299"
-    assert vlan.node_args == {n: {"interface": "trunk0"} for n in ADDR}
+    assert vlan.node_args == {n: {"interface": "data0"} for n in ADDR}
     # Bandwidth ring: three pairs, one at a time.
     bw = by_id["bandwidth:data"]
     assert [s.pairs[0] for s in bw.steps] == [
@@ -360,7 +360,7 @@ def test_example_requirements(example):
     assert bw.expect["min_bps"] == 1e9 and "1 Gbit/s" in bw.title
     # Planes by interface per role, or by CIDR: what AgentInfo.address_on takes.
     assert by_id["mesh:mgmt"].plane_by_node == {n: "mgmt0" for n in ADDR}
-    assert by_id["mesh:data"].plane_by_node == {n: "10.98.0.0/24" for n in ADDR}
+    assert by_id["mesh:data"].plane_by_node == {n: "data0" for n in ADDR}
 
 
 def test_example_schedule(example):

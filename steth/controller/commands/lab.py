@@ -143,6 +143,9 @@ def status_cmd(output: str) -> None:
             for n in st["nodes"]
         ]
         click.echo(table(["NODE", "ROLES", "NAMESPACE", "PID", "AGENT", "MGMT", "DATA"], rows))
+        if st.get("control_plane"):
+            stand_ins = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
+            click.echo(f"control-plane stand-ins (nodes resolve the address as `controller`): {stand_ins}")
         if st.get("ovs"):
             o = st["ovs"]
             click.echo(

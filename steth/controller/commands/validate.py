@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from steth.controller.errors import UsageError
+from steth.controller.inventory import os_options
 from steth.controller.options import Invocation, run_async
 from steth.controller.session import Selection
 
@@ -34,6 +35,13 @@ from steth.controller.session import Selection
     default=None,
     help="The report on stdout: a line per requirement, or one JSON document.",
 )
+@click.option(
+    "--from-openstack",
+    is_flag=True,
+    help="Fill what Neutron knows (nodes, bridge mappings, tunnel endpoints, network MTUs and VLAN segments); "
+    "the plan wins where both say something, and disagreements are reported. Needs admin credentials.",
+)
+@os_options
 @click.option("--debug", "_debug", is_flag=True, hidden=True)
 def command(
     plan_path: str,
@@ -41,6 +49,9 @@ def command(
     junit_path: str | None,
     progress: str,
     output: str | None,
+    from_openstack: bool = False,
+    os_cloud: str | None = None,
+    os_api_timeout: float = 10.0,
     _debug: bool = False,
 ) -> None:
     """Check a site against its plan before it carries VMs: one line per requirement.
@@ -56,15 +67,19 @@ def command(
       steth validate site.yaml
       steth validate site.yaml --report site.html --junit site.xml
       steth validate site.yaml -o json --progress json > site.json
+      steth validate site.yaml --from-openstack --os-cloud admin
     """
     from steth import __version__
     from steth.controller.validate_plan import PlanError, load_plan
     from steth.controller.validate_report import progress_json, progress_line, render_json, render_terminal
 
     try:
-        plan = load_plan(plan_path)
+        plan = load_plan(plan_path, partial=from_openstack)
     except PlanError as exc:
         raise UsageError(f"the plan has {len(exc.issues)} problem(s):\n{exc}") from None
+    openstack = None
+    if from_openstack:
+        plan, openstack = _from_openstack(plan, plan_path, os_cloud, os_api_timeout, progress)
     group = click.get_current_context().find_root().obj or {}
     output = output or ("json" if group.get("output") == "json" else "table")
     inv = Invocation(group, Selection(), output, group.get("timeout"), False)
@@ -86,6 +101,7 @@ def command(
             return await validate(s, plan, plan_path, emit, steth_version=__version__)
 
     report = run_async(go())
+    report.openstack = openstack
     _write(html_path, junit_path, report)
     if output == "json":
         import json
@@ -94,6 +110,34 @@ def command(
     else:
         click.echo(render_terminal(report))
     click.get_current_context().exit(report.exit_code())
+
+
+def _from_openstack(plan, plan_path: str, cloud: str | None, timeout_s: float, progress: str):
+    """The plan completed from OpenStack, and the notes for the report; notes on stderr as progress."""
+    import json
+
+    from pydantic import ValidationError
+
+    from steth.controller.inventory import Inventory
+    from steth.controller.validate_openstack import gather, merge
+
+    inv = Inventory(cloud, timeout_s)
+    facts = gather(inv)
+    try:
+        merged, notes = merge(plan, facts)
+    except (ValidationError, ValueError) as exc:
+        errors = exc.errors() if isinstance(exc, ValidationError) else [{"msg": str(exc)}]
+        lines = [e["msg"].removeprefix("Value error, ") for e in errors]
+        raise UsageError(
+            f"{plan_path} with what OpenStack ({facts.where}) knows is not usable:\n" + "\n".join(lines)
+        ) from None
+    for n in notes:
+        if progress == "lines":
+            click.echo(f"openstack: {n}", err=True)
+        elif progress == "json":
+            click.echo(json.dumps({"event": "openstack", "kind": n.kind, "key": n.key, "message": n.message}), err=True)
+    doc = {"cloud": facts.where, "notes": [{"kind": n.kind, "key": n.key, "message": n.message} for n in notes]}
+    return merged, doc
 
 
 def _write(html_path: str | None, junit_path: str | None, report) -> None:
