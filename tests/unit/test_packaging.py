@@ -115,14 +115,18 @@ def test_every_deployment_file_is_shipped_and_has_a_place():
 def test_export_writes_the_files_and_refuses_to_overwrite(tmp_path):
     from click.testing import CliRunner
 
+    from steth.controller.cli import cli
+
+    # Through the `steth` group, as an operator runs it: invoking the subcommand alone would leave Click's
+    # cached help option without `-h` on it for the rest of the test run.
     runner = CliRunner()
-    done = runner.invoke(deploy.command, ["export", str(tmp_path / "out")])
+    done = runner.invoke(cli, ["deploy", "export", str(tmp_path / "out")])
     assert done.exit_code == 0, done.output
     env = tmp_path / "out/systemd/steth-agent.env"
     assert env.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "out/prometheus/steth/steth.rules.yml").read_text() == deploy.files()[
         "prometheus/steth/steth.rules.yml"
     ]
-    again = runner.invoke(deploy.command, ["export", str(tmp_path / "out")])
+    again = runner.invoke(cli, ["deploy", "export", str(tmp_path / "out")])
     assert again.exit_code == 2 and "--force" in again.output
-    assert runner.invoke(deploy.command, ["export", "--force", str(tmp_path / "out")]).exit_code == 0
+    assert runner.invoke(cli, ["deploy", "export", "--force", str(tmp_path / "out")]).exit_code == 0
