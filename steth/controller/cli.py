@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from steth import __version__
+
 # Commands written by hand: name -> (module under steth.controller.commands, one-line help for `steth --help`).
 # Recipes span nodes or probes, or do more than params -> one gather -> a table (resolve node:NAME, render their
 # own view); commands that send no probe. A summary of None is the declaration's: the command runs the probe of
@@ -95,6 +97,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="steth", message="%(prog)s %(version)s")
 @click.option(
     "--nats-url",
     envvar="STETH_NATS_URL",
