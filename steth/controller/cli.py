@@ -9,6 +9,7 @@ import sys
 import click
 
 from steth import __version__
+from steth.controller.output import format_options
 
 # Commands written by hand: name -> (module under steth.controller.commands, one-line help for `steth --help`).
 # Recipes span nodes or probes, or do more than params -> one gather -> a table (resolve node:NAME, render their
@@ -134,13 +135,7 @@ class LazyGroup(click.Group):
     "lists (hypervisors: compute; DHCP/L3/metadata agents: network), so a host without an agent is named.",
 )
 @click.option("--os-cloud", envvar="OS_CLOUD", metavar="NAME", help="Cloud in clouds.yaml for --expect-from openstack.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default=None,
-    help="Output format (also accepted after the command).",
-)
+@format_options
 @click.option(
     "--timeout",
     type=click.FloatRange(0.1, 3600),
@@ -173,32 +168,52 @@ def _debug_requested() -> bool:
     return "--debug" in sys.argv or os.environ.get("STETH_DEBUG", "") not in ("", "0")
 
 
+def command_path(args: list[str]) -> str:
+    """`steth lab status` for the arguments given: the command an error message names (parsed again, quietly)."""
+    try:
+        ctx = cli.make_context("steth", list(args), resilient_parsing=True)
+        rest = [*ctx._protected_args, *ctx.args]
+        while rest and isinstance(ctx.command, click.Group):
+            name, cmd, rest = ctx.command.resolve_command(ctx, rest)
+            if cmd is None:
+                break
+            ctx = cmd.make_context(name, rest, parent=ctx, resilient_parsing=True)
+            rest = [*ctx._protected_args, *ctx.args]
+        return ctx.command_path
+    except Exception:
+        return "steth"
+
+
 def main() -> None:
     from steth.controller.errors import EXIT_UNAVAILABLE, StethError
 
+    args = sys.argv[1:]
     try:
-        code = cli.main(prog_name="steth", standalone_mode=False)
+        code = cli.main(args=args, prog_name="steth", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except click.UsageError as exc:  # one line, not click's usage block
-        where = exc.ctx.command_path if exc.ctx else "steth"
+        where = exc.ctx.command_path if exc.ctx else command_path(args)
         click.echo(f"{where}: error: {exc.format_message()} (see '{where} --help')", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"steth: error: {exc.format_message()}", err=True)
+        click.echo(f"{command_path(args)}: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("steth: aborted", err=True)
+        click.echo(f"{command_path(args)}: aborted", err=True)
         sys.exit(130)
     except StethError as exc:  # NatsUnavailable, InventoryError, UsageError, ...
         if _debug_requested():
             raise
         hint = f" ({exc.hint})" if exc.hint else ""
-        click.echo(f"steth: error: {exc}{hint}", err=True)
+        click.echo(f"{command_path(args)}: error: {exc}{hint}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if _debug_requested():
             raise
-        click.echo(f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True)
+        click.echo(
+            f"{command_path(args)}: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)",
+            err=True,
+        )
         sys.exit(EXIT_UNAVAILABLE)
 
 

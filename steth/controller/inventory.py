@@ -459,24 +459,25 @@ def compare(present: dict[str, Any], hypervisors: list[Hypervisor], agents: list
 
 def inventory_report(present: dict[str, Any], cloud: str | None, api_timeout_s: float, output: str) -> int:
     """`steth agents --inventory`: print the comparison; exit 1 when there is a finding."""
-    from steth.controller.output import emit_document, table
+    from steth.controller.output import View, current_format, emit
 
     inv = Inventory(cloud, api_timeout_s)
     rows = compare(present, inv.hypervisors(), inv.neutron_agents())
     findings = sum(len(r["findings"]) for r in rows)
-    if output == "table":
-        lines = []
-        for r in rows:
-            agents = (
-                ",".join(f"{_short(a['type'])}{'' if a['alive'] else '(DOWN)'}" for a in r["neutron_agents"]) or "-"
-            )
-            lines.append([r["host"], r["hypervisor"] or "-", agents, r["steth"], "; ".join(r["findings"]) or "ok"])
-        click.echo(table(["HOST", "HYPERVISOR", "NEUTRON AGENTS", "STETH", "FINDING"], lines))
-        click.echo(f"{len(rows)} hosts, {findings} finding(s) (OpenStack: {inv.where})")
-    else:
-        emit_document(
-            {"cloud": inv.where, "summary": {"hosts": len(rows), "findings": findings}, "hosts": rows}, output
+    lines = []
+    for r in rows:
+        agents = ",".join(f"{_short(a['type'])}{'' if a['alive'] else '(DOWN)'}" for a in r["neutron_agents"]) or "-"
+        lines.append([r["host"], r["hypervisor"] or "-", agents, r["steth"], "; ".join(r["findings"]) or "ok"])
+    emit(
+        View(
+            ["HOST", "HYPERVISOR", "NEUTRON AGENTS", "STETH", "FINDING"],
+            lines,
+            doc={"cloud": inv.where, "summary": {"hosts": len(rows), "findings": findings}, "hosts": rows},
+            after=[f"{len(rows)} hosts, {findings} finding(s) (OpenStack: {inv.where})"]
+            if current_format().is_table
+            else [],
         )
+    )
     return 1 if findings else 0
 
 

@@ -19,9 +19,21 @@ class Invocation:
 
     group: dict[str, Any]
     selection: Selection
-    output: str
+    _output: str | None  # unused: the format lives on the root context (steth.controller.output.Format)
     timeout: float | None
     yes: bool
+
+    @property
+    def output(self) -> str:
+        from steth.controller.output import current_format
+
+        return current_format().format
+
+    @property
+    def fmt(self):
+        from steth.controller.output import current_format
+
+        return current_format()
 
     def nats_options(self):
         from steth.controller.settings import resolve_servers
@@ -87,6 +99,8 @@ class Invocation:
 
 
 def output_options(f: Callable) -> Callable:
+    from steth.controller.output import format_options
+
     f = click.option("--debug", "_debug", is_flag=True, hidden=True)(f)
     f = click.option(
         "--timeout",
@@ -95,14 +109,7 @@ def output_options(f: Callable) -> Callable:
         metavar="S",
         help="Seconds to wait for replies (default: from the probe and its params).",
     )(f)
-    f = click.option(
-        "-o",
-        "--output",
-        type=click.Choice(["table", "json", "yaml"]),
-        default=None,
-        help="Output format: a table for people, one JSON/YAML document for scripts.",
-    )(f)
-    return f
+    return format_options(f)
 
 
 def selector_options(f: Callable) -> Callable:
@@ -121,7 +128,6 @@ def gathering_command(f: Callable) -> Callable:
         nodes=(),
         roles=(),
         select_all=False,
-        output=None,
         timeout=None,
         _debug=False,
         yes=False,
@@ -133,7 +139,7 @@ def gathering_command(f: Callable) -> Callable:
         inv = Invocation(
             group,
             selection,
-            output or group.get("output") or "table",
+            None,
             timeout if timeout is not None else group.get("timeout"),
             yes,
         )

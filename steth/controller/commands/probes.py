@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from steth.controller.errors import UsageError
-from steth.controller.output import emit_document, table
+from steth.controller.output import Column, View, emit, format_options, table
 from steth.controller.params import option_name
 
 BOUND_KEYS = (
@@ -69,27 +69,28 @@ def _type_name(prop: dict) -> str:
 
 
 @click.group("probes", invoke_without_command=True)
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@format_options
 @click.pass_context
-def command(ctx: click.Context, output: str) -> None:
+def command(ctx: click.Context) -> None:
     """The probe types agents offer, from their declarations (`steth probes show NAME` for one)."""
     if ctx.invoked_subcommand:
         return
     from steth.schemas.probes import registry
 
     specs = registry().values()
-    if output == "table":
-        click.echo(
-            table(["PROBE", "MUTATING", "SUMMARY"], [[s.name, "yes" if s.mutating else "no", s.summary] for s in specs])
+    emit(
+        View(
+            [Column("PROBE", "name"), Column("MUTATING"), Column("SUMMARY")],
+            [[s.name, "yes" if s.mutating else "no", s.summary] for s in specs],
+            doc={"probes": [describe(s) for s in specs]},
         )
-    else:
-        emit_document({"probes": [describe(s) for s in specs]}, output)
+    )
 
 
 @command.command("show")
-@click.argument("name")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
-def show(name: str, output: str) -> None:
+@click.argument("name", metavar="PROBE")
+@format_options
+def show(name: str) -> None:
     """One probe's parameters (with bounds and defaults), result fields and limits."""
     from steth.schemas.probes import get, registry
 
@@ -97,27 +98,27 @@ def show(name: str, output: str) -> None:
     if spec is None:
         raise UsageError(f"no probe {name!r}; known: {', '.join(registry())}")
     doc = describe(spec)
-    if output != "table":
-        emit_document(doc, output)
-        return
-    click.echo(f"{spec.name}: {spec.summary}")
-    click.echo(
-        f"mutating: {'yes (needs policy.allow_mutating on the agent)' if spec.mutating else 'no'}; "
-        f"longest deadline: {spec.max_timeout_s:g} s" + (f"; runs: {', '.join(spec.tools)}" if spec.tools else "")
-    )
-    click.echo("\nparameters:")
     rows = []
     for p in doc["params"]:
         bounds = " ".join(f"{k}={v}" for k, v in p["bounds"].items())
         default = "required" if p["required"] else repr(p["default"])
         rows.append([p["option"], p["type"], default, bounds or "-", p["description"]])
-    click.echo(table(["OPTION", "TYPE", "DEFAULT", "BOUNDS", "DESCRIPTION"], rows))
-    click.echo("\nresult fields:")
+    params = View([Column("OPTION"), Column("TYPE"), Column("DEFAULT"), Column("BOUNDS"), Column("DESCRIPTION")], rows)
     schema = doc["result"]
     fields = schema.get("properties", {})
-    click.echo(
-        table(
-            ["FIELD", "TYPE"],
-            [[k, v.get("type", v.get("$ref", "object").rsplit("/", 1)[-1])] for k, v in fields.items()],
-        )
+    text = "\n".join(
+        [
+            f"{spec.name}: {spec.summary}",
+            f"mutating: {'yes (needs policy.allow_mutating on the agent)' if spec.mutating else 'no'}; "
+            f"longest deadline: {spec.max_timeout_s:g} s" + (f"; runs: {', '.join(spec.tools)}" if spec.tools else ""),
+            "\nparameters:",
+            params.table(),
+            "\nresult fields:",
+            table(
+                ["FIELD", "TYPE"],
+                [[k, v.get("type", v.get("$ref", "object").rsplit("/", 1)[-1])] for k, v in fields.items()],
+            ),
+        ]
     )
+    params.doc, params.text = doc, text  # -c/-f value/csv: the parameters table's rows
+    emit(params)

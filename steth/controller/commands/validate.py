@@ -9,6 +9,8 @@ import click
 
 from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, run_async
+from steth.controller.output import Column, View, format_options
+from steth.controller.output import emit as show
 from steth.controller.session import Selection
 
 
@@ -27,20 +29,13 @@ from steth.controller.session import Selection
     show_default=True,
     help="Progress on stderr while it runs: a line per event, a JSON object per line, or nothing.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default=None,
-    help="The report on stdout: a line per requirement, or one JSON document.",
-)
+@format_options
 @click.option("--debug", "_debug", is_flag=True, hidden=True)
 def command(
     plan_path: str,
     html_path: str | None,
     junit_path: str | None,
     progress: str,
-    output: str | None,
     _debug: bool = False,
 ) -> None:
     """Check a site against its plan before it carries VMs: one line per requirement.
@@ -66,8 +61,7 @@ def command(
     except PlanError as exc:
         raise UsageError(f"the plan has {len(exc.issues)} problem(s):\n{exc}") from None
     group = click.get_current_context().find_root().obj or {}
-    output = output or ("json" if group.get("output") == "json" else "table")
-    inv = Invocation(group, Selection(), output, group.get("timeout"), False)
+    inv = Invocation(group, Selection(), None, group.get("timeout"), False)
     for path in (html_path, junit_path):
         if path and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"cannot write {path}: no such folder")
@@ -87,12 +81,9 @@ def command(
 
     report = run_async(go())
     _write(html_path, junit_path, report)
-    if output == "json":
-        import json
-
-        click.echo(json.dumps(render_json(report), indent=2))
-    else:
-        click.echo(render_terminal(report))
+    columns = [Column("ID"), Column("STATUS"), Column("REQUIREMENT", "title"), Column("MEASURED"), Column("NODES")]
+    rows = [[r.id, r.status, r.title, r.measured or "-", ",".join(r.nodes)] for r in report.requirements]
+    show(View(columns, rows, doc=render_json(report), text=render_terminal(report)))
     click.get_current_context().exit(report.exit_code())
 
 
