@@ -100,10 +100,17 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="steth", message="%(prog)s %(version)s")
 @click.option(
-    "--nats-url",
-    envvar="STETH_NATS_URL",
+    "-s",
+    "--server",
     metavar="URL[,URL]",
-    help="NATS server(s). Default: STETH_NATS_URL, the config file, a running lab, nats://127.0.0.1:4222.",
+    help="NATS server(s) [env: STETH_NATS_URL, NATS_URL; else --context, the config file, the selected nats "
+    "context, a running lab, nats://127.0.0.1:4222].",
+)
+@click.option("--nats-url", hidden=True)
+@click.option(
+    "--context",
+    metavar="NAME",
+    help="A `nats` CLI context (~/.config/nats/context/NAME.json, or a path) [env: NATS_CONTEXT].",
 )
 @click.option(
     "--config",
@@ -112,13 +119,22 @@ class LazyGroup(click.Group):
     metavar="FILE",
     help="Controller config (TOML, [nats] table). Default: ~/.config/steth/steth.toml, /etc/steth/steth.toml.",
 )
-@click.option("--user", envvar="STETH_NATS_USER", help="NATS user name.")
-@click.option("--password", envvar="STETH_NATS_PASSWORD", help="NATS password (prefer the variable).")
-@click.option("--creds", envvar="STETH_NATS_CREDS", metavar="FILE", help="NATS credentials file (JWT and nkey).")
-@click.option("--nkey-seed", envvar="STETH_NATS_NKEY_SEED", metavar="FILE", help="File holding an nkey seed.")
-@click.option("--tls-ca", envvar="STETH_NATS_TLS_CA", metavar="FILE", help="CA bundle to verify the server.")
-@click.option("--tls-cert", envvar="STETH_NATS_TLS_CERT", metavar="FILE", help="Client certificate (mutual TLS).")
-@click.option("--tls-key", envvar="STETH_NATS_TLS_KEY", metavar="FILE", help="Client key (mutual TLS).")
+@click.option("--user", help="NATS user name [env: STETH_NATS_USER, NATS_USER].")
+@click.option("--password", help="NATS password (prefer the variable) [env: STETH_NATS_PASSWORD, NATS_PASSWORD].")
+@click.option("--token", help="NATS token (prefer the variable) [env: STETH_NATS_TOKEN].")
+@click.option(
+    "--creds", metavar="FILE", help="NATS credentials file (JWT and nkey) [env: STETH_NATS_CREDS, NATS_CREDS]."
+)
+@click.option("--nkey", metavar="FILE", help="File holding an nkey seed [env: STETH_NATS_NKEY_SEED, NATS_NKEY].")
+@click.option("--nkey-seed", hidden=True)
+@click.option(
+    "--tlscert", metavar="FILE", help="Client certificate (mutual TLS) [env: STETH_NATS_TLS_CERT, NATS_CERT]."
+)
+@click.option("--tlskey", metavar="FILE", help="Client key (mutual TLS) [env: STETH_NATS_TLS_KEY, NATS_KEY].")
+@click.option("--tlsca", metavar="FILE", help="CA bundle to verify the server [env: STETH_NATS_TLS_CA, NATS_CA].")
+@click.option("--tls-cert", hidden=True)
+@click.option("--tls-key", hidden=True)
+@click.option("--tls-ca", hidden=True)
 @click.option(
     "--signing-key",
     envvar="STETH_SIGNING_KEY",

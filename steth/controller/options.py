@@ -36,23 +36,16 @@ class Invocation:
         return current_format()
 
     def nats_options(self):
-        from steth.controller.settings import resolve_servers
+        """NATS settings from flags, variables, contexts, the config file, a lab (steth.controller.settings)."""
+        from steth.controller.settings import resolve
         from steth.natsconn import NatsOptions
 
-        g = self.group
-        servers, file_nats = resolve_servers(g.get("nats_url"), g.get("config_path"))
-        pick = lambda key: g.get(key) or file_nats.get(key)  # noqa: E731
+        r = resolve(nats_flags(self.group), self.group.get("config_path"), self.group.get("context"))
         return NatsOptions(
-            servers=servers,
-            user=pick("user"),
-            password=pick("password"),
-            creds=pick("creds"),
-            nkey_seed=pick("nkey_seed"),
-            tls_ca=pick("tls_ca"),
-            tls_cert=pick("tls_cert"),
-            tls_key=pick("tls_key"),
+            **{k: v for k, v in r.values.items() if k != "connect_timeout_s"},
             name="steth-cli",
-            connect_timeout_s=1.0,
+            connect_timeout_s=min(r.values.get("connect_timeout_s", 1.0), 5.0),
+            origin=r.origin.get("servers", ""),
         )
 
     def session(self):
@@ -96,6 +89,22 @@ class Invocation:
                 return await s.run(probe, self.selection, timeout, wire_args(params))
 
         return run_async(go())
+
+
+def nats_flags(group: dict[str, Any]) -> dict[str, Any]:
+    """The NATS flags given on the command line (new spellings first, then the old hidden ones)."""
+    pick = lambda *keys: next((group[k] for k in keys if group.get(k)), None)  # noqa: E731
+    return {
+        "servers": pick("server", "nats_url"),
+        "user": pick("user"),
+        "password": pick("password"),
+        "token": pick("token"),
+        "creds": pick("creds"),
+        "nkey_seed": pick("nkey", "nkey_seed"),
+        "tls_cert": pick("tlscert", "tls_cert"),
+        "tls_key": pick("tlskey", "tls_key"),
+        "tls_ca": pick("tlsca", "tls_ca"),
+    }
 
 
 def output_options(f: Callable) -> Callable:

@@ -244,3 +244,118 @@ def test_lab_status_honours_every_format(fmt):
 def test_deploy_list_value():
     _, out, _ = run_main(["deploy", "list", "-f", "value", "-c", "file"])
     assert "steth-agent.service" in " ".join(out.split())
+
+
+# --- 3. NATS as the nats CLI does it -----------------------------------------------------------------------
+
+
+def nats_home(tmp_path, contexts: dict[str, dict], selected: str | None = None) -> dict[str, str]:
+    """A HOME with `nats` CLI context files (as `nats context add` writes them) and a selected one."""
+    import json
+
+    folder = tmp_path / "home" / ".config" / "nats" / "context"
+    folder.mkdir(parents=True)
+    for name, settings in contexts.items():
+        body = {"description": "", "url": "", "token": "", "user": "", "password": "", "creds": "", "nkey": ""}
+        body.update({"cert": "", "key": "", "ca": "", "nsc": "", "inbox_prefix": "", **settings})
+        (folder / f"{name}.json").write_text(json.dumps(body, indent=2))
+    if selected:
+        (folder.parent / "context.txt").write_text(selected)
+    return {"HOME": str(tmp_path / "home"), "STETH_LAB_NAME": "hcnone"}
+
+
+def resolved(flags=None, env=None, config=None, context=None):
+    from steth.controller.settings import resolve
+
+    return resolve({"servers": None, **(flags or {})}, config, context, environ=env)
+
+
+def test_each_layer_in_order(tmp_path):
+    home = nats_home(
+        tmp_path,
+        {"picked": {"url": "nats://picked:4222", "user": "picked-user"}, "sel": {"url": "nats://sel:4222"}},
+        selected="sel",
+    )
+    config = tmp_path / "steth.toml"
+    config.write_text('[nats]\nservers = ["nats://file:4222"]\ntoken = "file-token"\n')
+    env = {
+        **home,
+        "STETH_NATS_URL": "nats://steth-env:4222",
+        "NATS_URL": "nats://nats-env:4222",
+        "NATS_CONTEXT": "picked",
+    }
+    order = [
+        ({"servers": "nats://flag:4222"}, "nats://flag:4222", "the command line"),
+        ({}, "nats://steth-env:4222", "STETH_NATS_URL"),
+    ]
+    for flags, url, origin in order:
+        r = resolved(flags, env, str(config))
+        assert r.values["servers"] == [url] and r.origin["servers"] == origin
+    env.pop("STETH_NATS_URL")
+    assert resolved({}, env, str(config)).origin["servers"] == "NATS_URL"
+    env.pop("NATS_URL")
+    r = resolved({}, env, str(config))
+    assert r.values["servers"] == ["nats://picked:4222"] and r.origin["servers"] == "NATS context picked"
+    assert r.values["user"] == "picked-user" and r.values["token"] == "file-token"  # per setting, first wins
+    env.pop("NATS_CONTEXT")
+    r = resolved({}, env, str(config))
+    assert r.values["servers"] == ["nats://file:4222"] and r.origin["servers"] == "the config file's [nats]"
+    r = resolved({}, env, None)  # no config file: the nats CLI's selected context
+    assert r.values["servers"] == ["nats://sel:4222"] and r.origin["servers"] == "the selected NATS context sel"
+    (tmp_path / "home" / ".config" / "nats" / "context.txt").unlink()
+    r = resolved({}, env, None)
+    assert r.values["servers"] == ["nats://127.0.0.1:4222"]
+
+
+def test_context_flag_beats_the_environment_context(tmp_path):
+    env = nats_home(tmp_path, {"a": {"url": "nats://a:4222"}, "b": {"url": "nats://b:4222"}})
+    env["NATS_CONTEXT"] = "a"
+    assert resolved({}, env, context="b").values["servers"] == ["nats://b:4222"]
+    assert resolved({}, env).values["servers"] == ["nats://a:4222"]
+
+
+def test_credentials_and_tls_variables(tmp_path):
+    env = nats_home(tmp_path, {})
+    env.update(NATS_CREDS="~/x.creds", NATS_NKEY="/k.nk", NATS_CERT="/c.pem", NATS_KEY="/k.pem", NATS_CA="/ca.pem")
+    env["STETH_NATS_TLS_CA"] = "/steth-ca.pem"
+    v = resolved({}, env).values
+    assert v["creds"] == str(tmp_path / "home" / "x.creds") or v["creds"].endswith("/x.creds")
+    assert (v["nkey_seed"], v["tls_cert"], v["tls_key"], v["tls_ca"]) == ("/k.nk", "/c.pem", "/k.pem", "/steth-ca.pem")
+    assert resolved({"token": "t0k", "tls_ca": "/flag-ca.pem"}, env).values["tls_ca"] == "/flag-ca.pem"
+
+
+def test_a_typo_in_the_config_nats_table_is_an_error(tmp_path):
+    bad = tmp_path / "steth.toml"
+    bad.write_text('[nats]\nsever = ["nats://x:4222"]\n')
+    code, out, err = run_main(["--config", str(bad), "agents"])
+    assert (
+        code == 2 and "[nats] sever: Extra inputs are not permitted" in err and err.startswith("steth agents: error:")
+    )
+
+
+def test_the_agent_and_the_controller_share_one_nats_model():
+    from steth.agent import config as agent_config
+    from steth.natsconn import NatsConfig
+
+    assert agent_config.NatsConfig is NatsConfig
+    assert agent_config.AgentConfig.model_fields["nats"].annotation is NatsConfig
+
+
+def test_unknown_context_is_a_usage_error(tmp_path):
+    env = nats_home(tmp_path, {})
+    code, _, err = run_main(["--context", "nope", "agents"], env=env)
+    assert code == 2 and "NATS context 'nope'" in err and "nats context ls" in err
+
+
+def test_dead_server_names_where_it_came_from(tmp_path):
+    env = nats_home(tmp_path, {"dead": {"url": "nats://127.0.0.1:1"}}, selected="dead")
+    code, _, err = run_main(["agents"], env=env)
+    assert code == 4 and "127.0.0.1:1 (from the selected NATS context dead)" in err
+    code, _, err = run_main(["agents"], env={**env, "NATS_URL": "nats://127.0.0.1:2"})
+    assert code == 4 and "127.0.0.1:2 (from NATS_URL)" in err
+    code, _, err = run_main(["-s", "nats://127.0.0.1:3", "agents"], env=env)
+    assert code == 4 and "127.0.0.1:3 (from the command line)" in err
+    code, _, err = run_main(["--nats-url", "nats://127.0.0.1:4", "agents"], env=env)  # the old spelling
+    assert code == 4 and "127.0.0.1:4" in err
+    help_text = CliRunner().invoke(cli, ["--help"], env=CLEAN_ENV).output
+    assert "-s, --server" in help_text and "--token" in help_text and "--nats-url" not in help_text

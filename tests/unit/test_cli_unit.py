@@ -141,7 +141,7 @@ def assert_unavailable(code: int, out: str, err: str, seconds: float, url: str, 
     assert code == 4, (code, out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert re.match(r"^steth [a-z-]+: error:", lines[0]) and url in lines[0] and "--nats-url" in lines[0]
+    assert re.match(r"^steth [a-z-]+: error:", lines[0]) and url in lines[0] and "--server" in lines[0]
     assert out == ""
     assert seconds < limit, f"took {seconds:.1f} s"
 
