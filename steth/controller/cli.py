@@ -9,6 +9,7 @@ import sys
 import click
 
 from steth import __version__
+from steth.controller.os_options import os_options
 from steth.controller.output import format_options
 
 # Commands written by hand: name -> (module under steth.controller.commands, one-line help for `steth --help`).
@@ -150,7 +151,7 @@ class LazyGroup(click.Group):
     help="Who must answer a --role/--all broadcast: the agents in presence, or also every host OpenStack "
     "lists (hypervisors: compute; DHCP/L3/metadata agents: network), so a host without an agent is named.",
 )
-@click.option("--os-cloud", envvar="OS_CLOUD", metavar="NAME", help="Cloud in clouds.yaml for --expect-from openstack.")
+@os_options
 @format_options
 @click.option(
     "--timeout",
@@ -159,7 +160,7 @@ class LazyGroup(click.Group):
     metavar="S",
     help="Seconds to wait for replies (default: from the probe and its params).",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and the OpenStack API traffic.")
 @click.pass_context
 def cli(ctx: click.Context, **options) -> None:
     """steth: probe OpenStack networking from every node at once.

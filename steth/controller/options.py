@@ -67,7 +67,7 @@ class Invocation:
         roles = [r for r in sel.roles if r in ("compute", "network")]
         if sel.all or sel.empty:
             roles = ["compute", "network"]
-        inventory = Inventory(cloud=self.group.get("os_cloud"))
+        inventory = Inventory.from_options()
         hosts: dict[str, str] = {}
         for role in roles:
             for host in sorted(inventory.hosts_for_role(role)):

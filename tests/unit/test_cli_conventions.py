@@ -359,3 +359,104 @@ def test_dead_server_names_where_it_came_from(tmp_path):
     assert code == 4 and "127.0.0.1:4" in err
     help_text = CliRunner().invoke(cli, ["--help"], env=CLEAN_ENV).output
     assert "-s, --server" in help_text and "--token" in help_text and "--nats-url" not in help_text
+
+
+# --- 4. OpenStack options before or after the command ------------------------------------------------------
+
+PORT = "3f2a1b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+CLOUDS = """clouds:
+  prod:
+    auth: {auth_url: "https://keystone.example:5000/v3", username: u, password: p, project_name: x,
+           user_domain_name: Default, project_domain_name: Default}
+    regions: [RegionOne, RegionTwo]
+  other:
+    auth: {auth_url: "https://other.example:5000/v3", username: u, password: p, project_name: x,
+           user_domain_name: Default, project_domain_name: Default}
+"""
+
+
+@pytest.fixture
+def fake_openstack(tmp_path, monkeypatch):
+    """clouds.yaml with two clouds; the SDK connection fails at once, naming the settings it was given."""
+    import openstack.connection
+
+    (tmp_path / "clouds.yaml").write_text(CLOUDS)
+
+    class Refused(Exception):
+        pass
+
+    def connection(config):
+        c = config.config
+        raise Refused(
+            f"cloud={config.name} region={config.region_name} cacert={c.get('cacert')} verify={c.get('verify')} "
+            f"timeout={c.get('api_timeout')}"
+        )
+
+    monkeypatch.setattr(openstack.connection, "Connection", connection)
+    return {"OS_CLIENT_CONFIG_FILE": str(tmp_path / "clouds.yaml")}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--os-cloud", "prod", "--os-region-name", "RegionTwo", "port-check", PORT],
+        ["port-check", PORT, "--os-cloud", "prod", "--os-region-name", "RegionTwo"],
+        ["--os-cloud", "other", "port-check", PORT, "--os-cloud", "prod", "--os-region-name", "RegionTwo"],
+        ["--os-region-name", "RegionTwo", "port-check", "--os-cloud", "prod", PORT],
+    ],
+    ids=["before", "after", "after-wins", "split"],
+)
+def test_openstack_options_before_or_after_the_command(fake_openstack, args):
+    code, out, err = run_main(args, env=fake_openstack)
+    assert code == 4 and out == ""
+    assert "cloud=prod region=RegionTwo cacert=None verify=True timeout=10" in err, err
+    assert err.startswith("steth port-check: error: OpenStack configuration")
+
+
+def test_os_cloud_flag_beats_the_variable(fake_openstack):
+    code, _, err = run_main(["port-check", PORT, "--os-cloud", "prod"], env={**fake_openstack, "OS_CLOUD": "other"})
+    assert "cloud=prod" in err
+    code, _, err = run_main(["port-check", PORT], env={**fake_openstack, "OS_CLOUD": "other"})
+    assert "cloud=other" in err
+
+
+def test_cacert_insecure_and_api_timeout(fake_openstack):
+    args = [
+        "--os-cloud",
+        "prod",
+        "--insecure",
+        "vm-check",
+        "srv",
+        "--os-cacert",
+        "/etc/ca.pem",
+        "--os-api-timeout",
+        "3",
+    ]
+    code, _, err = run_main(args, env=fake_openstack)
+    assert code == 4 and "cacert=/etc/ca.pem verify=False timeout=3" in err, err
+    code, _, err = run_main(
+        ["--os-cloud", "prod", "network-check", "net1", "--os-region-name", "RegionOne"], env=fake_openstack
+    )
+    assert "region=RegionOne cacert=None verify=True" in err, err
+
+
+def test_every_openstack_command_takes_the_options_after_it():
+    for path in (["port-check"], ["vm-check"], ["network-check"], ["agents"], []):
+        text = CliRunner().invoke(cli, [*path, "--help"], env=CLEAN_ENV).output
+        for option in ("--os-cloud NAME", "--os-region-name REGION", "--os-cacert FILE", "--insecure"):
+            assert option in text, (path, option)
+
+
+def test_debug_logs_the_api_traffic(fake_openstack, monkeypatch):
+    import openstack
+
+    from steth.controller.inventory import InventoryError
+
+    calls = []
+    monkeypatch.setattr(openstack, "enable_logging", lambda **kw: calls.append(kw))
+    with pytest.raises(InventoryError):  # --debug: the traceback instead of one line
+        run_main(["--debug", "--os-cloud", "prod", "port-check", PORT], env=fake_openstack)
+    assert calls == [{"debug": True, "http_debug": True}]
+    calls.clear()
+    run_main(["--os-cloud", "prod", "port-check", PORT], env=fake_openstack)
+    assert calls == []

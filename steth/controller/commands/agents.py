@@ -39,8 +39,6 @@ def _addresses(info) -> str:
 def command(
     inv: Invocation,
     inventory: bool = False,
-    os_cloud: str | None = None,
-    os_api_timeout: float = 10.0,
     write_sd: str | None = None,
     sd_keep: float = 86400,
 ) -> None:
@@ -59,7 +57,7 @@ def command(
     if write_sd:  # steth.controller.prometheus_sd (issue 5): scrape targets for Prometheus
         click.get_current_context().exit(_write_sd(write_sd, present, inv, sd_keep))
     if inventory:  # steth.controller.inventory (issue 4): the OpenStack view beside presence
-        click.get_current_context().exit(inventory_report(present, os_cloud, os_api_timeout, inv.output))
+        click.get_current_context().exit(inventory_report(present))
     chosen = sorted((p for p in present.values() if inv.selection.matches(p.info)), key=lambda p: p.info.node)
     missing = [n for n in inv.selection.nodes if n not in present]
     stale = [p.info.node for p in chosen if not p.alive]
