@@ -228,7 +228,7 @@ def test_probes_value_column():
     _, out, _ = run_main(["probes", "-f", "value", "-c", "probe", "--sort-column", "probe"])
     assert out.split() == sorted(registry())
     _, out, _ = run_main(["probes", "show", "ping", "-f", "value", "-c", "option"])
-    assert "--count" in out.split()
+    assert "--count" in out.split() and "TARGET" in out.split() and "--targets" not in out.split()
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "yaml", "value", "csv"])
@@ -460,3 +460,81 @@ def test_debug_logs_the_api_traffic(fake_openstack, monkeypatch):
     calls.clear()
     run_main(["--os-cloud", "prod", "port-check", PORT], env=fake_openstack)
     assert calls == []
+
+
+# --- 5. errors in the operator's words ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["capture", "--interface", "eth0", "--max-pcap", "1"],
+            "steth capture: error: --max-pcap: Input should be greater than or equal to 1024",
+        ),
+        (
+            ["vlan-check", "--interface", "eth0", "--vlan", "5000"],
+            "steth vlan-check: error: --vlan 5000: Input should be less than or equal to 4094",
+        ),
+        (["tcp-check", "10.0.0.1"], "steth tcp-check: error: HOST:PORT 10.0.0.1: expected HOST:PORT"),
+        (
+            ["ping", "--count", "0", "10.0.0.1"],
+            "steth ping: error: --count: Input should be greater than or equal to 1",
+        ),
+        (["ping", "--", "-rf"], "steth ping: error: TARGET: '-rf' does not appear to be an IPv4 or IPv6 address"),
+        (["capture"], "steth capture: error: Missing option '--interface'."),
+        (["mtu", "--expect", "1500"], "steth mtu: error: Missing argument 'TARGET'"),
+        (
+            ["link", "add-vlan", "--parent", "eth0", "--vlan", "5000"],
+            "steth link add-vlan: error: --vlan: Input should be",
+        ),
+        (
+            ["link", "add-vlan", "--parent", "eth0", "--vlan-id", "0"],
+            "steth link add-vlan: error: --vlan: Input should be",
+        ),
+        (["send", "--interface", "eth0", "--packet", "udp"], "steth send: error: udp needs a TARGET address"),
+        (["lab", "status", "-c", "nope"], "steth lab status: error: -c/--column 'nope': no such column"),
+    ],
+)
+def test_errors_name_the_option_and_the_command(args, line):
+    code, out, err = run_main(["-s", "nats://127.0.0.1:1", *args])
+    assert code == 2 and out == "", (code, out, err)
+    assert len(err.strip().splitlines()) == 1 and err.startswith(line), err
+
+
+def test_required_options_are_marked_in_help():
+    for path, option in ((["capture"], "--interface"), (["send"], "--interface"), (["link", "add-vlan"], "--parent")):
+        text = CliRunner().invoke(cli, [*path, "--help"], env=CLEAN_ENV).output
+        block = text[text.index("Options:") :]
+        block = block[block.index(option) :].split("\n  -")[0]
+        assert "[required]" in " ".join(block.split()), (path, block)
+
+
+def test_probes_show_lists_the_real_options_with_readable_defaults():
+    import json
+
+    code, out, _ = run_main(["probes", "show", "ping", "-f", "json"])
+    params = {p["name"]: p for p in json.loads(out)["params"]}
+    assert params["targets"]["option"] == "TARGET" and params["count"]["option"] == "--count"
+    _, out, _ = run_main(["probes", "show", "ping"])
+    table = out[out.index("parameters:") : out.index("result fields:")]
+    assert "None" not in table and "False" not in table and "--dont-fragment  boolean        no" in table
+    for probe, field, option in (
+        ("vlan-check", "vlans", "--vlan"),
+        ("mtu", "target", "TARGET"),
+        ("link-add-vlan", "vlan_id", "--vlan"),
+        ("send", "dst", "TARGET"),
+        ("capture", "max_pcap_bytes", "--max-pcap"),
+    ):
+        _, out, _ = run_main(["probes", "show", probe, "-f", "json"])
+        assert {p["name"]: p["option"] for p in json.loads(out)["params"]}[field] == option, probe
+
+
+def test_one_name_per_idea_old_spellings_hidden():
+    for path, shown, hidden in (
+        (["link", "add-vlan"], "--vlan INTEGER", "--vlan-id"),
+        (["mtu"], "TARGET", "--to"),
+        (["send"], "[TARGET]", "--dst"),
+    ):
+        text = CliRunner().invoke(cli, [*path, "--help"], env=CLEAN_ENV).output
+        assert shown in text and hidden not in text, (path, text)

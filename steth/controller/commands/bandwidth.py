@@ -181,7 +181,12 @@ def command(inv: Invocation, server, client, pair_mode, plane, bitrate, min_bps,
       steth bandwidth --role compute --pairs ring --min-bps 900M -o json
     """
     fixed = {"server": "127.0.0.1", "bitrate_bps": int(bitrate) if bitrate is not None else None, "min_bps": min_bps}
-    params = collect(IperfClientParams, options, **{k: v for k, v in fixed.items() if v is not None})
+    params = collect(
+        IperfClientParams,
+        options,
+        {"bitrate_bps": "--bitrate", "min_bps": "--min-bps"},
+        **{k: v for k, v in fixed.items() if v is not None},
+    )
     if server or client:
         if not (server and client):
             raise UsageError("give both --server and --client (or --pairs with selectors)")

@@ -4,7 +4,6 @@ import click
 
 from steth.controller.errors import UsageError
 from steth.controller.output import Column, View, emit, format_options, table
-from steth.controller.params import option_name
 
 BOUND_KEYS = (
     "minimum",
@@ -30,15 +29,75 @@ def _bounds(prop: dict) -> dict:
     return {}
 
 
+SELECTORS = ("nodes", "roles", "select_all")  # --node/--role/--all choose the agents, not a probe's params
+# Params fields a command fills from an option of another name (the command's own parsing comes first).
+SET_FROM = {
+    ("vlan-check", "vlans"): "--vlan",
+    ("mtu", "target"): "TARGET",
+    ("bandwidth", "bitrate_bps"): "--bitrate",
+    ("bandwidth", "min_bps"): "--min-bps",
+    ("capture", "write"): "-w",
+    ("send", "dst"): "TARGET",
+}
+
+
+def _commands_for(probe: str) -> list[tuple[str, click.Command]]:
+    """The CLI commands that send this probe: its own, or its recipe's (subcommands of a group included)."""
+    from steth.controller.cli import INTERNAL, cli, commands
+
+    name = probe if probe in commands() else INTERNAL.get(probe)
+    if name is None:
+        return []
+    ctx = click.Context(cli)
+    cmd = cli.get_command(ctx, name)
+    if isinstance(cmd, click.Group):
+        subs = [(f"{name} {n}", c) for n, c in sorted(cmd.commands.items())]
+        own = [(p, c) for p, c in subs if probe.endswith(p.split()[-1])]  # link-add-vlan -> link add-vlan
+        return own or subs
+    return [(name, cmd)] if cmd is not None else []
+
+
+def cli_names(probe: str) -> dict[str, str]:
+    """params field -> how the operator gives it: `--count`, `TARGET`, or `-` (steth sets it)."""
+    out: dict[str, str] = {}
+    for path, cmd in _commands_for(probe):
+        for param in cmd.params:
+            if param.name in out or param.name in SELECTORS or getattr(param, "hidden", False):
+                continue
+            if isinstance(param, click.Argument):
+                out[param.name] = (param.metavar or param.name.upper()).strip("[].")
+            else:
+                longs = [o for o in param.opts if o.startswith("--")]
+                out[param.name] = (longs or param.opts)[0]
+        for (command, field), label in SET_FROM.items():
+            if path.split()[0] == command:
+                out.setdefault(field, label)
+    return out
+
+
+def readable(value) -> str:
+    """A default as an operator reads it: -, yes/no, 1,2,3, 0.2 (not None, False, [1, 2, 3], 0.2000)."""
+    if value is None or value == [] or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def describe(spec) -> dict:
     params = []
     schema = spec.params.model_json_schema().get("properties", {})
+    names = cli_names(spec.name)
     for name, field in spec.params.model_fields.items():
         bounds = _bounds(schema.get(name, {}))
         params.append(
             {
                 "name": name,
-                "option": option_name(name)[0],
+                "option": names.get(name, "-"),
                 "type": _type_name(schema.get(name, {})),
                 "required": field.is_required(),
                 "default": None if field.is_required() else field.get_default(call_default_factory=True),
@@ -101,7 +160,7 @@ def show(name: str) -> None:
     rows = []
     for p in doc["params"]:
         bounds = " ".join(f"{k}={v}" for k, v in p["bounds"].items())
-        default = "required" if p["required"] else repr(p["default"])
+        default = "required" if p["required"] else readable(p["default"])
         rows.append([p["option"], p["type"], default, bounds or "-", p["description"]])
     params = View([Column("OPTION"), Column("TYPE"), Column("DEFAULT"), Column("BOUNDS"), Column("DESCRIPTION")], rows)
     schema = doc["result"]

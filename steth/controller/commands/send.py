@@ -59,23 +59,27 @@ def render(gathered) -> str:
 
 
 @click.command("send")
-@params_options(SendParams)
+@click.argument("target", required=False, metavar="[TARGET]")
+@click.option("--dst", "dst", hidden=True)  # the old spelling of TARGET
+@params_options(SendParams, exclude=("dst",))
 @gathering_command
-def command(inv: Invocation, **options) -> None:
+def command(inv: Invocation, target: str | None, dst: str | None, **options) -> None:
     """Send one crafted packet from the selected nodes and show what came back within --listen.
 
     --packet dhcp-discover broadcasts a DISCOVER (broadcast flag set) and lists every OFFER; arp-request,
-    icmp-echo, tcp-syn and udp go to --dst (its MAC resolved by ARP first). --vlan tags the frame.
+    icmp-echo, tcp-syn and udp go to TARGET (its MAC resolved by ARP first). --vlan tags the frame.
     A spoofed --src-mac (not the interface's own) needs the agent's mutating policy: refused otherwise.
     No reply within the window is a finding (exit 1).
 
     \b
     Examples:
       steth send --interface eth1 --packet dhcp-discover --vlan 100 --node compute-1
-      steth send --interface data0 --packet icmp-echo --dst 10.98.0.12 --role compute
-      steth send --interface data0 --packet tcp-syn --dst 10.98.0.12 --port 22 -o json
+      steth send 10.98.0.12 --interface data0 --packet icmp-echo --role compute
+      steth send 10.98.0.12 --interface data0 --packet tcp-syn --port 22 -f json
     """
-    params = collect(SendParams, options)  # bad input: exit 2 before any network
+    target = target or dst
+    fixed = {"dst": target} if target else {}
+    params = collect(SendParams, options, {"dst": "TARGET"}, **fixed)  # bad input: exit 2 before any network
 
     gathered = inv.gather("send", params)
     emit(view(gathered, doc=document(gathered), after=[footer(gathered)]))

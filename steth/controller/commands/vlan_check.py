@@ -140,7 +140,9 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
         vlans = parse_vlans(vlan_text)
     except ValueError as exc:
         raise UsageError(f"--vlan: {exc}") from None
-    collect(VlanCheckParams, options, vlans=vlans, nodes=["a", "b"])  # bad options: exit 2 before any network
+    collect(
+        VlanCheckParams, options, {"vlans": "--vlan"}, vlans=vlans, nodes=["a", "b"]
+    )  # bad options: exit 2 before any network
 
     async def go():
         async with inv.session() as s:
@@ -155,7 +157,9 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
                 raise UsageError(
                     f"a VLAN check needs at least two present nodes; selected: {', '.join(chosen) or 'none'}"
                 )
-            params = collect(VlanCheckParams, options, vlans=vlans, nodes=chosen, token=secrets.token_hex(6))
+            params = collect(
+                VlanCheckParams, options, {"vlans": "--vlan"}, vlans=vlans, nodes=chosen, token=secrets.token_hex(6)
+            )
             args = wire_args(params)
             gathered = await s.run(
                 "vlan-check",
