@@ -122,9 +122,25 @@ def output_options(f: Callable) -> Callable:
 
 
 def selector_options(f: Callable) -> Callable:
+    from steth.controller import completion
+
     f = click.option("--all", "select_all", is_flag=True, help="Every node (the default when no selector is given).")(f)
-    f = click.option("--role", "roles", multiple=True, metavar="ROLE", help="Nodes with this role (repeatable).")(f)
-    f = click.option("--node", "nodes", multiple=True, metavar="NAME", help="This node (repeatable).")(f)
+    f = click.option(
+        "--role",
+        "roles",
+        multiple=True,
+        metavar="ROLE",
+        shell_complete=completion.roles,
+        help="Nodes with this role (repeatable).",
+    )(f)
+    f = click.option(
+        "--node",
+        "nodes",
+        multiple=True,
+        metavar="NAME",
+        shell_complete=completion.nodes,
+        help="This node (repeatable).",
+    )(f)
     return f
 
 

@@ -538,3 +538,60 @@ def test_one_name_per_idea_old_spellings_hidden():
     ):
         text = CliRunner().invoke(cli, [*path, "--help"], env=CLEAN_ENV).output
         assert shown in text and hidden not in text, (path, text)
+
+
+# --- 9. shell completion ------------------------------------------------------------------------------------
+
+
+def complete(words: str, env: dict | None = None) -> list[str]:
+    """What bash completion offers after `words` (Click's protocol: _STETH_COMPLETE=bash_complete)."""
+    args = words.split()
+    cword = len(args) if words.endswith(" ") else len(args) - 1
+    result = CliRunner().invoke(
+        cli,
+        [],
+        prog_name="steth",
+        env={
+            **CLEAN_ENV,
+            **(env or {}),
+            "_STETH_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(cword),
+        },
+    )
+    return [line.split(",", 1)[1] for line in result.output.splitlines() if "," in line]
+
+
+def test_completes_commands_and_probe_names():
+    assert "port-check" in complete("steth po") and "ping" not in complete("steth po")
+    assert complete("steth probes show pi") == ["ping"]
+    assert complete("steth history --probe tcp") == ["tcp-check"]
+
+
+def test_completes_node_and_role_names_from_presence(monkeypatch):
+    from types import SimpleNamespace
+
+    from steth.controller import completion
+
+    fake = {
+        n: SimpleNamespace(info=SimpleNamespace(node=n, roles=r))
+        for n, r in (("compute-1", ["compute"]), ("compute-2", ["compute"]), ("network-1", ["network", "l3"]))
+    }
+    seen = []
+    monkeypatch.setattr(completion, "_present", lambda ctx: seen.append(ctx.find_root().params.get("server")) or fake)
+    assert complete("steth ping 10.0.0.1 --node comp") == ["compute-1", "compute-2"]
+    assert complete("steth -s nats://x:4222 mesh --role ") == ["compute", "l3", "network"]
+    assert seen[-1] == "nats://x:4222"  # the same NATS settings as the command would use
+
+
+def test_no_nats_means_silently_nothing_and_quickly():
+    started = time.monotonic()
+    assert complete("steth -s nats://127.0.0.1:1 ping --node ") == []
+    assert time.monotonic() - started < 3
+
+
+def test_completion_is_documented():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert "_STETH_COMPLETE=bash_source steth" in text and "_STETH_COMPLETE=zsh_source" in text

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from steth.controller import completion
 from steth.controller.errors import StethError, UsageError
 from steth.controller.options import Invocation, run_async
 from steth.controller.output import View, emit
@@ -72,7 +73,12 @@ async def read_results(nc, stream: str, subject: str, since: float, idle_s: floa
 
 
 @click.command("history")
-@click.option("--probe", metavar="NAME", help="Only results of this probe (the table then shows its columns).")
+@click.option(
+    "--probe",
+    metavar="NAME",
+    shell_complete=completion.probes,
+    help="Only results of this probe (the table then shows its columns).",
+)
 @click.option("--schedule", metavar="NAME", help='Only results of this schedule ("mesh" for the mesh).')
 @click.option(
     "--since", default="1h", show_default=True, metavar="WHEN", help="How far back: 30s, 15m, 1h, 2d, or an ISO time."

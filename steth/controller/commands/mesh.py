@@ -108,7 +108,7 @@ def command(inv: Invocation, plane: str | None, **options) -> None:
         Column("ADDRESS"),
         Column("STATUS"),
         Column("LOSS", "loss", "ratio"),
-        Column("AVG MS", "rtt_avg_ms", "ms"),
+        Column("AVG", "rtt_avg_ms", "ms"),
         Column("ERROR"),
     ]
     rows = [[p.get(c.key) for c in columns] for p in pairs]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from steth.controller import completion
 from steth.controller.errors import UsageError
 from steth.controller.output import Column, View, emit, format_options, table
 
@@ -147,7 +148,7 @@ def command(ctx: click.Context) -> None:
 
 
 @command.command("show")
-@click.argument("name", metavar="PROBE")
+@click.argument("name", metavar="PROBE", shell_complete=completion.probes)
 @format_options
 def show(name: str) -> None:
     """One probe's parameters (with bounds and defaults), result fields and limits."""

@@ -9,6 +9,7 @@ import time
 
 import click
 
+from steth.controller import completion
 from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, run_async
 from steth.controller.output import View, note
@@ -27,7 +28,7 @@ from steth.controller.results_view import (
 
 
 @click.command("watch")
-@click.option("--probe", metavar="NAME", help="Only results of this probe.")
+@click.option("--probe", metavar="NAME", shell_complete=completion.probes, help="Only results of this probe.")
 @click.option("--schedule", metavar="NAME", help='Only results of this schedule ("mesh" for the mesh).')
 @click.option(
     "--duration", type=click.FloatRange(0.1, 86400), metavar="S", help="Stop after S seconds (default: until Ctrl-C)."
