@@ -7,7 +7,11 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from steth.errors import StethError
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
 
 # The CLI fails fast when no server answers at first, but once connected it keeps trying to reconnect
 # (0.5 s apart, per server) so that a restart or failover during a gather loses nothing.
@@ -17,12 +21,33 @@ CLI_RECONNECT_ATTEMPTS = 40
 class NatsUnavailable(StethError):
     """No NATS server answered (exit 4)."""
 
-    hint = "check --nats-url or STETH_NATS_URL"
+    hint = "check -s/--server, NATS_URL, --context or STETH_NATS_URL"
+
+
+class NatsConfig(BaseModel):
+    """The `[nats]` table: the agent's config and the controller's (`steth`) config file, one model for both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    servers: list[str] = Field(default_factory=lambda: [DEFAULT_URL])
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds: str | None = None  # a .creds file: JWT and nkey seed
+    nkey_seed: str | None = None  # a file holding an nkey seed
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    connect_timeout_s: float = Field(2.0, gt=0, le=60)
+
+    def options(self, **extra: Any) -> NatsOptions:
+        fields = self.model_dump(exclude={"connect_timeout_s"})
+        return NatsOptions(**fields, connect_timeout_s=self.connect_timeout_s, **extra)
 
 
 @dataclass
 class NatsOptions:
-    servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    servers: list[str] = field(default_factory=lambda: [DEFAULT_URL])
     user: str | None = None
     password: str | None = None
     token: str | None = None
@@ -34,6 +59,7 @@ class NatsOptions:
     name: str = "steth"
     connect_timeout_s: float = 2.0
     inbox_prefix: str = "_INBOX"  # agents use their own (steth/natsauth.py), so permissions can pin it
+    origin: str = ""  # where the servers came from (`NATS_URL`, `context prod`), named when none answers
 
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca or self.tls_cert):
@@ -84,7 +110,7 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
 
     kwargs["error_cb"] = error_cb
     budget = opts.connect_timeout_s * (len(opts.servers) * 2 + 1) + 1.0
-    where = ", ".join(opts.servers)
+    where = ", ".join(opts.servers) + (f" (from {opts.origin})" if opts.origin else "")
     try:
         nc = await asyncio.wait_for(nats.connect(**kwargs), timeout=budget)
         if not persistent:  # connected: now ride out a server restart or a cluster failover for a while

@@ -11,24 +11,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from steth.agent.schedule_config import MeshConfig, ResultsConfig, ScheduleConfig, host_port, unique_names
+from steth.natsconn import NatsConfig  # the [nats] table, shared with the controller
 from steth.schemas.subjects import NODE_NAME_RE, ROLE_RE
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class NatsConfig(_Section):
-    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"])
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    creds: str | None = None
-    nkey_seed: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    connect_timeout_s: float = Field(2.0, gt=0, le=60)
 
 
 def vlan_range(entry: str) -> range:

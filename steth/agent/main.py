@@ -10,6 +10,8 @@ import sys
 
 import click
 
+from steth import __version__
+
 
 def _load_or_exit(path: str | None):
     from pydantic import ValidationError
@@ -27,6 +29,7 @@ def _load_or_exit(path: str | None):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="steth-agent", message="%(prog)s %(version)s")
 def main() -> None:
     """The steth agent: answers probe requests from NATS on this node."""
 

@@ -185,22 +185,9 @@ class AgentRuntime:
 
     def _nats_options(self):
         from steth.natsauth import agent_inbox_prefix
-        from steth.natsconn import NatsOptions
 
-        n = self.config.nats
-        return NatsOptions(
-            servers=n.servers,
-            user=n.user,
-            password=n.password,
-            token=n.token,
-            creds=n.creds,
-            nkey_seed=n.nkey_seed,
-            tls_ca=n.tls_ca,
-            tls_cert=n.tls_cert,
-            tls_key=n.tls_key,
-            name=f"steth-agent {self.config.node}",
-            connect_timeout_s=n.connect_timeout_s,
-            inbox_prefix=agent_inbox_prefix(self.config.node),
+        return self.config.nats.options(
+            name=f"steth-agent {self.config.node}", inbox_prefix=agent_inbox_prefix(self.config.node)
         )
 
     def _callbacks(self) -> dict[str, Any]:

@@ -8,6 +8,10 @@ import sys
 
 import click
 
+from steth import __version__
+from steth.controller.os_options import os_options
+from steth.controller.output import format_options
+
 # Commands written by hand: name -> (module under steth.controller.commands, one-line help for `steth --help`).
 # Recipes span nodes or probes, or do more than params -> one gather -> a table (resolve node:NAME, render their
 # own view); commands that send no probe. A summary of None is the declaration's: the command runs the probe of
@@ -95,11 +99,19 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="steth", message="%(prog)s %(version)s")
 @click.option(
-    "--nats-url",
-    envvar="STETH_NATS_URL",
+    "-s",
+    "--server",
     metavar="URL[,URL]",
-    help="NATS server(s). Default: STETH_NATS_URL, the config file, a running lab, nats://127.0.0.1:4222.",
+    help="NATS server(s) [env: STETH_NATS_URL, NATS_URL; else --context, the config file, the selected nats "
+    "context, a running lab, nats://127.0.0.1:4222].",
+)
+@click.option("--nats-url", hidden=True)
+@click.option(
+    "--context",
+    metavar="NAME",
+    help="A `nats` CLI context (~/.config/nats/context/NAME.json, or a path) [env: NATS_CONTEXT].",
 )
 @click.option(
     "--config",
@@ -108,13 +120,22 @@ class LazyGroup(click.Group):
     metavar="FILE",
     help="Controller config (TOML, [nats] table). Default: ~/.config/steth/steth.toml, /etc/steth/steth.toml.",
 )
-@click.option("--user", envvar="STETH_NATS_USER", help="NATS user name.")
-@click.option("--password", envvar="STETH_NATS_PASSWORD", help="NATS password (prefer the variable).")
-@click.option("--creds", envvar="STETH_NATS_CREDS", metavar="FILE", help="NATS credentials file (JWT and nkey).")
-@click.option("--nkey-seed", envvar="STETH_NATS_NKEY_SEED", metavar="FILE", help="File holding an nkey seed.")
-@click.option("--tls-ca", envvar="STETH_NATS_TLS_CA", metavar="FILE", help="CA bundle to verify the server.")
-@click.option("--tls-cert", envvar="STETH_NATS_TLS_CERT", metavar="FILE", help="Client certificate (mutual TLS).")
-@click.option("--tls-key", envvar="STETH_NATS_TLS_KEY", metavar="FILE", help="Client key (mutual TLS).")
+@click.option("--user", help="NATS user name [env: STETH_NATS_USER, NATS_USER].")
+@click.option("--password", help="NATS password (prefer the variable) [env: STETH_NATS_PASSWORD, NATS_PASSWORD].")
+@click.option("--token", help="NATS token (prefer the variable) [env: STETH_NATS_TOKEN].")
+@click.option(
+    "--creds", metavar="FILE", help="NATS credentials file (JWT and nkey) [env: STETH_NATS_CREDS, NATS_CREDS]."
+)
+@click.option("--nkey", metavar="FILE", help="File holding an nkey seed [env: STETH_NATS_NKEY_SEED, NATS_NKEY].")
+@click.option("--nkey-seed", hidden=True)
+@click.option(
+    "--tlscert", metavar="FILE", help="Client certificate (mutual TLS) [env: STETH_NATS_TLS_CERT, NATS_CERT]."
+)
+@click.option("--tlskey", metavar="FILE", help="Client key (mutual TLS) [env: STETH_NATS_TLS_KEY, NATS_KEY].")
+@click.option("--tlsca", metavar="FILE", help="CA bundle to verify the server [env: STETH_NATS_TLS_CA, NATS_CA].")
+@click.option("--tls-cert", hidden=True)
+@click.option("--tls-key", hidden=True)
+@click.option("--tls-ca", hidden=True)
 @click.option(
     "--signing-key",
     envvar="STETH_SIGNING_KEY",
@@ -130,14 +151,8 @@ class LazyGroup(click.Group):
     help="Who must answer a --role/--all broadcast: the agents in presence, or also every host OpenStack "
     "lists (hypervisors: compute; DHCP/L3/metadata agents: network), so a host without an agent is named.",
 )
-@click.option("--os-cloud", envvar="OS_CLOUD", metavar="NAME", help="Cloud in clouds.yaml for --expect-from openstack.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default=None,
-    help="Output format (also accepted after the command).",
-)
+@os_options
+@format_options
 @click.option(
     "--timeout",
     type=click.FloatRange(0.1, 3600),
@@ -145,7 +160,7 @@ class LazyGroup(click.Group):
     metavar="S",
     help="Seconds to wait for replies (default: from the probe and its params).",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and the OpenStack API traffic.")
 @click.pass_context
 def cli(ctx: click.Context, **options) -> None:
     """steth: probe OpenStack networking from every node at once.
@@ -170,32 +185,52 @@ def _debug_requested() -> bool:
     return "--debug" in sys.argv or os.environ.get("STETH_DEBUG", "") not in ("", "0")
 
 
+def command_path(args: list[str]) -> str:
+    """`steth lab status` for the arguments given: the command an error message names (parsed again, quietly)."""
+    try:
+        ctx = cli.make_context("steth", list(args), resilient_parsing=True)
+        rest = [*ctx._protected_args, *ctx.args]
+        while rest and isinstance(ctx.command, click.Group):
+            name, cmd, rest = ctx.command.resolve_command(ctx, rest)
+            if cmd is None:
+                break
+            ctx = cmd.make_context(name, rest, parent=ctx, resilient_parsing=True)
+            rest = [*ctx._protected_args, *ctx.args]
+        return ctx.command_path
+    except Exception:
+        return "steth"
+
+
 def main() -> None:
     from steth.controller.errors import EXIT_UNAVAILABLE, StethError
 
+    args = sys.argv[1:]
     try:
-        code = cli.main(prog_name="steth", standalone_mode=False)
+        code = cli.main(args=args, prog_name="steth", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except click.UsageError as exc:  # one line, not click's usage block
-        where = exc.ctx.command_path if exc.ctx else "steth"
+        where = exc.ctx.command_path if exc.ctx else command_path(args)
         click.echo(f"{where}: error: {exc.format_message()} (see '{where} --help')", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"steth: error: {exc.format_message()}", err=True)
+        click.echo(f"{command_path(args)}: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("steth: aborted", err=True)
+        click.echo(f"{command_path(args)}: aborted", err=True)
         sys.exit(130)
     except StethError as exc:  # NatsUnavailable, InventoryError, UsageError, ...
         if _debug_requested():
             raise
         hint = f" ({exc.hint})" if exc.hint else ""
-        click.echo(f"steth: error: {exc}{hint}", err=True)
+        click.echo(f"{command_path(args)}: error: {exc}{hint}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if _debug_requested():
             raise
-        click.echo(f"steth: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)", err=True)
+        click.echo(
+            f"{command_path(args)}: internal error: {exc.__class__.__name__}: {exc} (--debug shows the traceback)",
+            err=True,
+        )
         sys.exit(EXIT_UNAVAILABLE)
 
 

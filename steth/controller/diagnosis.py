@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from steth.controller.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK
-from steth.controller.output import emit_document, table
 
 OK, FAIL, NO_REPLY, NOT_RUN, SKIPPED = "ok", "FAIL", "no_reply", "not_run", "skipped"
 UNREACHED = "unreached"  # a path hop behind an earlier failure: a consequence, not another finding
@@ -94,25 +93,25 @@ class Diagnosis:
             "probes": self.raw,
         }
 
-    def emit(self, output: str) -> int:
-        if output != "table":
-            emit_document(self.document(), output)
-            return self.exit_code()
-        for line in self.header_lines():
-            click.echo(line)
-        rows = []
-        last = None
-        for h in self.hops:
-            stage = h.stage if h.stage != last else ""
-            last = h.stage
-            rows.append([stage, h.node, h.check, h.status, h.detail])
-        click.echo(table(["STAGE", "NODE", "CHECK", "RESULT", "DETAIL"], rows))
-        for note in self.notes:
-            click.echo(f"note: {note}")
-        click.echo(self.verdict_line())
+    def emit(self, output: str | None = None) -> int:
+        from steth.controller.output import View, current_format, emit
+
+        rows = [[h.stage, h.node, h.check, h.status, h.detail] for h in self.hops]
         t = self.timings
         parts = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
-        click.echo(f"diagnosis took {time.monotonic() - self.started:.2f} s" + (f" ({parts})" if parts else ""))
+        took = f"diagnosis took {time.monotonic() - self.started:.2f} s" + (f" ({parts})" if parts else "")
+        table_only = current_format().is_table
+        emit(
+            View(
+                ["STAGE", "NODE", "CHECK", "RESULT", "DETAIL"],
+                rows,
+                doc=self.document(),
+                groups=[h.stage for h in self.hops],
+                grouped=("stage",),
+                before=self.header_lines() if table_only else [],
+                after=[*(f"note: {n}" for n in self.notes), self.verdict_line(), took] if table_only else [],
+            )
+        )
         return self.exit_code()
 
     def header_lines(self) -> list[str]:
@@ -132,7 +131,7 @@ async def send(session, probe: str, per_node: dict[str, Any], timeout: float | N
     return await session.run(probe, Selection(), timeout or longest, per_node_args=wire)
 
 
-def invocation(output: str | None, timeout: float | None):
+def invocation(output: str | None, timeout: float | None):  # output: unused (the format is on the context)
     """The diagnosis commands pick their nodes from OpenStack: no selectors, the group's NATS options."""
     from steth.controller.options import Invocation
     from steth.controller.session import Selection
@@ -141,7 +140,7 @@ def invocation(output: str | None, timeout: float | None):
     return Invocation(
         group,
         Selection(),
-        output or group.get("output") or "table",
+        None,
         timeout if timeout is not None else group.get("timeout"),
         False,
     )

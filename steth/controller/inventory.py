@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
-
 from steth.controller.errors import EXIT_UNAVAILABLE, StethError, UsageError
+from steth.controller.os_options import DEFAULT_API_TIMEOUT_S, debug_requested, openstack_settings, os_options
 
-DEFAULT_API_TIMEOUT_S = 10.0
+__all__ = ["DEFAULT_API_TIMEOUT_S", "Inventory", "os_options"]
 LAB_CLOUD = "steth-lab"
 # Neutron agent types and the steth role of the host that runs them.
 NETWORK_AGENT_TYPES = ("DHCP agent", "L3 agent", "Metadata agent")
@@ -123,24 +122,6 @@ class Router:
 # --- click options shared by the OpenStack-aware commands --------------------------------------------
 
 
-def os_options(f: Callable) -> Callable:
-    f = click.option(
-        "--os-api-timeout",
-        type=click.FloatRange(0.5, 300),
-        default=DEFAULT_API_TIMEOUT_S,
-        show_default=True,
-        metavar="S",
-        help="Seconds to wait for each OpenStack API call.",
-    )(f)
-    f = click.option(
-        "--os-cloud",
-        envvar="OS_CLOUD",
-        metavar="NAME",
-        help="Cloud in clouds.yaml (default: OS_CLOUD, else the OS_* variables, else a running lab's).",
-    )(f)
-    return f
-
-
 # --- the inventory ----------------------------------------------------------------------------------
 
 
@@ -155,12 +136,38 @@ def _lab_clouds_yaml() -> str | None:
 class Inventory:
     """One invocation's view of OpenStack; connects on first use, caches every answer."""
 
-    def __init__(self, cloud: str | None = None, api_timeout_s: float = DEFAULT_API_TIMEOUT_S):
+    def __init__(
+        self,
+        cloud: str | None = None,
+        api_timeout_s: float | None = None,
+        region_name: str | None = None,
+        cacert: str | None = None,
+        insecure: bool | None = None,
+    ):
         self.cloud_name = cloud
-        self.api_timeout_s = api_timeout_s
+        self.api_timeout_s = api_timeout_s or DEFAULT_API_TIMEOUT_S
+        self.region_name = region_name
+        self.cacert = cacert
+        self.insecure = bool(insecure)
         self._conn: Any = None
         self._cache: dict[tuple, Any] = {}
         self.where = cloud or "the OS_* variables"
+
+    @classmethod
+    def from_options(cls) -> Inventory:
+        """The OpenStack options given before or after the command (steth.controller.os_options)."""
+        return cls(**openstack_settings())
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """What openstacksdk's get_one() gets on top of clouds.yaml / OS_*: only what was given."""
+        kw: dict[str, Any] = {"api_timeout": self.api_timeout_s}
+        if self.region_name:
+            kw["region_name"] = self.region_name
+        if self.cacert:
+            kw["cacert"] = os.path.expanduser(self.cacert)
+        if self.insecure:
+            kw["verify"] = False
+        return kw
 
     # connection ---------------------------------------------------------------------------------
 
@@ -175,7 +182,9 @@ class Inventory:
         from openstack import exceptions as sdk_exc
         from openstack.config import loader
 
-        if not os.environ.get("STETH_DEBUG"):  # their warnings would break the one-line errors
+        if debug_requested():  # --debug: every API request and response on stderr, as `openstack --debug`
+            openstack.enable_logging(debug=True, http_debug=True)
+        else:  # their warnings would break the one-line errors
             for name in ("keystoneauth", "openstack", "stevedore"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
         config_files = None
@@ -195,7 +204,7 @@ class Inventory:
             config_files = [_lab_clouds_yaml()]  # --os-cloud steth-lab-demo works while a lab is up, like NATS does
         try:
             config = loader.OpenStackConfig(config_files=config_files, app_name="steth")
-            region = config.get_one(cloud=cloud, api_timeout=self.api_timeout_s)
+            region = config.get_one(cloud=cloud, **self.connect_kwargs())
             self.auth_url = (region.config.get("auth") or {}).get("auth_url", "")
             return openstack.connection.Connection(config=region)
         except sdk_exc.ConfigException as exc:
@@ -468,26 +477,27 @@ def compare(present: dict[str, Any], hypervisors: list[Hypervisor], agents: list
     return [hosts[h] for h in sorted(hosts)]
 
 
-def inventory_report(present: dict[str, Any], cloud: str | None, api_timeout_s: float, output: str) -> int:
+def inventory_report(present: dict[str, Any]) -> int:
     """`steth agents --inventory`: print the comparison; exit 1 when there is a finding."""
-    from steth.controller.output import emit_document, table
+    from steth.controller.output import View, current_format, emit
 
-    inv = Inventory(cloud, api_timeout_s)
+    inv = Inventory.from_options()
     rows = compare(present, inv.hypervisors(), inv.neutron_agents())
     findings = sum(len(r["findings"]) for r in rows)
-    if output == "table":
-        lines = []
-        for r in rows:
-            agents = (
-                ",".join(f"{_short(a['type'])}{'' if a['alive'] else '(DOWN)'}" for a in r["neutron_agents"]) or "-"
-            )
-            lines.append([r["host"], r["hypervisor"] or "-", agents, r["steth"], "; ".join(r["findings"]) or "ok"])
-        click.echo(table(["HOST", "HYPERVISOR", "NEUTRON AGENTS", "STETH", "FINDING"], lines))
-        click.echo(f"{len(rows)} hosts, {findings} finding(s) (OpenStack: {inv.where})")
-    else:
-        emit_document(
-            {"cloud": inv.where, "summary": {"hosts": len(rows), "findings": findings}, "hosts": rows}, output
+    lines = []
+    for r in rows:
+        agents = ",".join(f"{_short(a['type'])}{'' if a['alive'] else '(DOWN)'}" for a in r["neutron_agents"]) or "-"
+        lines.append([r["host"], r["hypervisor"] or "-", agents, r["steth"], "; ".join(r["findings"]) or "ok"])
+    emit(
+        View(
+            ["HOST", "HYPERVISOR", "NEUTRON AGENTS", "STETH", "FINDING"],
+            lines,
+            doc={"cloud": inv.where, "summary": {"hosts": len(rows), "findings": findings}, "hosts": rows},
+            after=[f"{len(rows)} hosts, {findings} finding(s) (OpenStack: {inv.where})"]
+            if current_format().is_table
+            else [],
         )
+    )
     return 1 if findings else 0
 
 

@@ -19,28 +19,33 @@ class Invocation:
 
     group: dict[str, Any]
     selection: Selection
-    output: str
+    _output: str | None  # unused: the format lives on the root context (steth.controller.output.Format)
     timeout: float | None
     yes: bool
 
+    @property
+    def output(self) -> str:
+        from steth.controller.output import current_format
+
+        return current_format().format
+
+    @property
+    def fmt(self):
+        from steth.controller.output import current_format
+
+        return current_format()
+
     def nats_options(self):
-        from steth.controller.settings import resolve_servers
+        """NATS settings from flags, variables, contexts, the config file, a lab (steth.controller.settings)."""
+        from steth.controller.settings import nats_flags, resolve
         from steth.natsconn import NatsOptions
 
-        g = self.group
-        servers, file_nats = resolve_servers(g.get("nats_url"), g.get("config_path"))
-        pick = lambda key: g.get(key) or file_nats.get(key)  # noqa: E731
+        r = resolve(nats_flags(self.group), self.group.get("config_path"), self.group.get("context"))
         return NatsOptions(
-            servers=servers,
-            user=pick("user"),
-            password=pick("password"),
-            creds=pick("creds"),
-            nkey_seed=pick("nkey_seed"),
-            tls_ca=pick("tls_ca"),
-            tls_cert=pick("tls_cert"),
-            tls_key=pick("tls_key"),
+            **{k: v for k, v in r.values.items() if k != "connect_timeout_s"},
             name="steth-cli",
-            connect_timeout_s=1.0,
+            connect_timeout_s=min(r.values.get("connect_timeout_s", 1.0), 5.0),
+            origin=r.origin.get("servers", ""),
         )
 
     def session(self):
@@ -62,7 +67,7 @@ class Invocation:
         roles = [r for r in sel.roles if r in ("compute", "network")]
         if sel.all or sel.empty:
             roles = ["compute", "network"]
-        inventory = Inventory(cloud=self.group.get("os_cloud"))
+        inventory = Inventory.from_options()
         hosts: dict[str, str] = {}
         for role in roles:
             for host in sorted(inventory.hosts_for_role(role)):
@@ -87,6 +92,8 @@ class Invocation:
 
 
 def output_options(f: Callable) -> Callable:
+    from steth.controller.output import format_options
+
     f = click.option("--debug", "_debug", is_flag=True, hidden=True)(f)
     f = click.option(
         "--timeout",
@@ -95,20 +102,29 @@ def output_options(f: Callable) -> Callable:
         metavar="S",
         help="Seconds to wait for replies (default: from the probe and its params).",
     )(f)
-    f = click.option(
-        "-o",
-        "--output",
-        type=click.Choice(["table", "json", "yaml"]),
-        default=None,
-        help="Output format: a table for people, one JSON/YAML document for scripts.",
-    )(f)
-    return f
+    return format_options(f)
 
 
 def selector_options(f: Callable) -> Callable:
+    from steth.controller import completion
+
     f = click.option("--all", "select_all", is_flag=True, help="Every node (the default when no selector is given).")(f)
-    f = click.option("--role", "roles", multiple=True, metavar="ROLE", help="Nodes with this role (repeatable).")(f)
-    f = click.option("--node", "nodes", multiple=True, metavar="NAME", help="This node (repeatable).")(f)
+    f = click.option(
+        "--role",
+        "roles",
+        multiple=True,
+        metavar="ROLE",
+        shell_complete=completion.roles,
+        help="Nodes with this role (repeatable).",
+    )(f)
+    f = click.option(
+        "--node",
+        "nodes",
+        multiple=True,
+        metavar="NAME",
+        shell_complete=completion.nodes,
+        help="This node (repeatable).",
+    )(f)
     return f
 
 
@@ -121,7 +137,6 @@ def gathering_command(f: Callable) -> Callable:
         nodes=(),
         roles=(),
         select_all=False,
-        output=None,
         timeout=None,
         _debug=False,
         yes=False,
@@ -133,7 +148,7 @@ def gathering_command(f: Callable) -> Callable:
         inv = Invocation(
             group,
             selection,
-            output or group.get("output") or "table",
+            None,
             timeout if timeout is not None else group.get("timeout"),
             yes,
         )

@@ -14,7 +14,7 @@ import click
 from steth import codec
 from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, selector_options
-from steth.controller.output import fmt, result_rows
+from steth.controller.output import fmt, format_options, result_rows
 from steth.controller.session import Selection
 from steth.schemas import subjects
 from steth.schemas.envelope import INCOMPLETE, Status
@@ -29,20 +29,14 @@ def results_command(f: Callable) -> Callable:
     """--node/--role/--all and -o; the command gets an `inv: Invocation` first (like gathering commands)."""
 
     @functools.wraps(f)
-    def wrapper(*args: Any, nodes=(), roles=(), select_all=False, output=None, **kwargs: Any):
+    def wrapper(*args: Any, nodes=(), roles=(), select_all=False, **kwargs: Any):
         group = click.get_current_context().find_root().obj or {}
         selection = Selection(tuple(nodes), tuple(roles), select_all)
         selection.validate()
-        inv = Invocation(group, selection, output or group.get("output") or "table", None, False)
+        inv = Invocation(group, selection, None, None, False)
         return f(inv, *args, **kwargs)
 
-    wrapper = click.option(
-        "-o",
-        "--output",
-        type=click.Choice(["table", "json", "yaml"]),
-        default=None,
-        help="table for people; json/yaml for scripts.",
-    )(wrapper)
+    wrapper = format_options(wrapper)
     return selector_options(wrapper)
 
 
@@ -141,30 +135,29 @@ def line_cells(res: ScheduledResult, date: bool = True) -> list[str]:
 LINE_HEADERS = ["TIME", "NODE", "SCHEDULE", "PROBE", "STATUS", "DURATION", "SUMMARY"]
 
 
-def probe_rows(results: list[ScheduledResult], spec) -> tuple[list[str], list[list[str]]]:
-    """One line per result row with the probe's declared columns (targets shown by node name)."""
-    headers = ["TIME", "NODE", "SCHEDULE", "STATUS", *(c.header for c in spec.columns), "MESSAGE"]
-    lines = []
-    for res in results:
-        rows = result_rows(res.result, spec.rows_key) or [{}]
-        for i, row in enumerate(rows):
+def probe_view(results: list[ScheduledResult], spec, **view: Any):
+    """One row per result row with the probe's declared columns (targets shown by node name)."""
+    from steth.controller.output import Column, View
+
+    columns = [
+        Column("TIME"),
+        Column("NODE"),
+        Column("SCHEDULE"),
+        Column("STATUS"),
+        *(Column(c.header, c.key, c.unit) for c in spec.columns),
+        Column("MESSAGE"),
+    ]
+    lines, groups = [], []
+    for n, res in enumerate(results):
+        for row in result_rows(res.result, spec.rows_key) or [{}]:
             row = dict(row)
             for key in ("target", "server"):  # addresses that came from node:NAME show as the node
                 if isinstance(row.get(key), str):
                     row[key] = res.peers.get(row[key], row[key])
-            first = i == 0
-            cells = [fmt(row.get(c.key), c.unit) if row else "" for c in spec.columns]
-            lines.append(
-                [
-                    when(res.finished) if first else "",
-                    res.node if first else "",
-                    res.schedule if first else "",
-                    res.status.value if first else "",
-                    *cells,
-                    res.message if first else "",
-                ]
-            )
-    return headers, lines
+            cells = [row.get(c.key) if row else "" for c in spec.columns]
+            lines.append([when(res.finished), res.node, res.schedule, res.status.value, *cells, res.message])
+            groups.append(n)
+    return View(columns, lines, groups=groups, grouped=("time", "node", "schedule", "status", "message"), **view)
 
 
 def as_dict(res: ScheduledResult) -> dict[str, Any]:

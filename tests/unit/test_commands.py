@@ -49,7 +49,8 @@ def test_lists_name_only_known_probes_and_commands():
 @pytest.mark.parametrize("spec", GENERATED, ids=[s.name for s in GENERATED])
 def test_generated_options_are_the_params_fields(spec: ProbeSpec):
     command = command_for(spec)
-    common = {"nodes", "roles", "select_all", "output", "timeout", "_debug"}
+    common = {"nodes", "roles", "select_all", "timeout", "_debug"}
+    common |= {"_format", "_output", "_columns", "_sort_columns", "_ascending", "_noindent"}  # output options
     names = {p.name for p in command.params} - common
     assert names == set(spec.params.model_fields)
     arguments = [p for p in command.params if isinstance(p, click.Argument)]

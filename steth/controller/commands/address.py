@@ -4,7 +4,7 @@ import click
 
 from steth.controller.errors import EXIT_FINDINGS
 from steth.controller.options import Invocation, gathering_command
-from steth.controller.output import document, emit_document, emit_footer, table
+from steth.controller.output import View, document, emit, footer
 from steth.controller.params import collect, params_options
 from steth.schemas.envelope import Status
 from steth.schemas.probes.address import SPEC as ADDRESS
@@ -74,20 +74,21 @@ def command(inv: Invocation, addresses: tuple[str, ...], **options) -> None:
     gathered.probe = "address-check"
     report = holders(gathered, params.addresses)
     duplicates = [r["address"] for r in report if r["verdict"] == "duplicate"]
-    if inv.output == "table":
-        rows = [
-            [
-                r["address"],
-                r["verdict"].upper() if r["verdict"] == "duplicate" else r["verdict"],
-                ", ".join(_where(h) for h in r["holders"]) or "-",
-            ]
-            for r in report
+    rows = [
+        [
+            r["address"],
+            r["verdict"].upper() if r["verdict"] == "duplicate" else r["verdict"],
+            ", ".join(_where(h) for h in r["holders"]) or "-",
         ]
-        click.echo(table(["ADDRESS", "VERDICT", "HELD BY"], rows))
-        for n in gathered.nodes:
-            if n.status is not Status.OK:
-                click.echo(f"{n.node}: {n.status.value}: {n.message}")
-    else:
-        emit_document(document(gathered, duplicates=duplicates, addresses=report), inv.output)
-    emit_footer(gathered, inv.output)
+        for r in report
+    ]
+    problems = [f"{n.node}: {n.status.value}: {n.message}" for n in gathered.nodes if n.status is not Status.OK]
+    emit(
+        View(
+            ["ADDRESS", "VERDICT", "HELD BY"],
+            rows,
+            doc=document(gathered, duplicates=duplicates, addresses=report),
+            after=[*(problems if inv.fmt.is_table else []), footer(gathered)],
+        )
+    )
     click.get_current_context().exit(EXIT_FINDINGS if duplicates else gathered.exit_code())

@@ -5,7 +5,7 @@ import click
 from steth.controller.errors import EXIT_INCOMPLETE, EXIT_OK
 from steth.controller.inventory import inventory_report, os_options
 from steth.controller.options import Invocation, gathering_command, run_async
-from steth.controller.output import emit_document, fmt, table
+from steth.controller.output import Column, View, emit, fmt
 
 
 def _addresses(info) -> str:
@@ -39,8 +39,6 @@ def _addresses(info) -> str:
 def command(
     inv: Invocation,
     inventory: bool = False,
-    os_cloud: str | None = None,
-    os_api_timeout: float = 10.0,
     write_sd: str | None = None,
     sd_keep: float = 86400,
 ) -> None:
@@ -59,36 +57,43 @@ def command(
     if write_sd:  # steth.controller.prometheus_sd (issue 5): scrape targets for Prometheus
         click.get_current_context().exit(_write_sd(write_sd, present, inv, sd_keep))
     if inventory:  # steth.controller.inventory (issue 4): the OpenStack view beside presence
-        click.get_current_context().exit(inventory_report(present, os_cloud, os_api_timeout, inv.output))
+        click.get_current_context().exit(inventory_report(present))
     chosen = sorted((p for p in present.values() if inv.selection.matches(p.info)), key=lambda p: p.info.node)
     missing = [n for n in inv.selection.nodes if n not in present]
     stale = [p.info.node for p in chosen if not p.alive]
-    if inv.output == "table":
-        rows = [
-            [
-                p.info.node,
-                fmt(p.info.roles),
-                p.info.version,
-                "alive" if p.alive else "STALE",
-                f"{p.age_s:.1f}s",
-                p.info.data_plane or "-",
-                len(p.info.probes),
-                _addresses(p.info),
-            ]
-            for p in chosen
+    columns = [
+        Column("NODE"),
+        Column("ROLES"),
+        Column("VERSION"),
+        Column("STATE"),
+        Column("HEARTBEAT", "heartbeat_age_s", "s"),
+        Column("DATA PLANE"),
+        Column("PROBES"),
+        Column("ADDRESSES"),
+    ]
+    rows = [
+        [
+            p.info.node,
+            fmt(p.info.roles),
+            p.info.version,
+            "alive" if p.alive else "STALE",
+            p.age_s,
+            p.info.data_plane or "-",
+            len(p.info.probes),
+            _addresses(p.info),
         ]
-        rows += [[n, "-", "-", "MISSING", "-", "-", "-", "-"] for n in missing]
-        click.echo(table(["NODE", "ROLES", "VERSION", "STATE", "HEARTBEAT", "DATA PLANE", "PROBES", "ADDRESSES"], rows))
-        click.echo(
-            f"{len(chosen) - len(stale)} alive, {len(stale)} stale"
-            + (f", missing: {', '.join(missing)}" if missing else "")
-        )
-    else:
-        agents = [
-            {**p.info.model_dump(mode="json"), "heartbeat_age_s": round(p.age_s, 3), "alive": p.alive} for p in chosen
-        ]
-        summary = {"present": len(chosen), "alive": len(chosen) - len(stale), "stale": len(stale), "missing": missing}
-        emit_document({"summary": summary, "agents": agents}, inv.output)
+        for p in chosen
+    ]
+    rows += [[n, "-", "-", "MISSING", None, "-", "-", "-"] for n in missing]
+    agents = [
+        {**p.info.model_dump(mode="json"), "heartbeat_age_s": round(p.age_s, 3), "alive": p.alive} for p in chosen
+    ]
+    summary = {"present": len(chosen), "alive": len(chosen) - len(stale), "stale": len(stale), "missing": missing}
+    line = f"{len(chosen) - len(stale)} alive, {len(stale)} stale" + (
+        f", missing: {', '.join(missing)}" if missing else ""
+    )
+    # The summary line is part of the table; JSON/YAML carry it as "summary".
+    emit(View(columns, rows, doc={"summary": summary, "agents": agents}, after=[line] if inv.fmt.is_table else []))
     click.get_current_context().exit(EXIT_INCOMPLETE if stale or missing or not chosen else EXIT_OK)
 
 

@@ -13,7 +13,7 @@ import click
 
 from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, gathering_command, run_async
-from steth.controller.output import emit_document, fmt, table
+from steth.controller.output import Column, View, emit
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import INCOMPLETE, Status
 from steth.schemas.probes.iperf_client import IperfClientParams
@@ -110,7 +110,21 @@ def exit_code(pairs: list[dict]) -> int:
     return 3 if statuses & INCOMPLETE or not pairs else 0
 
 
-def render(pairs: list[dict]) -> str:
+COLUMNS = [
+    Column("FROM"),
+    Column("TO"),
+    Column("PROTO", "protocol"),
+    Column("SENT", "sent_bps", "bps"),
+    Column("RECEIVED", "received_bps", "bps"),
+    Column("RETR", "retransmits"),
+    Column("JITTER", "jitter_ms", "ms"),
+    Column("LOSS", "loss", "ratio"),
+    Column("STATUS"),
+    Column("MESSAGE"),
+]
+
+
+def view(pairs: list[dict], **kw) -> View:
     rows = []
     for p in pairs:
         r = p["result"] or {}
@@ -120,16 +134,20 @@ def render(pairs: list[dict]) -> str:
                 sender,
                 receiver,
                 r.get("protocol", "-"),
-                fmt(r.get("sent_bps"), "bps"),
-                fmt(r.get("received_bps"), "bps"),
-                fmt(r.get("retransmits")),
-                fmt(r.get("jitter_ms"), "ms"),
-                fmt(r.get("loss"), "ratio"),
+                r.get("sent_bps"),
+                r.get("received_bps"),
+                r.get("retransmits"),
+                r.get("jitter_ms"),
+                r.get("loss"),
                 p["status"],
                 p["message"],
             ]
         )
-    return table(["FROM", "TO", "PROTO", "SENT", "RECEIVED", "RETR", "JITTER", "LOSS", "STATUS", "MESSAGE"], rows)
+    return View(COLUMNS, rows, **kw)
+
+
+def render(pairs: list[dict]) -> str:
+    return view(pairs).table()
 
 
 @click.command("bandwidth")
@@ -163,7 +181,12 @@ def command(inv: Invocation, server, client, pair_mode, plane, bitrate, min_bps,
       steth bandwidth --role compute --pairs ring --min-bps 900M -o json
     """
     fixed = {"server": "127.0.0.1", "bitrate_bps": int(bitrate) if bitrate is not None else None, "min_bps": min_bps}
-    params = collect(IperfClientParams, options, **{k: v for k, v in fixed.items() if v is not None})
+    params = collect(
+        IperfClientParams,
+        options,
+        {"bitrate_bps": "--bitrate", "min_bps": "--min-bps"},
+        **{k: v for k, v in fixed.items() if v is not None},
+    )
     if server or client:
         if not (server and client):
             raise UsageError("give both --server and --client (or --pairs with selectors)")
@@ -204,15 +227,11 @@ def command(inv: Invocation, server, client, pair_mode, plane, bitrate, min_bps,
 
     pairs, elapsed = run_async(go())
     counts = summary(pairs)
-    if inv.output == "table":
-        click.echo(render(pairs))
-    else:
-        doc = {"probe": "bandwidth", "elapsed_s": round(elapsed, 3), "summary": counts, "pairs": pairs}
-        emit_document(doc, inv.output)
+    doc = {"probe": "bandwidth", "elapsed_s": round(elapsed, 3), "summary": counts, "pairs": pairs}
     done = counts["ok"] + counts["failed"]
     text = f"{done}/{len(pairs)} pairs measured in {elapsed:.2f} s"
     others = [f"{counts[s.value]} {s.value}" for s in Status if counts[s.value] and s not in (Status.OK,)]
     if others:
         text += " (" + ", ".join(others) + ")"
-    click.echo(text, err=inv.output != "table")
+    emit(view(pairs, doc=doc, after=[text]))
     click.get_current_context().exit(exit_code(pairs))

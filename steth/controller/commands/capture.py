@@ -15,7 +15,7 @@ import click
 
 from steth.controller.errors import StethError, UsageError
 from steth.controller.options import Invocation, gathering_command, run_async
-from steth.controller.output import document, emit_document, emit_footer, fmt, table
+from steth.controller.output import emit, fmt, gathered_view, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import Status
 from steth.schemas.probes.capture import SPEC as CAPTURE
@@ -180,17 +180,15 @@ def command(inv: Invocation, write_to: str | None, chunk_size: int | None, **opt
             return gathered, written, problems
 
     gathered, written, problems = run_async(go())
-    if inv.output == "table":
-        click.echo(render(gathered))
-        for w in written:
-            click.echo(
-                f"wrote {w['path']}: {fmt(w['bytes'], 'bytes')} in {w['chunks']} chunk(s), sha256 {w['sha256'][:16]}"
-            )
-    else:
-        emit_document(document(gathered, written=written, fetch_errors=problems), inv.output)
+    wrote = [
+        f"wrote {w['path']}: {fmt(w['bytes'], 'bytes')} in {w['chunks']} chunk(s), sha256 {w['sha256'][:16]}"
+        for w in written
+    ]
+    view = gathered_view(gathered, spec, text=render(gathered), written=written, fetch_errors=problems)
+    view.after[:0] = wrote if inv.fmt.is_table else []
+    emit(view)
     for problem in problems:
         click.echo(f"steth: error: {problem}", err=True)
-    emit_footer(gathered, inv.output)
     code = gathered.exit_code()
     click.get_current_context().exit(code if code or not problems else 3)
 

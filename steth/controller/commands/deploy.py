@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from steth.controller.output import format_options
+
 # Where each file goes on a host (docs/deployment.md walks through them), relative to deploy/.
 INSTALL_PATHS = {
     "systemd/steth-agent.service": "/etc/systemd/system/steth-agent.service",
@@ -61,13 +63,13 @@ def command() -> None:
 
 
 @command.command("list")
+@format_options
 def list_cmd() -> None:
     """Every deployment file and where it goes on a host."""
-    shipped = files()
-    width = max(len(n) for n in shipped)
-    click.echo(f"{'FILE':<{width}}  INSTALL AS")
-    for name in shipped:
-        click.echo(f"{name:<{width}}  {INSTALL_PATHS.get(name, '-')}")
+    from steth.controller.output import Column, View, emit
+
+    rows = [[name, INSTALL_PATHS.get(name, "-")] for name in files()]
+    emit(View([Column("FILE"), Column("INSTALL AS", "install_as")], rows))
 
 
 @command.command("export")

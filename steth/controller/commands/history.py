@@ -6,9 +6,10 @@ import time
 
 import click
 
+from steth.controller import completion
 from steth.controller.errors import StethError, UsageError
 from steth.controller.options import Invocation, run_async
-from steth.controller.output import emit_document, table
+from steth.controller.output import View, emit
 from steth.controller.results_view import (
     LINE_HEADERS,
     as_dict,
@@ -19,7 +20,7 @@ from steth.controller.results_view import (
     footer,
     line_cells,
     parse_since,
-    probe_rows,
+    probe_view,
     results_command,
     selected,
     subject_filter,
@@ -72,7 +73,12 @@ async def read_results(nc, stream: str, subject: str, since: float, idle_s: floa
 
 
 @click.command("history")
-@click.option("--probe", metavar="NAME", help="Only results of this probe (the table then shows its columns).")
+@click.option(
+    "--probe",
+    metavar="NAME",
+    shell_complete=completion.probes,
+    help="Only results of this probe (the table then shows its columns).",
+)
 @click.option("--schedule", metavar="NAME", help='Only results of this schedule ("mesh" for the mesh).')
 @click.option(
     "--since", default="1h", show_default=True, metavar="WHEN", help="How far back: 30s, 15m, 1h, 2d, or an ISO time."
@@ -114,25 +120,18 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, since: str
     results = [r for r in map(decode, raw) if r is not None and selected(r, inv.selection, schedule)]
     results = [r for r in results if r.finished >= start][-limit:]
     elapsed = time.monotonic() - began
-    if inv.output == "table":
-        if probe:
-            from steth.schemas.probes import registry
+    doc = {
+        "probe": probe,
+        "schedule": schedule,
+        "since": dt.datetime.fromtimestamp(start).astimezone().isoformat(),
+        "summary": counts(results),
+        "results": [as_dict(r) for r in results],
+    }
+    after = [footer(results, elapsed, f"since {dt.datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S}")]
+    if probe:
+        from steth.schemas.probes import registry
 
-            headers, lines = probe_rows(results, registry()[probe])
-            click.echo(table(headers, lines))
-        else:
-            click.echo(table(LINE_HEADERS, [line_cells(r) for r in results]))
+        emit(probe_view(results, registry()[probe], doc=doc, after=after))
     else:
-        doc = {
-            "probe": probe,
-            "schedule": schedule,
-            "since": dt.datetime.fromtimestamp(start).astimezone().isoformat(),
-            "summary": counts(results),
-            "results": [as_dict(r) for r in results],
-        }
-        emit_document(doc, inv.output)
-    click.echo(
-        footer(results, elapsed, f"since {dt.datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S}"),
-        err=inv.output != "table",
-    )
+        emit(View(LINE_HEADERS, [line_cells(r) for r in results], doc=doc, after=after))
     click.get_current_context().exit(exit_code(results))

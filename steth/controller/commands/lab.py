@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import json
-
 import click
 
 from steth.controller.errors import StethError
-from steth.controller.output import table
+from steth.controller.output import Column, View, current_format, emit, format_options
 
 
 @click.group("lab")
@@ -115,43 +113,60 @@ def down_cmd() -> None:
 
 
 @command.command("status")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
-def status_cmd(output: str) -> None:
+@format_options
+def status_cmd() -> None:
     """Each node's name, roles, namespace, agent pid, management and data-plane addresses."""
     from steth.lab import fleet
 
     st = fleet.status()
-    if output == "json":
-        click.echo(json.dumps(st or {"up": False, "nodes": []}, indent=2))
-    elif not st:
-        click.echo("no lab")
-    else:
-        click.echo(
+    doc = st or {"up": False, "nodes": []}
+    rows = [
+        [
+            n["name"],
+            ",".join(n["roles"]),
+            n["namespace"] or "-",
+            n["agent_pid"] or "-",
+            "running" if n["agent_running"] else "stopped",
+            n["mgmt_address"],
+            n["data_address"],
+        ]
+        for n in doc["nodes"]
+    ]
+    before, after = [], []
+    if st:
+        before.append(
             f"lab {'up' if st['up'] else 'NOT up (incomplete)'}; NATS {st['nats_url']} "
             f"({'running' if st['nats_running'] else 'not running'})"
         )
-        rows = [
-            [
-                n["name"],
-                ",".join(n["roles"]),
-                n["namespace"] or "-",
-                n["agent_pid"] or "-",
-                "running" if n["agent_running"] else "stopped",
-                n["mgmt_address"],
-                n["data_address"],
-            ]
-            for n in st["nodes"]
-        ]
-        click.echo(table(["NODE", "ROLES", "NAMESPACE", "PID", "AGENT", "MGMT", "DATA"], rows))
-        if st.get("control_plane"):
-            stand_ins = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
-            click.echo(f"control-plane stand-ins (nodes resolve the address as `controller`): {stand_ins}")
-        if st.get("ovs"):
-            o = st["ovs"]
-            click.echo(
-                f"OVS fabric: bridge {o['bridge']} in namespace {o['netns']} ({'running' if o['running'] else 'NOT running'}), "
-                f"db {o['db']}, trunk0 of each node carries VLANs {','.join(map(str, o['trunks']))}"
-            )
+    if st and st.get("control_plane"):
+        stand_ins = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
+        after.append(f"control-plane stand-ins (nodes resolve the address as `controller`): {stand_ins}")
+    if st and st.get("ovs"):
+        o = st["ovs"]
+        after.append(
+            f"OVS fabric: bridge {o['bridge']} in namespace {o['netns']} ({'running' if o['running'] else 'NOT running'}), "
+            f"db {o['db']}, trunk0 of each node carries VLANs {','.join(map(str, o['trunks']))}"
+        )
+    columns = [
+        Column("NODE", "name"),
+        Column("ROLES"),
+        Column("NAMESPACE"),
+        Column("PID", "agent_pid"),
+        Column("AGENT", "agent"),
+        Column("MGMT", "mgmt_address"),
+        Column("DATA", "data_address"),
+    ]
+    table_only = current_format().is_table
+    emit(
+        View(
+            columns,
+            rows,
+            doc=doc,
+            text=None if st else "no lab",
+            before=before if table_only else [],
+            after=after if table_only else [],
+        )
+    )
     click.get_current_context().exit(0 if st and st["up"] else 3)
 
 

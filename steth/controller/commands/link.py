@@ -67,7 +67,7 @@ def add_vlan(inv: Invocation, **options) -> None:
 
     \b
     Example:
-      steth link add-vlan --node compute-1 --parent eth1 --vlan-id 100 --cidr 192.0.2.10/24
+      steth link add-vlan --node compute-1 --parent eth1 --vlan 100 --cidr 192.0.2.10/24
     """
     params = collect(LinkAddVlanParams, options)
     confirm_broadcast(inv, f"create VLAN {params.vlan_id} on {params.parent}")

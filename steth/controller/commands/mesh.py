@@ -4,7 +4,7 @@ import click
 
 from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, gathering_command, run_async
-from steth.controller.output import document, emit_document, emit_footer, fmt, table
+from steth.controller.output import Column, View, document, emit, fmt, footer, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import Status
 from steth.schemas.probes.ping import SPEC as PING
@@ -101,12 +101,24 @@ def command(inv: Invocation, plane: str | None, **options) -> None:
     gathered, addresses = run_async(go())
     gathered.probe = "mesh"
     pairs = mesh_pairs(gathered, addresses)
-    if inv.output == "table":
-        click.echo(matrix(sorted(addresses), pairs))
-        problems = [n for n in gathered.nodes if n.status is not Status.OK]
-        for n in problems:
-            click.echo(f"{n.node}: {n.status.value}: {n.message}")
-    else:
-        emit_document(document(gathered, pairs=pairs), inv.output)
-    emit_footer(gathered, inv.output)
+    problems = [f"{n.node}: {n.status.value}: {n.message}" for n in gathered.nodes if n.status is not Status.OK]
+    columns = [
+        Column("FROM"),
+        Column("TO"),
+        Column("ADDRESS"),
+        Column("STATUS"),
+        Column("LOSS", "loss", "ratio"),
+        Column("AVG", "rtt_avg_ms", "ms"),
+        Column("ERROR"),
+    ]
+    rows = [[p.get(c.key) for c in columns] for p in pairs]
+    emit(
+        View(
+            columns,
+            rows,
+            doc=document(gathered, pairs=pairs),
+            text=matrix(sorted(addresses), pairs),
+            after=[*(problems if inv.fmt.is_table else []), footer(gathered)],
+        )
+    )
     click.get_current_context().exit(gathered.exit_code())

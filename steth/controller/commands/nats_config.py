@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from steth.controller.errors import StethError, UsageError
-from steth.controller.output import emit_document, table
+from steth.controller.output import Column, View, emit, format_options
 
 
 @click.command("nats-config")
@@ -32,10 +32,8 @@ from steth.controller.output import emit_document, table
 )
 @click.option("--bcrypt", is_flag=True, help="Put bcrypt hashes, not passwords, into auth.conf.")
 @click.option("--rotate", is_flag=True, help="New passwords for everyone (default: keep those in existing .env files).")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
-def command(
-    agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, rotate: bool, output: str
-) -> None:
+@format_options
+def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, rotate: bool) -> None:
     """Write a nats-server authorization block with per-identity subject permissions.
 
     \b
@@ -61,18 +59,15 @@ def command(
         {"user": i.user, "kind": i.kind, "name": i.name, "roles": i.roles, "env_file": str(i.env_file)}
         for i in identities
     ]
-    if output != "table":
-        emit_document(
-            {"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows}, output
-        )
-        return
-    click.echo(
-        table(
-            ["USER", "KIND", "ROLES", "CREDENTIALS"],
-            [[r["user"], r["kind"], ",".join(r["roles"]) or "-", r["env_file"]] for r in rows],
-        )
-    )
-    click.echo(
+    wrote = (
         f"wrote {conf} ({'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
         f"in nats-server.conf: include {conf.name}"
+    )
+    emit(
+        View(
+            [Column("USER"), Column("KIND"), Column("ROLES"), Column("CREDENTIALS", "env_file")],
+            [[r["user"], r["kind"], ",".join(r["roles"]) or "-", r["env_file"]] for r in rows],
+            doc={"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows},
+            after=[wrote],
+        )
     )

@@ -15,8 +15,6 @@ from steth.controller.options import output_options, run_async
 @output_options
 def command(
     network: str,
-    os_cloud: str | None,
-    os_api_timeout: float,
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -39,7 +37,7 @@ def command(
 
     inv = invocation(output, timeout)
     started = time.monotonic()
-    r = resolve(Inventory(os_cloud, os_api_timeout), network)
+    r = resolve(Inventory.from_options(), network)
     openstack_s = time.monotonic() - started
     diag = run_async(check(inv, r, inv.timeout))
     diag.started = started

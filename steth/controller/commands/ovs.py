@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from steth.controller.options import Invocation, gathering_command
-from steth.controller.output import document, emit_document, emit_footer, emit_gathered, fmt, table
+from steth.controller.output import View, document, emit, fmt, footer, gathered_view, table
 from steth.controller.params import collect
 from steth.schemas.probes.ovs import SPEC as OVS
 from steth.schemas.probes.ovs import OvsParams
@@ -26,11 +26,19 @@ def _gather(inv: Invocation, **fields):
     return spec, inv.gather("ovs", params)
 
 
-def _findings_lines(gathered) -> None:
+def _findings_lines(gathered) -> list[str]:
+    lines = []
     for node in gathered.nodes:
         result = node.parsed(OVS)
         for finding in result.findings[1:] if result else []:  # the first one is the node's message
-            click.echo(f"{node.node}: {finding}")
+            lines.append(f"{node.node}: {finding}")
+    return lines
+
+
+def _emit_with_findings(inv: Invocation, gathered, spec) -> None:
+    view = gathered_view(gathered, spec)
+    view.after[:0] = _findings_lines(gathered) if inv.fmt.is_table else []
+    emit(view)
 
 
 @click.group("ovs")
@@ -56,26 +64,24 @@ def command() -> None:
 def bridges_cmd(inv: Invocation, db: str | None) -> None:
     """Bridges: datapath type, fail mode, number of ports, controllers."""
     spec, gathered = _gather(inv, view="bridges", db=db)
-    if inv.output == "table":
-        rows = []
-        for node in gathered.nodes:
-            result = node.parsed(OVS)
-            for i, b in enumerate((result and result.bridges) or [None]):
-                cells = ("name", "datapath_type", "fail_mode", "ports", "controllers")
-                rows.append(
-                    [
-                        node.node if i == 0 else "",
-                        node.status.value if i == 0 else "",
-                        *(fmt(getattr(b, c, None)) for c in cells),
-                        node.message if i == 0 else "",
-                    ]
-                )
-        click.echo(
-            table(["NODE", "STATUS", "BRIDGE", "DATAPATH", "FAIL-MODE", "PORTS", "CONTROLLERS", "MESSAGE"], rows)
+    rows, groups = [], []
+    for node in gathered.nodes:
+        result = node.parsed(OVS)
+        for b in (result and result.bridges) or [None]:
+            cells = ("name", "datapath_type", "fail_mode", "ports", "controllers")
+            rows.append([node.node, node.status.value, *(getattr(b, c, None) for c in cells), node.message])
+            groups.append(node.node)
+    columns = ["NODE", "STATUS", "BRIDGE", "DATAPATH", "FAIL-MODE", "PORTS", "CONTROLLERS", "MESSAGE"]
+    emit(
+        View(
+            columns,
+            rows,
+            doc=document(gathered),
+            groups=groups,
+            grouped=("node", "status", "message"),
+            after=[footer(gathered)],
         )
-        emit_footer(gathered, inv.output)
-    else:
-        emit_gathered(gathered, spec, inv.output)
+    )
     click.get_current_context().exit(gathered.exit_code())
 
 
@@ -86,9 +92,7 @@ def bridges_cmd(inv: Invocation, db: str | None) -> None:
 def ports_cmd(inv: Invocation, bridge: str | None, db: str | None) -> None:
     """Ports: ofport, tag, trunks, type, link state, Neutron's iface-id and attached-mac, patch peer."""
     spec, gathered = _gather(inv, view="ports", bridge=bridge, db=db)
-    emit_gathered(gathered, spec, inv.output)
-    if inv.output == "table":
-        _findings_lines(gathered)
+    _emit_with_findings(inv, gathered, spec)
     click.get_current_context().exit(gathered.exit_code())
 
 
@@ -127,24 +131,30 @@ def port_cmd(inv: Invocation, name: str, db: str | None) -> None:
     spec, gathered = _gather(inv, view="port", ports=[name], db=db)
     found = {n.node: n.parsed(OVS) for n in gathered.nodes}
     holders = [node for node, result in found.items() if result and result.ports]
-    if inv.output == "table":
-        for node in gathered.nodes:
-            for port in found[node.node].ports if found[node.node] else []:
-                click.echo(
-                    f"{node.node}: port {port.name} ({node.status.value}{': ' + node.message if node.message else ''})"
-                )
-                rows = [[f"  {key}", fmt(getattr(port, key))] for key in DETAIL]
-                for mapping in ("external_ids", "other_config", "options"):
-                    rows += [[f"  {mapping}:{k}", v] for k, v in sorted(getattr(port, mapping).items())]
-                click.echo(table(["FIELD", "VALUE"], rows))
-        for node in gathered.nodes:
-            if node.status.value not in ("ok", "failed"):
-                click.echo(f"{node.node}: {node.status.value}: {node.message}")
-        click.echo(f"port {name} found on: {', '.join(holders)}" if holders else f"port {name} found on no node")
-        emit_footer(gathered, inv.output)
-    else:
-        emit_document(document(gathered, port=name, found_on=holders), inv.output)
-        emit_footer(gathered, inv.output)
+    text, rows = [], []
+    for node in gathered.nodes:
+        for port in found[node.node].ports if found[node.node] else []:
+            text.append(
+                f"{node.node}: port {port.name} ({node.status.value}{': ' + node.message if node.message else ''})"
+            )
+            fields = [[key, getattr(port, key)] for key in DETAIL]
+            for mapping in ("external_ids", "other_config", "options"):
+                fields += [[f"{mapping}:{k}", v] for k, v in sorted(getattr(port, mapping).items())]
+            text.append(table(["FIELD", "VALUE"], [[f"  {k}", fmt(v)] for k, v in fields]))
+            rows += [[node.node, port.name, k, v] for k, v in fields]
+    problems = [
+        f"{n.node}: {n.status.value}: {n.message}" for n in gathered.nodes if n.status.value not in ("ok", "failed")
+    ]
+    where = f"port {name} found on: {', '.join(holders)}" if holders else f"port {name} found on no node"
+    emit(
+        View(
+            ["NODE", "PORT", "FIELD", "VALUE"],
+            rows,
+            doc=document(gathered, port=name, found_on=holders),
+            text="\n".join(text),
+            after=[*problems, where, footer(gathered)] if inv.fmt.is_table else [footer(gathered)],
+        )
+    )
     code = gathered.exit_code()
     if code == 0 and not holders:
         code = 1
@@ -161,7 +171,5 @@ def port_cmd(inv: Invocation, name: str, db: str | None) -> None:
 def check_cmd(inv: Invocation, bridge: str | None, ports: tuple[str, ...], db: str | None) -> None:
     """Check a bridge and ports: absent, dead (tag 4095), ofport -1, broken patch peers are findings."""
     spec, gathered = _gather(inv, view="check", bridge=bridge, ports=list(ports) or None, db=db)
-    emit_gathered(gathered, spec, inv.output)
-    if inv.output == "table":
-        _findings_lines(gathered)
+    _emit_with_findings(inv, gathered, spec)
     click.get_current_context().exit(gathered.exit_code())

@@ -24,8 +24,6 @@ def command(
     port_id: str,
     listen_s: float,
     no_inject: bool,
-    os_cloud: str | None,
-    os_api_timeout: float,
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -53,7 +51,7 @@ def command(
     port_id = port_uuid(port_id)
     inv = invocation(output, timeout)
     started = time.monotonic()
-    os_inv = Inventory(os_cloud, os_api_timeout)
+    os_inv = Inventory.from_options()
     ctx = resolve(os_inv, port_id)
     openstack_s = time.monotonic() - started
     diag = run_async(check_ports(inv, [ctx], listen_s, not no_inject, inv.timeout, "port-check", ctx.subject()))

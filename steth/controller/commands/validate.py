@@ -10,6 +10,8 @@ import click
 from steth.controller.errors import UsageError
 from steth.controller.inventory import os_options
 from steth.controller.options import Invocation, run_async
+from steth.controller.output import Column, View, format_options
+from steth.controller.output import emit as show
 from steth.controller.session import Selection
 
 
@@ -29,29 +31,20 @@ from steth.controller.session import Selection
     help="Progress on stderr while it runs: a line per event, a JSON object per line, or nothing.",
 )
 @click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default=None,
-    help="The report on stdout: a line per requirement, or one JSON document.",
-)
-@click.option(
     "--from-openstack",
     is_flag=True,
     help="Fill what Neutron knows (nodes, bridge mappings, tunnel endpoints, network MTUs and VLAN segments); "
     "the plan wins where both say something, and disagreements are reported. Needs admin credentials.",
 )
 @os_options
+@format_options
 @click.option("--debug", "_debug", is_flag=True, hidden=True)
 def command(
     plan_path: str,
     html_path: str | None,
     junit_path: str | None,
     progress: str,
-    output: str | None,
     from_openstack: bool = False,
-    os_cloud: str | None = None,
-    os_api_timeout: float = 10.0,
     _debug: bool = False,
 ) -> None:
     """Check a site against its plan before it carries VMs: one line per requirement.
@@ -79,10 +72,9 @@ def command(
         raise UsageError(f"the plan has {len(exc.issues)} problem(s):\n{exc}") from None
     openstack = None
     if from_openstack:
-        plan, openstack = _from_openstack(plan, plan_path, os_cloud, os_api_timeout, progress)
+        plan, openstack = _from_openstack(plan, plan_path, progress)
     group = click.get_current_context().find_root().obj or {}
-    output = output or ("json" if group.get("output") == "json" else "table")
-    inv = Invocation(group, Selection(), output, group.get("timeout"), False)
+    inv = Invocation(group, Selection(), None, group.get("timeout"), False)
     for path in (html_path, junit_path):
         if path and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"cannot write {path}: no such folder")
@@ -103,16 +95,13 @@ def command(
     report = run_async(go())
     report.openstack = openstack
     _write(html_path, junit_path, report)
-    if output == "json":
-        import json
-
-        click.echo(json.dumps(render_json(report), indent=2))
-    else:
-        click.echo(render_terminal(report))
+    columns = [Column("ID"), Column("STATUS"), Column("REQUIREMENT", "title"), Column("MEASURED"), Column("NODES")]
+    rows = [[r.id, r.status, r.title, r.measured or "-", ",".join(r.nodes)] for r in report.requirements]
+    show(View(columns, rows, doc=render_json(report), text=render_terminal(report)))
     click.get_current_context().exit(report.exit_code())
 
 
-def _from_openstack(plan, plan_path: str, cloud: str | None, timeout_s: float, progress: str):
+def _from_openstack(plan, plan_path: str, progress: str):
     """The plan completed from OpenStack, and the notes for the report; notes on stderr as progress."""
     import json
 
@@ -121,7 +110,7 @@ def _from_openstack(plan, plan_path: str, cloud: str | None, timeout_s: float, p
     from steth.controller.inventory import Inventory
     from steth.controller.validate_openstack import gather, merge
 
-    inv = Inventory(cloud, timeout_s)
+    inv = Inventory.from_options()  # --os-cloud and the rest, before or after the command
     facts = gather(inv)
     try:
         merged, notes = merge(plan, facts)

@@ -6,7 +6,7 @@ import click
 
 from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, gathering_command, run_async
-from steth.controller.output import document, emit_document, emit_footer, table
+from steth.controller.output import View, document, emit, footer, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import INCOMPLETE, Status
 from steth.schemas.probes.vlan_check import SPEC as VLAN_CHECK
@@ -140,7 +140,9 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
         vlans = parse_vlans(vlan_text)
     except ValueError as exc:
         raise UsageError(f"--vlan: {exc}") from None
-    collect(VlanCheckParams, options, vlans=vlans, nodes=["a", "b"])  # bad options: exit 2 before any network
+    collect(
+        VlanCheckParams, options, {"vlans": "--vlan"}, vlans=vlans, nodes=["a", "b"]
+    )  # bad options: exit 2 before any network
 
     async def go():
         async with inv.session() as s:
@@ -155,7 +157,9 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
                 raise UsageError(
                     f"a VLAN check needs at least two present nodes; selected: {', '.join(chosen) or 'none'}"
                 )
-            params = collect(VlanCheckParams, options, vlans=vlans, nodes=chosen, token=secrets.token_hex(6))
+            params = collect(
+                VlanCheckParams, options, {"vlans": "--vlan"}, vlans=vlans, nodes=chosen, token=secrets.token_hex(6)
+            )
             args = wire_args(params)
             gathered = await s.run(
                 "vlan-check",
@@ -168,13 +172,18 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
     gathered, chosen = run_async(go())
     pairs = build_pairs(gathered, chosen, vlans)
     failing = failing_vlans(pairs)
-    if inv.output == "table":
-        click.echo(render(pairs, chosen, vlans))
-        click.echo("VLANs that do not pass: " + (as_ranges(failing) if failing else "none"))
-        for n in gathered.nodes:
-            if n.status is not Status.OK and n.message:
-                click.echo(f"{n.node}: {n.status.value}: {n.message}")
-    else:
-        emit_document(document(gathered, vlans=vlans, failing_vlans=failing, pairs=pairs), inv.output)
-    emit_footer(gathered, inv.output)
+    lines = ["VLANs that do not pass: " + (as_ranges(failing) if failing else "none")]
+    lines += [
+        f"{n.node}: {n.status.value}: {n.message}" for n in gathered.nodes if n.status is not Status.OK and n.message
+    ]
+    columns = ["VLAN", "FROM", "TO", "RESULT", "FRAMES", "DETAIL"]
+    emit(
+        View(
+            columns,
+            [[p[c.lower()] for c in columns] for p in pairs],
+            doc=document(gathered, vlans=vlans, failing_vlans=failing, pairs=pairs),
+            text=render(pairs, chosen, vlans),
+            after=[*(lines if inv.fmt.is_table else []), footer(gathered)],
+        )
+    )
     click.get_current_context().exit(exit_code(gathered, pairs))

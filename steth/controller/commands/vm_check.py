@@ -19,8 +19,6 @@ def command(
     port_ids: tuple[str, ...],
     listen_s: float,
     no_inject: bool,
-    os_cloud: str | None,
-    os_api_timeout: float,
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -41,7 +39,7 @@ def command(
     wanted = [port_uuid(p, "--port") for p in port_ids]
     inv = invocation(output, timeout)
     started = time.monotonic()
-    os_inv = Inventory(os_cloud, os_api_timeout)
+    os_inv = Inventory.from_options()
     os_inv.require_admin("vm-check (the server's host, binding:host_id, agents)")
     srv = os_inv.server(server)
     ports = sorted(os_inv.ports(device_id=srv.id), key=lambda p: p.id)

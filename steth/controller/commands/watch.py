@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import signal
 import time
 
 import click
 
+from steth.controller import completion
+from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, run_async
+from steth.controller.output import View, note
 from steth.controller.results_view import (
     LINE_HEADERS,
     as_dict,
@@ -23,7 +28,7 @@ from steth.controller.results_view import (
 
 
 @click.command("watch")
-@click.option("--probe", metavar="NAME", help="Only results of this probe.")
+@click.option("--probe", metavar="NAME", shell_complete=completion.probes, help="Only results of this probe.")
 @click.option("--schedule", metavar="NAME", help='Only results of this schedule ("mesh" for the mesh).')
 @click.option(
     "--duration", type=click.FloatRange(0.1, 86400), metavar="S", help="Stop after S seconds (default: until Ctrl-C)."
@@ -45,28 +50,48 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, duration: 
     check_probe(probe)
     subject = subject_filter(inv.selection, probe)
     seen = []
+    f = inv.fmt
+    if f.sort_columns:
+        raise UsageError("--sort-column: a live stream cannot be sorted (steth history can)")
+    shape = View(LINE_HEADERS, [])
+    picked = shape.pick(f.columns) if f.columns else list(range(len(LINE_HEADERS)))
+    columns = [shape.columns[i] for i in picked]
+
+    def show(cells: list[str], header: bool = False) -> None:
+        cells = [cells[i] for i in picked]
+        if f.format == "table":
+            click.echo(_line(cells) if not f.columns else "  ".join(cells))
+        elif f.format == "csv":
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="").writerow(cells)
+            click.echo(buf.getvalue())
+        elif not header:
+            click.echo(" ".join(cells))
 
     async def go() -> float:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, stop.set)
         started = time.monotonic()
-        if inv.output == "table":
-            click.echo(_line(LINE_HEADERS))  # the header once; results follow as they come
+        if f.format in ("table", "csv"):
+            show(LINE_HEADERS, header=True)  # the header once; results follow as they come
 
         async def on_result(msg) -> None:
             res = decode(msg.data)
             if res is None or not selected(res, inv.selection, schedule):
                 return
             seen.append(res)
-            if inv.output == "table":
-                click.echo(_line(line_cells(res, date=False)))
-            elif inv.output == "json":
-                click.echo(json.dumps(as_dict(res)))
+            cells = line_cells(res, date=f.format != "table")
+            if f.format in ("table", "csv", "value"):
+                show(cells)
+                return
+            doc = {c.key: cells[i] for c, i in zip(columns, picked)} if f.columns else as_dict(res)
+            if f.format == "json":
+                click.echo(json.dumps(doc))
             else:
                 import yaml
 
-                click.echo("---\n" + yaml.safe_dump(as_dict(res), sort_keys=False).rstrip())
+                click.echo("---\n" + yaml.safe_dump(doc, sort_keys=False).rstrip())
 
         async with inv.session() as s:
             sub = await s.nc.subscribe(subject, cb=on_result)
@@ -79,7 +104,7 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, duration: 
         return time.monotonic() - started
 
     elapsed = run_async(go())
-    click.echo(footer(seen, elapsed, f"in {elapsed:.1f} s"), err=inv.output != "table")
+    note(footer(seen, elapsed, f"in {elapsed:.1f} s"))
     click.get_current_context().exit(exit_code(seen))
 
 

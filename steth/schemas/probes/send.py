@@ -57,9 +57,9 @@ class SendParams(Params):
     @model_validator(mode="after")
     def _fits_packet(self) -> SendParams:
         if self.packet == "dhcp-discover" and self.dst:
-            raise ValueError("dhcp-discover is broadcast: no dst")
+            raise ValueError("dhcp-discover is broadcast: no TARGET")
         if self.packet != "dhcp-discover" and not self.dst:
-            raise ValueError(f"{self.packet} needs dst")
+            raise ValueError(f"{self.packet} needs a TARGET address")
         if self.port is not None and self.packet not in DEFAULT_PORTS:
             raise ValueError(f"{self.packet} takes no port")
         return self
