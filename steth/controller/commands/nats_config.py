@@ -31,10 +31,24 @@ from steth.controller.output import emit_document, table
     help="Folder for auth.conf and one <identity>.env per identity (created, mode 0700).",
 )
 @click.option("--bcrypt", is_flag=True, help="Put bcrypt hashes, not passwords, into auth.conf.")
-@click.option("--rotate", is_flag=True, help="New passwords for everyone (default: keep those in existing .env files).")
+@click.option(
+    "--nkeys",
+    "use_nkeys",
+    is_flag=True,
+    help="An nkey seed file per identity (<identity>.nk) instead of a password; auth.conf holds public keys only.",
+)
+@click.option(
+    "--rotate", is_flag=True, help="New passwords or seeds for everyone (default: keep those in existing files)."
+)
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
 def command(
-    agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, rotate: bool, output: str
+    agents: tuple[str, ...],
+    controllers: tuple[str, ...],
+    out_dir: Path,
+    bcrypt: bool,
+    use_nkeys: bool,
+    rotate: bool,
+    output: str,
 ) -> None:
     """Write a nats-server authorization block with per-identity subject permissions.
 
@@ -44,7 +58,8 @@ def command(
                 (allow_responses); write only its own presence key and results subjects.
 
     Include OUT/auth.conf in nats-server.conf (`include auth.conf`) and give each identity its
-    OUT/<identity>.env (STETH_NATS_USER, STETH_NATS_PASSWORD) as an EnvironmentFile. Exit 2 on a bad name.
+    OUT/<identity>.env (STETH_NATS_USER, STETH_NATS_PASSWORD; with --nkeys STETH_NATS_NKEY_SEED and the
+    seed file OUT/<identity>.nk) as an EnvironmentFile. Exit 2 on a bad name.
     """
     from steth.controller.natsconf import parse_agent, parse_controller, write
 
@@ -52,7 +67,9 @@ def command(
         raise UsageError("name at least one --agent NODE[=ROLE,...]")
     try:
         identities = [parse_agent(a) for a in agents] + [parse_controller(c) for c in controllers or ("steth",)]
-        conf = write(identities, out_dir, bcrypt=bcrypt, rotate=rotate)
+        if bcrypt and use_nkeys:
+            raise ValueError("--bcrypt and --nkeys exclude each other: nkeys put no secret into auth.conf")
+        conf = write(identities, out_dir, bcrypt=bcrypt, rotate=rotate, nkeys=use_nkeys)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -63,7 +80,13 @@ def command(
     ]
     if output != "table":
         emit_document(
-            {"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows}, output
+            {
+                "auth_conf": str(conf),
+                "authentication": "nkeys" if use_nkeys else "bcrypt" if bcrypt else "password",
+                "password_hashing": "bcrypt" if bcrypt else "plain",
+                "identities": rows,
+            },
+            output,
         )
         return
     click.echo(
@@ -73,6 +96,6 @@ def command(
         )
     )
     click.echo(
-        f"wrote {conf} ({'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
+        f"wrote {conf} ({'public nkeys' if use_nkeys else 'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
         f"in nats-server.conf: include {conf.name}"
     )
