@@ -4,6 +4,8 @@ The permissions themselves live in steth/natsauth.py. Passwords are random (24 b
 server side holds them in plain text unless `bcrypt` is asked for, in which case only bcrypt hashes go
 into the server's file and the clear passwords only into each identity's own environment file.
 Existing environment files are reused, so adding a node does not rotate everybody's password.
+With `nkeys`, each identity gets an nkey seed file (<user>.nk, mode 0600) instead of a password: the server's
+file holds only public keys (U...), and the identity proves itself by signing the server's nonce.
 """
 
 from __future__ import annotations
@@ -77,7 +79,18 @@ def _write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def write(identities: list[Identity], out_dir: Path, *, bcrypt: bool = False, rotate: bool = False) -> Path:
+def _nkey(seed_file: Path, rotate: bool) -> str:
+    """The public user nkey (U...) of the seed in seed_file, written first (a new random seed) when missing."""
+    import nkeys
+
+    if rotate or not seed_file.exists():
+        _write_private(seed_file, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode() + "\n")
+    return nkeys.from_seed(seed_file.read_text().strip().encode()).public_key.decode()
+
+
+def write(
+    identities: list[Identity], out_dir: Path, *, bcrypt: bool = False, rotate: bool = False, nkeys: bool = False
+) -> Path:
     """Write out_dir/auth.conf and out_dir/<user>.env for each identity; returns the auth.conf path."""
     users = [i.user for i in identities]
     dupes = sorted({u for u in users if users.count(u) > 1})
@@ -88,6 +101,16 @@ def write(identities: list[Identity], out_dir: Path, *, bcrypt: bool = False, ro
     entries = []
     for ident in identities:
         ident.env_file = out_dir / f"{ident.user}.env"
+        if nkeys:
+            seed_file = (out_dir / f"{ident.user}.nk").resolve()
+            public = _nkey(seed_file, rotate)
+            _write_private(
+                ident.env_file,
+                f"# steth {ident.kind} identity {ident.name}: its NATS nkey seed (keep both files mode 0600)\n"
+                f"STETH_NATS_NKEY_SEED={seed_file}\n",
+            )
+            entries.append({"nkey": public, "permissions": ident.permissions()})
+            continue
         old = _read_env(ident.env_file) if ident.env_file.exists() and not rotate else {}
         ident.password = old.get("STETH_NATS_PASSWORD") or secrets.token_urlsafe(24)
         _write_private(

@@ -31,6 +31,7 @@ DISTRIBUTIONS = {
     "keystoneauth1": "openstacksdk",  # openstacksdk's own dependency (its exceptions)
     "yaml": "pyyaml",
     "bcrypt": "bcrypt",
+    "nkeys": "nkeys",
 }
 
 

@@ -31,9 +31,19 @@ from steth.controller.output import Column, View, emit, format_options
     help="Folder for auth.conf and one <identity>.env per identity (created, mode 0700).",
 )
 @click.option("--bcrypt", is_flag=True, help="Put bcrypt hashes, not passwords, into auth.conf.")
-@click.option("--rotate", is_flag=True, help="New passwords for everyone (default: keep those in existing .env files).")
+@click.option(
+    "--nkeys",
+    "use_nkeys",
+    is_flag=True,
+    help="An nkey seed file per identity (<identity>.nk) instead of a password; auth.conf holds public keys only.",
+)
+@click.option(
+    "--rotate", is_flag=True, help="New passwords or seeds for everyone (default: keep those in existing files)."
+)
 @format_options
-def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, rotate: bool) -> None:
+def command(
+    agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, use_nkeys: bool, rotate: bool
+) -> None:
     """Write a nats-server authorization block with per-identity subject permissions.
 
     \b
@@ -42,7 +52,8 @@ def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path
                 (allow_responses); write only its own presence key and results subjects.
 
     Include OUT/auth.conf in nats-server.conf (`include auth.conf`) and give each identity its
-    OUT/<identity>.env (STETH_NATS_USER, STETH_NATS_PASSWORD) as an EnvironmentFile. Exit 2 on a bad name.
+    OUT/<identity>.env (STETH_NATS_USER, STETH_NATS_PASSWORD; with --nkeys STETH_NATS_NKEY_SEED and the
+    seed file OUT/<identity>.nk) as an EnvironmentFile. Exit 2 on a bad name.
     """
     from steth.controller.natsconf import parse_agent, parse_controller, write
 
@@ -50,7 +61,9 @@ def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path
         raise UsageError("name at least one --agent NODE[=ROLE,...]")
     try:
         identities = [parse_agent(a) for a in agents] + [parse_controller(c) for c in controllers or ("steth",)]
-        conf = write(identities, out_dir, bcrypt=bcrypt, rotate=rotate)
+        if bcrypt and use_nkeys:
+            raise ValueError("--bcrypt and --nkeys exclude each other: nkeys put no secret into auth.conf")
+        conf = write(identities, out_dir, bcrypt=bcrypt, rotate=rotate, nkeys=use_nkeys)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -60,14 +73,19 @@ def command(agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path
         for i in identities
     ]
     wrote = (
-        f"wrote {conf} ({'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
+        f"wrote {conf} ({'public nkeys' if use_nkeys else 'bcrypt hashes' if bcrypt else 'plain passwords: keep it mode 0600'}); "
         f"in nats-server.conf: include {conf.name}"
     )
     emit(
         View(
             [Column("USER"), Column("KIND"), Column("ROLES"), Column("CREDENTIALS", "env_file")],
             [[r["user"], r["kind"], ",".join(r["roles"]) or "-", r["env_file"]] for r in rows],
-            doc={"auth_conf": str(conf), "password_hashing": "bcrypt" if bcrypt else "plain", "identities": rows},
+            doc={
+                "auth_conf": str(conf),
+                "authentication": "nkeys" if use_nkeys else "bcrypt" if bcrypt else "password",
+                "password_hashing": "bcrypt" if bcrypt else "plain",
+                "identities": rows,
+            },
             after=[wrote],
         )
     )
