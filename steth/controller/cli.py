@@ -35,6 +35,7 @@ HANDWRITTEN: dict[str, tuple[str, str | None]] = {
     "send": ("send", None),
     "keys": ("keys", "Create or show the ed25519 key that signs requests; agents trust its public half."),
     "nats-config": ("nats_config", "Write a nats-server authorization block: per-identity subject permissions."),
+    "setup": ("setup", "Create or update the presence bucket and the results stream (an admin identity)."),
     "address-check": ("address", "Which nodes hold each address, on which interface; duplicates are findings."),
     "mtu": ("mtu", None),
     "bandwidth": (
