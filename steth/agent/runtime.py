@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from steth import __version__, codec
 from steth.agent import netinfo
-from steth.agent.auth import Verifier
+from steth.agent.auth import ReplySigner, Verifier
 from steth.agent.config import AgentConfig
 from steth.agent.errors import Busy, DeadlineReached, NotAllowed, ProbeError, RequestRefused
 from steth.agent.jobs import JobTable
@@ -86,6 +86,7 @@ class AgentRuntime:
         # Signed requests and allow-lists (docs/security.md); no verifier when nothing is configured.
         sec = config.security
         self.verifier = Verifier(sec) if (sec.trusted_keys or sec.require_signed) else None
+        self.reply_signer = ReplySigner(sec.signing_key) if sec.signing_key else None
         self.policy = Policy(config.policy)
         self.jobs = JobTable()  # background jobs (iperf3 servers, kept pcaps, links): ended in stop()
         self.started = time.time()
@@ -349,7 +350,10 @@ class AgentRuntime:
             reply = Reply(id=reply.id, node=self.config.node, probe=probe, status=Status.ERROR, message=str(exc))
             data = codec.encode(reply.model_dump(mode="json"))
         try:
-            await self.nc.publish(msg.reply, data)
+            if self.reply_signer is None:
+                await self.nc.publish(msg.reply, data)
+            else:  # signed over the bytes as sent, the request id and the subject this copy came on
+                await self.nc.publish(msg.reply, data, headers=self.reply_signer.headers(reply.id, msg.subject, data))
         except Exception as exc:
             log.warning("could not send reply %s: %s", reply.id, exc)
 

@@ -144,6 +144,13 @@ class LazyGroup(click.Group):
     help="Sign requests with this ed25519 key (`steth keys create`); default: [security] signing_key.",
 )
 @click.option(
+    "--agent-keys",
+    envvar="STETH_AGENT_KEYS",
+    metavar="FILE|DIR",
+    help="Verify replies against the agents' public keys: a file of `NODE steth-ed25519 KEY` lines or a folder "
+    "of NODE.pub files; default: [security] agent_keys.",
+)
+@click.option(
     "--expect-from",
     type=click.Choice(["presence", "openstack"]),
     envvar="STETH_EXPECT_FROM",
