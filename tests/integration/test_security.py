@@ -71,6 +71,9 @@ def secure(lab):
     done = lab.cli("keys", "create", "--out", str(s.dir / "ctl.key"), "--comment", "ops@test", "-o", "json")
     assert done.returncode == 0, done.stderr
     s.key = json.loads(done.stdout)
+    # sec-a signs its replies with its own key (the controller knows it from s.dir/agents/sec-a.pub)
+    done = lab.cli("keys", "create", "--out", str(s.dir / "agents" / "sec-a"), "--comment", "sec-a")
+    assert done.returncode == 0, done.stderr
     s.server = NatsServer(s.dir / "nats", host_of(lab.nats_url), auth_conf=s.dir / "auth" / "auth.conf").start()
     common = {"STETH_NATS_SERVERS": s.server.url, "STETH_SECURITY_TRUSTED_KEYS": str(s.dir / "ctl.key.pub")}
     s.procs = {
@@ -86,6 +89,7 @@ def secure(lab):
             STETH_POLICY_ALLOWED_INTERFACES="data0,lo",
             STETH_POLICY_ALLOWED_VLANS="100-102",
             STETH_POLICY_ALLOW_CAPTURE="false",
+            STETH_SECURITY_SIGNING_KEY=str(s.dir / "agents" / "sec-a"),
         ),
         # sec-b: verifies signatures when present, accepts unsigned ones, no allow-lists
         "sec-b": lab.spawn_agent(
@@ -508,3 +512,28 @@ def test_agent_identity_cannot_administer_streams(secure):
         "$js.api.stream.delete.kv_steth_presence",
     ):
         assert f'permissions violation for publish to "{subject}"' in text, (subject, text)
+
+
+def test_signed_replies_through_the_cli(secure, lab):
+    """sec-a signs its replies; a controller that knows its key marks them verified, sec-b's (no key known)
+    unverified; told a wrong key for sec-b, it does not take sec-b's reply as sec-b's answer."""
+    agents = secure.dir / "agents"
+    code, doc = secure.cli_json(
+        "hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "10", STETH_AGENT_KEYS=str(agents)
+    )
+    assert code == 0, doc
+    assert {n["node"]: n["signature"] for n in doc["nodes"]} == {"sec-a": "verified", "sec-b": "unverified"}
+    wrong = secure.dir / "wrong-keys"
+    wrong.write_text(f"sec-a {(agents / 'sec-a.pub').read_text().strip()}\nsec-b {secure.key['public_key']}\n")
+    code, doc = secure.cli_json(
+        "hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "3", STETH_AGENT_KEYS=str(wrong)
+    )
+    rows = {n["node"]: n for n in doc["nodes"]}
+    assert code == 3 and rows["sec-a"]["signature"] == "verified"
+    assert rows["sec-b"]["status"] == "error" and rows["sec-b"]["signature"] == "bad"
+    assert (
+        rows["sec-b"]["message"]
+        == "reply signature does not verify (reply is not signed, but this node's key is known)"
+    )
+    code, doc = secure.cli_json("hello", "--node", "sec-a", "--timeout", "10")  # no keys: no field, as before
+    assert code == 0 and "signature" not in doc["nodes"][0]
