@@ -1,4 +1,4 @@
-"""Who may publish and subscribe to what: the NATS permissions of a controller and of one agent.
+"""Who may publish and subscribe to what: the NATS permissions of a controller, of one agent, of an admin.
 
 The broker enforces these (docs/security.md). The agent uses `agent_inbox_prefix` for its own request
 inboxes (JetStream acks of its presence writes), so that its identity can be allowed to read those and
@@ -33,12 +33,10 @@ def agent_permissions(node: str, roles: list[str], results_stream: str = RESULTS
         f"{KV_PREFIX}.{node}",  # its presence entry, and only its own (KV keys keep dots: no token escape)
         f"{p}.presence.*.{tok}",  # its up/down announcements
         f"{p}.results.{tok}.>",  # its scheduled results
-        # JetStream API: look up / create the presence bucket and the results stream; nothing else.
+        # JetStream API: look up the presence bucket and the results stream. Creating or changing them is the
+        # admin identity's (`steth setup`): an agent could otherwise re-point the results stream at `_INBOX.>`.
         f"{JS_API}.STREAM.INFO.{KV_STREAM}",
-        f"{JS_API}.STREAM.CREATE.{KV_STREAM}",
         f"{JS_API}.STREAM.INFO.{results_stream}",
-        f"{JS_API}.STREAM.CREATE.{results_stream}",
-        f"{JS_API}.STREAM.UPDATE.{results_stream}",
         # Reading presence (the scheduler's mesh watches it; node:NAME targets look peers up).
         f"{JS_API}.CONSUMER.CREATE.{KV_STREAM}",
         f"{JS_API}.CONSUMER.CREATE.{KV_STREAM}.>",
@@ -75,6 +73,14 @@ def controller_permissions(results_stream: str = RESULTS_STREAM) -> dict:
         ]
     subscribe = [f"{CONTROLLER_INBOX}.>", f"{p}.presence.>", f"{p}.results.>"]
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+
+
+def admin_permissions(results_stream: str = RESULTS_STREAM) -> dict:
+    """An administrator (`steth setup`): create, update and look up the presence bucket and the results stream,
+    and re-create the presence bucket (its entries are rewritten every heartbeat); nothing else."""
+    publish = [f"{JS_API}.STREAM.{op}.{s}" for s in (KV_STREAM, results_stream) for op in ("INFO", "CREATE", "UPDATE")]
+    publish.append(f"{JS_API}.STREAM.DELETE.{KV_STREAM}")
+    return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{CONTROLLER_INBOX}.>"]}}
 
 
 def bcrypt_hash(password: str, rounds: int = 11) -> str:

@@ -7,6 +7,8 @@ it imports neither side, only the schemas and the codec (tests/unit/test_layerin
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -16,6 +18,8 @@ from steth.schemas.agent_info import AgentInfo
 
 # An entry not rewritten for this many heartbeat intervals is stale (the bucket's TTL removes it later).
 STALE_AFTER_HEARTBEATS = 2.5
+
+log = logging.getLogger("steth.presence")
 
 
 @dataclass
@@ -40,12 +44,10 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
     now = time.time()
     present: dict[str, Present] = {}
 
-    def add(value: bytes | None) -> None:
-        try:
-            info = AgentInfo.model_validate(codec.decode(value or b""))
-        except ValueError:
-            return  # an entry we cannot read (or a delete marker) is not an agent we can expect
-        present[info.node] = Present(info, max(0.0, now - info.heartbeat))
+    def add(key: str, value: bytes | None, stored: float | None = None) -> None:
+        entry = entry_of(key, value, now, stored)
+        if entry is not None:
+            present[key] = entry
 
     # nats-py's end-of-values marker (None) races the deliveries and can come before any value (reads came
     # back empty about 1 in 800 times with three agents up): read to the message with nothing pending after
@@ -61,7 +63,7 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
                     continue
                 keys.add(entry.key)
                 if entry.operation is None:
-                    add(entry.value)
+                    add(entry.key, entry.value, entry.created.timestamp() if entry.created else None)
                 if entry.delta == 0:
                     break
             # A key rewritten while the watch was being set up can still be skipped (about 1 read in 3000).
@@ -74,13 +76,35 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
                     key = subject[len(prefix) :]
                     if key not in keys:
                         try:
-                            add((await kv.get(key)).value)
+                            add(key, (await kv.get(key)).value)
                         except NotFoundError:  # deleted or expired meanwhile
                             pass
     finally:
         await watcher.stop()
         await _drop_consumer(js, watcher)
     return present
+
+
+def entry_of(key: str, value: bytes | None, now: float, stored: float | None = None) -> Present | None:
+    """One presence entry as the broker authorised it, or None.
+
+    The key is what the broker let its writer publish to (`$KV.steth_presence.<node>`: an agent identity may
+    write its own key only, docs/security.md), so an entry naming another node is dropped: agent A cannot
+    claim to be B. The heartbeat counts from the earliest of the time written in it, the time the server
+    stored it (when known) and now: a heartbeat dated in the future does not keep an entry alive.
+    """
+    try:
+        info = AgentInfo.model_validate(codec.decode(value or b""))
+    except ValueError:
+        return None  # an entry we cannot read (or a delete marker) is not an agent we can expect
+    if info.node != key:
+        log.debug("presence entry %r names node %r: dropped (an entry speaks for its own key only)", key, info.node)
+        return None
+    if not math.isfinite(info.heartbeat) or not math.isfinite(info.heartbeat_s):
+        log.debug("presence entry %r has a heartbeat that is not a number: dropped", key)
+        return None
+    info.heartbeat = min(info.heartbeat, now, stored if stored is not None else now)
+    return Present(info, now - info.heartbeat)
 
 
 async def _drop_consumer(js, watcher) -> None:

@@ -68,6 +68,43 @@ def load_trusted_keys(entries: list[str]) -> dict[str, bytes]:
     return keys
 
 
+class ReplySigner:
+    """The agent's own ed25519 key (`[security] signing_key`, a `steth keys create` file): every reply carries
+    its signature in NATS headers, so a controller that knows this node's public key can tell it answered."""
+
+    def __init__(self, path: str) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        try:
+            key = serialization.load_pem_private_key(Path(path).expanduser().read_bytes(), password=None)
+        except OSError as exc:
+            raise ValueError(f"signing_key {path}: {exc.strerror or exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"signing_key {path} is not an unencrypted PEM private key: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"signing_key {path} is not an ed25519 key (make one with `steth keys create`)")
+        from cryptography.hazmat.primitives import serialization as ser
+
+        raw = key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+        self.key, self.kid = key, key_id(raw)
+
+    def headers(self, request_id: str, subject: str, data: bytes) -> dict[str, str]:
+        from steth.schemas.envelope import (
+            REPLY_KID_HEADER,
+            REPLY_SIG_HEADER,
+            REPLY_SUBJECT_HEADER,
+            reply_signing_payload,
+        )
+
+        sig = self.key.sign(reply_signing_payload(request_id, subject, data))
+        return {
+            REPLY_KID_HEADER: self.kid,
+            REPLY_SUBJECT_HEADER: subject,
+            REPLY_SIG_HEADER: base64.b64encode(sig).decode(),
+        }
+
+
 @dataclass
 class Verdict:
     signed: bool

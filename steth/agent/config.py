@@ -94,12 +94,24 @@ class SecurityConfig(_Section):
     replay_window_s: float | None = Field(None, ge=1, le=86400)
     clock_skew_s: float = Field(5.0, ge=0, le=600)  # tolerated difference between controller and agent clocks
     replay_cache_size: int = Field(100_000, ge=100, le=10_000_000)
+    # This agent's own ed25519 private key (`steth keys create`): replies are signed with it, and a controller
+    # given the public half (`--agent-keys`) verifies them. None: replies are not signed.
+    signing_key: str | None = None
 
     @model_validator(mode="after")
     def _signed_needs_keys(self) -> SecurityConfig:
         if self.require_signed and not self.trusted_keys:
             raise ValueError("require_signed = true needs trusted_keys: no signature could be verified")
         return self
+
+    @field_validator("signing_key")
+    @classmethod
+    def _own_key(cls, v: str | None) -> str | None:
+        if v:
+            from steth.agent.auth import ReplySigner
+
+            ReplySigner(v)  # raises ValueError naming the file
+        return v or None
 
     @field_validator("trusted_keys")
     @classmethod

@@ -75,7 +75,13 @@ class PresenceWatch:
             raw = codec.decode(entry.value)
         except codec.DecodeError:
             return
-        if isinstance(raw, dict) and raw.get("node") == entry.key:
+        if isinstance(raw, dict) and raw.get("node") == entry.key:  # an entry speaks for its own key only
+            # A heartbeat dated in the future counts from when it was stored (or seen), or it would never age.
+            try:
+                stored = entry.created.timestamp() if getattr(entry, "created", None) else time.time()
+                raw["heartbeat"] = min(float(raw["heartbeat"]), stored, time.time())
+            except (KeyError, TypeError, ValueError):
+                return
             self._raw[entry.key] = raw
 
     def sweep(self) -> None:

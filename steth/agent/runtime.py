@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from steth import __version__, codec
 from steth.agent import netinfo
-from steth.agent.auth import Verifier
+from steth.agent.auth import ReplySigner, Verifier
 from steth.agent.config import AgentConfig
 from steth.agent.errors import Busy, DeadlineReached, NotAllowed, ProbeError, RequestRefused
 from steth.agent.jobs import JobTable
@@ -28,6 +28,7 @@ from steth.schemas.agent_info import AgentInfo
 from steth.schemas.envelope import PROTOCOL_VERSION, PROTOCOL_VERSIONS, Reply, Request, Status, unspoken_version
 from steth.schemas.probes import registry
 from steth.schemas.types import describe_validation_error
+from steth.streams import SetupNeeded, presence_replicas
 
 log = logging.getLogger("steth.agent")
 
@@ -36,6 +37,7 @@ REPLY_MARGIN_S = 0.15
 # A failed presence write is retried this often (not at the next heartbeat): an entry must not expire while
 # NATS fails over to another server (docs/reliability.md).
 PRESENCE_RETRY_S = 0.5
+SETUP_LOG_EVERY_S = 300.0  # a missing bucket `steth setup` must create: the error again this often
 # The audit line shows this much of a request's args (JSON, so nothing in them can forge a log line).
 AUDIT_ARGS_CHARS = 240
 
@@ -66,18 +68,6 @@ def settle(ended: Outcome | BaseException, probe: str = "") -> Settled:
     return Settled(status, message, result.model_dump() if result is not None else None)
 
 
-def presence_replicas(configured: int | None, server_info: dict[str, Any]) -> int:
-    """Replicas for a presence bucket this agent creates: as configured; else 3 when the server is part of a
-    cluster of at least 3 servers (the INFO of a clustered server names its cluster and advertises every
-    server's client URL), 1 otherwise. A cluster that advertises no URLs gets 3 tried, then 1."""
-    if configured is not None:
-        return configured
-    if not server_info.get("cluster"):
-        return 1
-    urls = set(server_info.get("connect_urls") or ())
-    return 3 if not urls or len(urls) >= 3 else 1
-
-
 class AgentRuntime:
     def __init__(self, config: AgentConfig, nc: Any = None, *, gather_interfaces: bool = True):
         self.config = config
@@ -89,12 +79,14 @@ class AgentRuntime:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._waiting: collections.Counter[str] = collections.Counter()  # per probe, for max_waiting
         self._kv: Any = None
+        self._permission_errors: collections.deque[str] = collections.deque(maxlen=16)
         self._heartbeat_task: asyncio.Task | None = None
         # Set to rewrite the presence entry now (NATS reconnected, or the last write failed): see _heartbeat_loop.
         self._beat_now = asyncio.Event()
         # Signed requests and allow-lists (docs/security.md); no verifier when nothing is configured.
         sec = config.security
         self.verifier = Verifier(sec) if (sec.trusted_keys or sec.require_signed) else None
+        self.reply_signer = ReplySigner(sec.signing_key) if sec.signing_key else None
         self.policy = Policy(config.policy)
         self.jobs = JobTable()  # background jobs (iperf3 servers, kept pcaps, links): ended in stop()
         self.started = time.time()
@@ -137,6 +129,8 @@ class AgentRuntime:
             self._subs.append(await self.nc.subscribe(pattern, cb=self._on_request))
         try:
             await self._write_presence()
+        except SetupNeeded:  # the heartbeat loop says it, and keeps looking
+            self._beat_now.set()
         except Exception as exc:  # JetStream not ready (a cluster electing a leader): requests work, retry presence
             log.warning(
                 "presence not written yet (%s: %s); retrying every %g s", exc.__class__.__name__, exc, PRESENCE_RETRY_S
@@ -199,13 +193,19 @@ class AgentRuntime:
             # Rewrite presence at once: the entry may be close to its TTL after the time spent reconnecting.
             self._beat_now.set()
 
-        return {"disconnected_cb": disconnected, "reconnected_cb": reconnected}
+        async def error(exc: Exception) -> None:
+            text = str(exc).lower()
+            if "permissions violation" in text:  # kept for _denied; the broker's answer to a refused publish
+                self._permission_errors.append(text)
+
+        return {"disconnected_cb": disconnected, "reconnected_cb": reconnected, "error_cb": error}
 
     # --- presence --------------------------------------------------------------------------
 
     async def _open_presence(self) -> None:
-        from nats.js.api import KeyValueConfig
         from nats.js.errors import BucketNotFoundError
+
+        from steth import streams
 
         # Each write waits at most a heartbeat (1..5 s) for JetStream: a write lost in a failover is retried
         # PRESENCE_RETRY_S later, well before the entry's TTL (3 heartbeats or more) runs out.
@@ -213,28 +213,28 @@ class AgentRuntime:
         try:
             self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
         except BucketNotFoundError:
+            # `steth setup` makes it; an agent on an open server (the lab, development) may make it itself.
             replicas = presence_replicas(self.config.presence_replicas, getattr(self.nc, "_server_info", None) or {})
             for n in dict.fromkeys((replicas, 1)):  # 3 where the cluster cannot place 3 (not advertised): then 1
-                cfg = KeyValueConfig(
-                    bucket=subjects.PRESENCE_BUCKET,
-                    history=1,
-                    ttl=self.config.presence_ttl_s,
-                    replicas=n,
-                    description="steth agents: one entry per node, rewritten every heartbeat",
-                )
+                cfg = streams.presence_config(self.config.presence_ttl_s, n)
                 try:
-                    self._kv = await js.create_key_value(cfg)
-                    log.info("created the presence bucket with %d replica(s)", n)
+                    await streams.create_missing(js, cfg, "the presence bucket", self._denied)
                     break
-                except Exception as exc:
-                    try:  # another agent created it first
-                        self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
-                        break
-                    except BucketNotFoundError:
-                        if n == 1 or self.config.presence_replicas is not None:
-                            raise
-                        log.warning("cannot create the presence bucket with %d replicas (%s); trying 1", n, exc)
+                except SetupNeeded as exc:
+                    if n == 1 or self.config.presence_replicas is not None or self._denied(streams.PRESENCE_STREAM):
+                        raise
+                    log.warning("cannot create the presence bucket with %d replicas (%s); trying 1", n, exc)
+            self._kv = await js.key_value(subjects.PRESENCE_BUCKET)
+            log.info("presence bucket %s ready", streams.PRESENCE_STREAM)
         await self._fit_heartbeat_to_ttl()
+
+    def _denied(self, subject: str) -> bool:
+        """Whether the server reported a permissions violation for a publish to `subject` (or, given a stream
+        name, to its STREAM.CREATE) on this connection lately."""
+        if not subject.startswith("$"):
+            subject = f"$JS.API.STREAM.CREATE.{subject}"
+        needle = f'publish to "{subject.lower()}"'
+        return any(needle in text for text in self._permission_errors)
 
     async def _fit_heartbeat_to_ttl(self) -> None:
         """The bucket's TTL is whatever its creator configured: beat often enough to stay in it, or flap."""
@@ -272,9 +272,11 @@ class AgentRuntime:
         """Rewrite the presence entry every heartbeat; at once when NATS reconnects (_beat_now); and, after a
         failed write, every PRESENCE_RETRY_S until one succeeds rather than a whole heartbeat later."""
         failed = False
+        setup_said = 0.0  # when the missing-bucket error was last logged
         while True:
-            # the configured interval (or shorter, to fit the TTL), cut short by a reconnect or a failed write
-            wait = PRESENCE_RETRY_S if failed else self.info.heartbeat_s
+            # the configured interval (or shorter, to fit the TTL), cut short by a reconnect or a failed write;
+            # a bucket that only `steth setup` can create is looked for again every heartbeat
+            wait = PRESENCE_RETRY_S if failed and not setup_said else self.info.heartbeat_s
             try:
                 await asyncio.wait_for(self._beat_now.wait(), timeout=wait)
             except TimeoutError:
@@ -285,9 +287,14 @@ class AgentRuntime:
                 await self._write_presence()
                 if failed:
                     log.info("presence written again")
-                failed = False
+                failed, setup_said = False, 0.0
             except asyncio.CancelledError:
                 raise
+            except SetupNeeded as exc:  # an identity without CREATE rights and no bucket yet: say so, keep trying
+                if time.monotonic() - setup_said > SETUP_LOG_EVERY_S or not setup_said:
+                    log.error("%s; retrying every %g s", exc, self.info.heartbeat_s)
+                    setup_said = time.monotonic()
+                failed = True
             except Exception as exc:  # NATS down or JetStream electing a leader: retry soon
                 if not failed:
                     log.warning("heartbeat failed: %s; retrying every %g s", exc.__class__.__name__, PRESENCE_RETRY_S)
@@ -343,7 +350,10 @@ class AgentRuntime:
             reply = Reply(id=reply.id, node=self.config.node, probe=probe, status=Status.ERROR, message=str(exc))
             data = codec.encode(reply.model_dump(mode="json"))
         try:
-            await self.nc.publish(msg.reply, data)
+            if self.reply_signer is None:
+                await self.nc.publish(msg.reply, data)
+            else:  # signed over the bytes as sent, the request id and the subject this copy came on
+                await self.nc.publish(msg.reply, data, headers=self.reply_signer.headers(reply.id, msg.subject, data))
         except Exception as exc:
             log.warning("could not send reply %s: %s", reply.id, exc)
 

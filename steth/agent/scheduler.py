@@ -307,13 +307,17 @@ class Scheduler:
         if self._stream_ready or time.monotonic() - self._stream_tried < STREAM_RETRY_S and self._stream_tried:
             return
         self._stream_tried = time.monotonic()
-        self._stream_ready = await ensure_results_stream(self.rt.nc, self.config.results)
+        self._stream_ready = await ensure_results_stream(
+            self.rt.nc, self.config.results, getattr(self.rt, "_denied", None)
+        )
 
 
-async def ensure_results_stream(nc: Any, cfg: Any) -> bool:
-    """Create the results stream if it does not exist (the first agent with a schedule does)."""
-    from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+async def ensure_results_stream(nc: Any, cfg: Any, denied: Any = None) -> bool:
+    """Whether the results stream exists; created when missing if this identity may (an open server: the lab,
+    development). `steth setup` creates it otherwise: an agent identity has no STREAM.CREATE right."""
     from nats.js.errors import NotFoundError
+
+    from steth import streams
 
     js = nc.jetstream(timeout=5)
     try:
@@ -321,26 +325,13 @@ async def ensure_results_stream(nc: Any, cfg: Any) -> bool:
         return True
     except NotFoundError:
         pass
-    config = StreamConfig(
-        name=cfg.stream,
-        subjects=[f"{subjects.RESULTS}.>"],
-        description="steth: results of scheduled probes",
-        max_age=cfg.max_age_s,
-        max_msgs=cfg.max_msgs,
-        max_bytes=cfg.max_bytes,
-        discard=DiscardPolicy.OLD,
-        storage=StorageType.FILE,
-        num_replicas=cfg.replicas,
-    )
+    wanted = streams.results_config(cfg.stream, cfg.max_age_s, cfg.max_msgs, cfg.max_bytes, cfg.replicas)
     try:
-        await js.add_stream(config)
-        log.info("created the results stream %s", cfg.stream)
-    except Exception as exc:
-        try:  # another agent created it at the same moment
-            await js.stream_info(cfg.stream)
-        except Exception:
-            log.warning("cannot create the results stream %s: %s", cfg.stream, exc)
-            return False
+        await streams.create_missing(js, wanted, "the results stream", denied)
+        log.info("results stream %s ready", cfg.stream)
+    except streams.SetupNeeded as exc:
+        log.error("%s; results are published without being kept until then", exc)
+        return False
     return True
 
 

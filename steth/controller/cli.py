@@ -35,6 +35,7 @@ HANDWRITTEN: dict[str, tuple[str, str | None]] = {
     "send": ("send", None),
     "keys": ("keys", "Create or show the ed25519 key that signs requests; agents trust its public half."),
     "nats-config": ("nats_config", "Write a nats-server authorization block: per-identity subject permissions."),
+    "setup": ("setup", "Create or update the presence bucket and the results stream (an admin identity)."),
     "address-check": ("address", "Which nodes hold each address, on which interface; duplicates are findings."),
     "mtu": ("mtu", None),
     "bandwidth": (
@@ -141,6 +142,13 @@ class LazyGroup(click.Group):
     envvar="STETH_SIGNING_KEY",
     metavar="FILE",
     help="Sign requests with this ed25519 key (`steth keys create`); default: [security] signing_key.",
+)
+@click.option(
+    "--agent-keys",
+    envvar="STETH_AGENT_KEYS",
+    metavar="FILE|DIR",
+    help="Verify replies against the agents' public keys: a file of `NODE steth-ed25519 KEY` lines or a folder "
+    "of NODE.pub files; default: [security] agent_keys.",
 )
 @click.option(
     "--expect-from",

@@ -24,15 +24,20 @@ class NodeResult:
     # False for a node that answered although it was not in the expected set: no presence entry (expired during
     # a NATS failover, or not written yet). Its reply counts like any other; the footer and summary name it.
     expected: bool = True
+    # With agent keys configured (steth/controller/replysig.py): "verified", "unverified" or "bad"; else None.
+    signature: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "node": self.node,
             "status": self.status.value,
             "message": self.message,
             "duration_s": None if self.duration_s is None else round(self.duration_s, 4),
             "result": self.result,
         }
+        if self.signature is not None:
+            doc["signature"] = self.signature
+        return doc
 
     def parsed(self, spec) -> Any:
         """The result read with the probe's result model (spec.result), so callers read attributes, not keys.
@@ -98,13 +103,20 @@ async def gather(
     *,
     expected_reasons: dict[str, str] | None = None,
     stall_window_s: float = STALL_WINDOW_S,
+    verifier: Any = None,
 ) -> Gathered:
     """Send every (subject, request) with one reply inbox; collect one reply per node.
 
     Only the node name is read while replies arrive (to finish early); replies are validated afterwards.
+    With a `verifier` (agent keys configured), each reply's signature is checked as it arrives: a bad one is
+    not that node's answer (the gather goes on waiting for it), and is reported only if no good one comes.
     """
     started = time.monotonic()
     raw: dict[str, dict] = {}
+    verdicts: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    request_id = messages[0][1].id if messages else ""
+    sent_on = {subject for subject, _ in messages}
     undecodable = 0
     last_reply = [0.0]
     everyone = asyncio.Event()
@@ -121,6 +133,12 @@ async def gather(
         node = data.get("node")
         if not isinstance(node, str) or node in raw:
             return  # an agent matched by two selectors answers twice: the first reply counts
+        if verifier is not None:
+            verdict, why = verifier.check(node, msg.data, msg.headers, request_id, sent_on)
+            if verdict == "bad":
+                bad.setdefault(node, why)
+                return
+            verdicts[node] = verdict
         raw[node] = data
         last_reply[0] = time.monotonic()
         if expected is not None:
@@ -154,10 +172,9 @@ async def gather(
         lost = "no reply: the connection to NATS was lost during the gather"
         expected_reasons = {n: lost for n in (expected or ())}
 
-    request_id = messages[0][1].id if messages else ""
     result = Gathered(messages[0][1].probe if messages else "", request_id, time.monotonic() - started, expected)
     result.undecodable = undecodable
-    result.nodes = _classify(raw, expected, expected_reasons or {}, request_id)
+    result.nodes = _classify(raw, expected, expected_reasons or {}, request_id, verdicts, bad)
     return result
 
 
@@ -179,7 +196,12 @@ async def _wait(
 
 
 def _classify(
-    raw: dict[str, dict], expected: set[str] | None, reasons: dict[str, str], request_id: str
+    raw: dict[str, dict],
+    expected: set[str] | None,
+    reasons: dict[str, str],
+    request_id: str,
+    verdicts: dict[str, str] | None = None,
+    bad: dict[str, str] | None = None,
 ) -> list[NodeResult]:
     nodes: list[NodeResult] = []
     answered: set[str] = set()
@@ -198,7 +220,15 @@ def _classify(
         # row is only marked, and Gathered.summary() and the footer name it.
         row = NodeResult(node, reply.status, reply.message, reply.duration_s, reply.result)
         row.expected = expected is None or node in expected
+        if verdicts:
+            row.signature = verdicts.get(node)
         nodes.append(row)
+    for node, why in (bad or {}).items():  # only forged or unsigned replies came in this node's name
+        if node not in answered:
+            row = NodeResult(node, Status.ERROR, f"reply signature does not verify ({why})", signature="bad")
+            row.expected = expected is None or node in expected
+            nodes.append(row)
+            answered.add(node)
     for node in sorted((expected or set()) - answered):  # a reply that did not count leaves its node named
         nodes.append(NodeResult(node, Status.NO_REPLY, reasons.get(node, "no reply by the deadline")))
     nodes.sort(key=lambda n: n.node)

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from steth.natsauth import agent_permissions, controller_permissions
+from steth.natsauth import admin_permissions, agent_permissions, controller_permissions
 from steth.schemas.subjects import NODE_NAME_RE, ROLE_RE
 
 IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -25,7 +25,7 @@ IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 @dataclass
 class Identity:
-    kind: str  # "agent" or "controller"
+    kind: str  # "agent", "controller" or "admin"
     name: str  # node name for an agent, a free name for a controller
     roles: list[str] = field(default_factory=list)
     password: str = ""
@@ -36,7 +36,9 @@ class Identity:
         return f"{self.kind}-{self.name}"
 
     def permissions(self) -> dict:
-        return agent_permissions(self.name, self.roles) if self.kind == "agent" else controller_permissions()
+        if self.kind == "agent":
+            return agent_permissions(self.name, self.roles)
+        return admin_permissions() if self.kind == "admin" else controller_permissions()
 
 
 def parse_agent(spec: str) -> Identity:
@@ -51,10 +53,15 @@ def parse_agent(spec: str) -> Identity:
     return Identity("agent", node, roles)
 
 
-def parse_controller(name: str) -> Identity:
+def parse_controller(name: str, kind: str = "controller") -> Identity:
     if not IDENTITY_RE.match(name):
-        raise ValueError(f"invalid controller name {name!r}: letters, digits, '.', '-' and '_'")
-    return Identity("controller", name)
+        raise ValueError(f"invalid {kind} name {name!r}: letters, digits, '.', '-' and '_'")
+    return Identity(kind, name)
+
+
+def parse_admin(name: str) -> Identity:
+    """An administrative identity: `steth setup` creates the presence bucket and the results stream with it."""
+    return parse_controller(name, "admin")
 
 
 def _read_env(path: Path) -> dict[str, str]:

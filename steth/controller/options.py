@@ -49,11 +49,15 @@ class Invocation:
         )
 
     def session(self):
+        from steth.controller import replysig
         from steth.controller.session import Session
         from steth.controller.signing import configured
 
+        config_path = self.group.get("config_path")
         session = Session(
-            self.nats_options(), signer=configured(self.group.get("signing_key"), self.group.get("config_path"))
+            self.nats_options(),
+            signer=configured(self.group.get("signing_key"), config_path),
+            verifier=replysig.from_environment(self.group.get("agent_keys"), config_path),
         )
         if self.group.get("expect_from") == "openstack":
             session.also_expected = self.openstack_hosts()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from steth.schemas.results import ScheduledResult
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 MAX_SINCE_S = 366 * 86400
+
+log = logging.getLogger("steth.controller")
 
 
 def results_command(f: Callable) -> Callable:
@@ -83,11 +86,21 @@ def selected(res: ScheduledResult, selection: Selection, schedule: str | None) -
     return res.node in selection.nodes or bool(set(selection.roles) & set(res.roles))
 
 
-def decode(data: bytes) -> ScheduledResult | None:
+def decode(data: bytes, subject: str | None = None) -> ScheduledResult | None:
+    """A result, attributed by its subject: an agent identity may publish only below its own node's subject
+    (docs/security.md), so a payload naming another node is dropped (logged at debug level)."""
     try:
-        return ScheduledResult.model_validate(codec.decode(data))
+        res = ScheduledResult.model_validate(codec.decode(data))
     except (codec.DecodeError, ValueError):
         return None
+    if subject is not None:
+        node = subjects.results_node(subject)
+        if node != res.node:
+            log.debug(
+                "a result on %s names node %r: dropped (a result speaks for its subject's node)", subject, res.node
+            )
+            return None
+    return res
 
 
 def when(ts: float, date: bool = True) -> str:

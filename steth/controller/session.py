@@ -66,6 +66,7 @@ class Session:
     nats_options: Any
     nc: Any = None
     signer: Any = None  # steth.controller.signing.Signer: every request is signed when set
+    verifier: Any = None  # steth.controller.replysig.ReplyVerifier: replies' signatures checked when set
     # Hosts that must answer a broadcast although presence may not list them (--expect-from openstack),
     # with the reason shown when they stay silent.
     also_expected: dict[str, str] = field(default_factory=dict)
@@ -140,4 +141,4 @@ class Session:
         if self.signer is not None:
             for subject, request in messages:  # the signature covers the subject: see docs/security.md
                 self.signer.sign(request, subject)
-        return await gather(self.nc, messages, deadline, expected, expected_reasons=reasons)
+        return await gather(self.nc, messages, deadline, expected, expected_reasons=reasons, verifier=self.verifier)

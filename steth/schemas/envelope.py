@@ -91,6 +91,21 @@ def signing_payload(request: Request, subject: str) -> bytes:
     )
 
 
+# Signed replies (docs/security.md, "Signed replies"): the agent's signature travels in NATS headers, over the
+# reply's bytes exactly as sent, so that nothing needs re-encoding to verify it.
+REPLY_SIGNING_DOMAIN = b"steth-reply-v1\n"
+REPLY_KID_HEADER = "Steth-Kid"
+REPLY_SIG_HEADER = "Steth-Sig"
+REPLY_SUBJECT_HEADER = "Steth-Subject"  # the request subject the reply answers
+
+
+def reply_signing_payload(request_id: str, subject: str, data: bytes) -> bytes:
+    """The bytes a reply signature covers: the request id and the subject it was received on (so a recorded
+    reply cannot stand for another request or another node's subject), then the reply's payload as sent."""
+    head = json.dumps({"id": request_id, "subject": subject}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return REPLY_SIGNING_DOMAIN + head.encode() + b"\n" + data
+
+
 class Reply(BaseModel):
     v: int = PROTOCOL_VERSION
     id: str = ""

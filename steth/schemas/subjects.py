@@ -20,6 +20,20 @@ def token(name: str) -> str:
     return name.replace("%", "%25").replace(".", "%2E")
 
 
+def untoken(tok: str) -> str:
+    """The node name a subject token spells (the inverse of token)."""
+    return tok.replace("%2E", ".").replace("%25", "%")
+
+
+def results_node(subject: str) -> str | None:
+    """The node a results subject (`steth.v1.results.<node token>.<probe>`) belongs to; None if it is not one."""
+    prefix = f"{RESULTS}."
+    if not subject.startswith(prefix):
+        return None
+    parts = subject[len(prefix) :].split(".")
+    return untoken(parts[0]) if len(parts) == 2 and parts[0] else None
+
+
 def req_all(probe: str) -> str:
     return f"{PREFIX}.req.all.{probe}"
 

@@ -17,7 +17,7 @@ from conftest import needs_root
 from natsjwt import Operator
 from natsservers import NatsServer, host_of, read_env, wait_present
 
-from steth.natsauth import agent_permissions, controller_permissions
+from steth.natsauth import admin_permissions, agent_permissions, controller_permissions
 
 pytestmark = [needs_root, pytest.mark.lab]
 
@@ -29,6 +29,14 @@ def stop(procs) -> None:
             proc.wait(timeout=30)
 
 
+def setup(lab, server: NatsServer, **credentials: str) -> None:
+    """`steth setup` with an admin identity: the presence bucket (TTL 3 s: the agents beat every second)."""
+    env = {**lab.env(), "STETH_NATS_URL": server.url, **credentials}
+    done = lab.cli("setup", "--presence-ttl", "3", "-f", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert {d["stream"] for d in json.loads(done.stdout)["streams"]} == {"KV_steth_presence", "STETH_RESULTS"}
+
+
 def hello(lab, server: NatsServer, node: str, **credentials: str) -> tuple[int, dict, str]:
     env = {**lab.env(), "STETH_NATS_URL": server.url, **credentials}
     done = lab.cli("hello", "--node", node, "--timeout", "10", "-o", "json", env=env)
@@ -37,15 +45,29 @@ def hello(lab, server: NatsServer, node: str, **credentials: str) -> tuple[int, 
 
 def test_nkey_seeds(lab, tmp_path):
     auth = tmp_path / "auth"
-    done = lab.cli("nats-config", "--nkeys", "--agent", "cred-n=compute", "--controller", "ops", "--out", str(auth))
+    done = lab.cli(
+        "nats-config",
+        "--nkeys",
+        "--agent",
+        "cred-n=compute",
+        "--controller",
+        "ops",
+        "--admin",
+        "ops",
+        "--out",
+        str(auth),
+    )
     assert done.returncode == 0, done.stderr
     conf = (auth / "auth.conf").read_text()
     seeds = {p.stem: p.read_text().strip() for p in auth.glob("*.nk")}
-    assert set(seeds) == {"agent-cred-n", "controller-ops"} and all(s.startswith("SU") for s in seeds.values())
+    assert set(seeds) == {"agent-cred-n", "controller-ops", "admin-ops"} and all(
+        s.startswith("SU") for s in seeds.values()
+    )
     assert not any(seed in conf for seed in seeds.values()) and '"nkey": "U' in conf  # public keys only
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in auth.iterdir())
 
     server = NatsServer(tmp_path / "nats", host_of(lab.nats_url), auth_conf=auth / "auth.conf").start()
+    setup(lab, server, **read_env(auth / "admin-ops.env"))  # agent identities may not create the bucket
     agent = lab.spawn_agent(
         "cred-n",
         ["compute"],
@@ -78,6 +100,8 @@ def test_creds_files_with_jwts(lab, tmp_path):
     server = NatsServer(tmp_path / "nats", host_of(lab.nats_url), auth_conf=tmp_path / "operator.conf").start()
     agent_creds = operator.user_creds(tmp_path / "cred-j.creds", "cred-j", agent_permissions("cred-j", ["compute"]))
     ops_creds = operator.user_creds(tmp_path / "ops.creds", "ops", controller_permissions())
+    admin_creds = operator.user_creds(tmp_path / "admin.creds", "admin", admin_permissions())
+    setup(lab, server, STETH_NATS_CREDS=str(admin_creds))
     agent = lab.spawn_agent(
         "cred-j",
         ["compute"],

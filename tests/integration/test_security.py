@@ -60,6 +60,8 @@ def secure(lab):
         "sec-b=network",
         "--controller",
         "ops",
+        "--admin",
+        "ops",
         "--out",
         str(s.dir / "auth"),
         "-o",
@@ -69,6 +71,9 @@ def secure(lab):
     done = lab.cli("keys", "create", "--out", str(s.dir / "ctl.key"), "--comment", "ops@test", "-o", "json")
     assert done.returncode == 0, done.stderr
     s.key = json.loads(done.stdout)
+    # sec-a signs its replies with its own key (the controller knows it from s.dir/agents/sec-a.pub)
+    done = lab.cli("keys", "create", "--out", str(s.dir / "agents" / "sec-a"), "--comment", "sec-a")
+    assert done.returncode == 0, done.stderr
     s.server = NatsServer(s.dir / "nats", host_of(lab.nats_url), auth_conf=s.dir / "auth" / "auth.conf").start()
     common = {"STETH_NATS_SERVERS": s.server.url, "STETH_SECURITY_TRUSTED_KEYS": str(s.dir / "ctl.key.pub")}
     s.procs = {
@@ -84,6 +89,7 @@ def secure(lab):
             STETH_POLICY_ALLOWED_INTERFACES="data0,lo",
             STETH_POLICY_ALLOWED_VLANS="100-102",
             STETH_POLICY_ALLOW_CAPTURE="false",
+            STETH_SECURITY_SIGNING_KEY=str(s.dir / "agents" / "sec-a"),
         ),
         # sec-b: verifies signatures when present, accepts unsigned ones, no allow-lists
         "sec-b": lab.spawn_agent(
@@ -91,6 +97,17 @@ def secure(lab):
         ),
     }
     try:
+        # No presence bucket yet, and agent identities may not create one: each says so and keeps trying...
+        deadline = time.time() + 40
+        while time.time() < deadline and not all("steth setup" in s.agent_log(n) for n in s.procs):
+            time.sleep(0.3)
+        for name in s.procs:
+            assert "the presence bucket KV_steth_presence does not exist" in s.agent_log(name), s.agent_log(name)
+            assert "may not publish to $JS.API.STREAM.CREATE.KV_steth_presence" in s.agent_log(name)
+        # ...until the admin identity runs `steth setup`.
+        done = lab.cli("setup", "--presence-ttl", "3", "-f", "json", env=s.env(signed=False, **s.creds("admin-ops")))
+        assert done.returncode == 0, done.stderr
+        s.setup = json.loads(done.stdout)
         wait_present([s.server.url], {"sec-a", "sec-b"}, timeout=60, **s.auth())
         yield s
     finally:
@@ -137,6 +154,8 @@ def test_nats_config_files(secure, lab):
         "--agent",
         "sec-b=network",
         "--controller",
+        "ops",
+        "--admin",
         "ops",
         "--out",
         str(auth_dir),
@@ -388,3 +407,136 @@ def test_audit_line_names_who_and_what(secure, lab):
     line = lines[-1]
     assert f"key={kid}(verified)" in line and "sender=" in line and "duration=" in line
     assert f'args={{"count":2,"targets":["{peer}"]}}' in line, line
+
+
+def test_setup_made_the_bucket_and_stream_and_is_idempotent(secure, lab):
+    assert [(d["stream"], d["action"]) for d in secure.setup["streams"]] == [
+        ("KV_steth_presence", "created"),
+        ("STETH_RESULTS", "created"),
+    ]
+    admin = secure.env(signed=False, **secure.creds("admin-ops"))
+    done = lab.cli("setup", "--presence-ttl", "3", "-f", "json", env=admin)
+    assert done.returncode == 0, done.stderr
+    assert {d["action"] for d in json.loads(done.stdout)["streams"]} == {"unchanged"}
+    # A controller identity may look (nothing to change: exit 0) but not change anything: one line, exit 4.
+    done = lab.cli("setup", "--presence-ttl", "3", env=secure.env(signed=False))
+    assert done.returncode == 0, done.stderr
+    done = lab.cli("setup", "--presence-ttl", "4", env=secure.env(signed=False))
+    assert done.returncode == 4 and "permissions violation" in done.stderr and "--admin" in done.stderr, done.stderr
+
+
+def test_rollups_and_message_ttls_cannot_touch_presence(secure):
+    """`Nats-Rollup: all` on an agent's own key would purge every other node's entry (nats-py's KV allows it);
+    `Nats-TTL: never` would keep an entry forever. The bucket `steth setup` makes refuses both."""
+    from nats.js.errors import APIError
+
+    from steth import codec
+    from steth.natsauth import agent_inbox_prefix
+    from steth.schemas.agent_info import AgentInfo
+
+    async def go():
+        errors: list[str] = []
+        nc = await _client(secure.server.url, secure.auth("agent-sec-a"), errors, agent_inbox_prefix("sec-a"))
+        refused = {}
+        try:
+            js = nc.jetstream(timeout=5)
+            entry = codec.encode(AgentInfo(node="sec-a", heartbeat=time.time()).model_dump(mode="json"))
+            for name, headers in {
+                "rollup-all": {"Nats-Rollup": "all"},
+                "rollup-sub": {"Nats-Rollup": "sub"},
+                "ttl-never": {"Nats-TTL": "never"},
+            }.items():
+                try:
+                    await js.publish("$KV.steth_presence.sec-a", entry, headers=headers)
+                    refused[name] = None
+                except APIError as exc:
+                    refused[name] = exc.description
+            # Without waiting for the ack, too: nothing is stored either way.
+            await nc.publish("$KV.steth_presence.sec-a", entry, headers={"Nats-Rollup": "all"})
+            await nc.flush()
+            kv = await js.key_value("steth_presence")
+            keys = set(await kv.keys())
+            return refused, keys
+        finally:
+            await nc.close()
+
+    refused, keys = asyncio.run(go())
+    assert refused["rollup-all"] == "rollup not permitted", refused
+    assert refused["rollup-sub"] == "rollup not permitted", refused
+    assert refused["ttl-never"] and "ttl" in refused["ttl-never"].lower(), refused
+    assert {"sec-a", "sec-b"} <= keys
+    wait_present([secure.server.url], {"sec-a", "sec-b"}, timeout=20, **secure.auth())
+
+
+def test_agent_identity_cannot_administer_streams(secure):
+    """The issue's attack: an agent re-points the results stream at `_INBOX.>` (every reply republished into a
+    stream it can read) or creates one of its own. Agent identities may only look the streams up."""
+    import nats.errors
+    from nats.js.api import StreamConfig
+
+    from steth.natsauth import agent_inbox_prefix
+
+    async def go():
+        errors: list[str] = []
+        nc = await _client(secure.server.url, secure.auth("agent-sec-a"), errors, agent_inbox_prefix("sec-a"))
+        admin = await _client(secure.server.url, secure.auth("admin-ops"), errors)
+        outcome = {}
+        try:
+            js = nc.jetstream(timeout=2)
+            info = await js.stream_info("STETH_RESULTS")  # looking up is allowed
+            hijack = info.config
+            hijack.subjects = ["steth.v1.results.>", "_INBOX.>"]
+            for name, call in {
+                "update": lambda: js.update_stream(hijack),
+                "create": lambda: js.add_stream(StreamConfig(name="STEAL", subjects=["_INBOX.>"])),
+                "create-results": lambda: js.add_stream(StreamConfig(name="STETH_RESULTS", subjects=["_INBOX.>"])),
+                "delete-presence": lambda: js.delete_stream("KV_steth_presence"),
+            }.items():
+                try:
+                    await call()
+                    outcome[name] = "done"
+                except (TimeoutError, nats.errors.TimeoutError):
+                    outcome[name] = "no answer"
+            await asyncio.sleep(0.5)
+            outcome["subjects"] = (await admin.jetstream().stream_info("STETH_RESULTS")).config.subjects
+            return outcome, errors
+        finally:
+            await nc.close()
+            await admin.close()
+
+    outcome, errors = asyncio.run(go())
+    assert outcome.pop("subjects") == ["steth.v1.results.>"]
+    assert set(outcome.values()) == {"no answer"}, outcome
+    text = "\n".join(errors)
+    for subject in (
+        "$js.api.stream.update.steth_results",
+        "$js.api.stream.create.steal",
+        "$js.api.stream.create.steth_results",
+        "$js.api.stream.delete.kv_steth_presence",
+    ):
+        assert f'permissions violation for publish to "{subject}"' in text, (subject, text)
+
+
+def test_signed_replies_through_the_cli(secure, lab):
+    """sec-a signs its replies; a controller that knows its key marks them verified, sec-b's (no key known)
+    unverified; told a wrong key for sec-b, it does not take sec-b's reply as sec-b's answer."""
+    agents = secure.dir / "agents"
+    code, doc = secure.cli_json(
+        "hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "10", STETH_AGENT_KEYS=str(agents)
+    )
+    assert code == 0, doc
+    assert {n["node"]: n["signature"] for n in doc["nodes"]} == {"sec-a": "verified", "sec-b": "unverified"}
+    wrong = secure.dir / "wrong-keys"
+    wrong.write_text(f"sec-a {(agents / 'sec-a.pub').read_text().strip()}\nsec-b {secure.key['public_key']}\n")
+    code, doc = secure.cli_json(
+        "hello", "--node", "sec-a", "--node", "sec-b", "--timeout", "3", STETH_AGENT_KEYS=str(wrong)
+    )
+    rows = {n["node"]: n for n in doc["nodes"]}
+    assert code == 3 and rows["sec-a"]["signature"] == "verified"
+    assert rows["sec-b"]["status"] == "error" and rows["sec-b"]["signature"] == "bad"
+    assert (
+        rows["sec-b"]["message"]
+        == "reply signature does not verify (reply is not signed, but this node's key is known)"
+    )
+    code, doc = secure.cli_json("hello", "--node", "sec-a", "--timeout", "10")  # no keys: no field, as before
+    assert code == 0 and "signature" not in doc["nodes"][0]

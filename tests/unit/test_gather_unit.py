@@ -517,3 +517,94 @@ def test_presence_bucket_on_a_single_server_has_one_replica(nats_url):
             await nc.close()
 
     assert run(go()) == 1
+
+
+def test_signed_replies_are_verified_and_forgeries_are_not_answers(nats_url, tmp_path):
+    """Agents with `[security] signing_key` sign their replies; a controller that knows their keys marks each
+    reply verified, unverified (no key known) or bad, and a bad one is not that node's answer: a forger
+    answering in rs1's name does not mask rs1's real reply, and a node only forgers answered for is `error`."""
+    import base64
+
+    from steth.agent.config import SecurityConfig
+    from steth.controller import replysig
+    from steth.controller.signing import create
+    from steth.schemas.envelope import Reply, reply_signing_payload
+
+    keys = {n: create(tmp_path / n, n) for n in ("rs1", "rs2", "ghost", "thief")}
+    (tmp_path / "agents").mkdir()
+    for n in ("rs1", "rs2", "ghost"):
+        (tmp_path / "agents" / f"{n}.pub").write_text(keys[n].public_line + "\n")
+    verifier = replysig.ReplyVerifier(replysig.load(tmp_path / "agents"))
+
+    async def go():
+        nc = await connect(NatsOptions(servers=[nats_url], name="test-agents"))
+        runtimes = []
+        for node, key in (("rs1", tmp_path / "rs1"), ("rs2", tmp_path / "rs2"), ("rs3", None)):
+            cfg = AgentConfig(
+                node=node,
+                heartbeat_s=60,
+                presence_ttl_s=120,
+                nats=NatsConfig(servers=[nats_url]),
+                security=SecurityConfig(signing_key=str(key) if key else None),
+            )
+            rt = AgentRuntime(cfg, nc=nc, gather_interfaces=False)
+            await rt.start()
+            runtimes.append(rt)
+
+        async def forge(msg):  # answers first, in other nodes' names: unsigned, another key, a bad signature
+            req_id = codec.decode(msg.data)["id"]
+            for node, how in (("rs1", "unsigned"), ("rs1", "thief"), ("ghost", "tampered"), ("ghost", "thief")):
+                data = codec.encode(Reply(id=req_id, node=node, probe="hello", status="ok").model_dump(mode="json"))
+                headers = None
+                if how != "unsigned":
+                    signer = keys["thief" if how == "thief" else node]
+                    sig = signer.private_key.sign(reply_signing_payload(req_id, msg.subject, data + b"x"))
+                    if how == "thief":
+                        sig = signer.private_key.sign(reply_signing_payload(req_id, msg.subject, data))
+                    headers = {
+                        "Steth-Kid": signer.kid,
+                        "Steth-Subject": msg.subject,
+                        "Steth-Sig": base64.b64encode(sig).decode(),
+                    }
+                await nc.publish(msg.reply, data, headers=headers)
+
+        forger = await nc.subscribe(subjects.req_all("hello"), cb=forge)
+        await nc.flush()
+        ctl = await connect(NatsOptions(servers=[nats_url]))
+        req = request(timeout=1.5)
+        result = await gather(
+            ctl, [(subjects.req_all("hello"), req)], req.deadline, {"rs1", "rs2", "rs3", "ghost"}, verifier=verifier
+        )
+        plain = await gather(ctl, [(subjects.req_all("hello"), request(timeout=1))], time.time() + 1, None)
+        await forger.unsubscribe()
+        for rt in runtimes:
+            await rt.stop(drain_timeout=5)
+        await ctl.close()
+        await nc.close()
+        return result, plain
+
+    result, plain = run(go())
+    rows = result.by_node()
+    assert (rows["rs1"].status, rows["rs1"].signature) == (Status.OK, "verified")
+    assert (rows["rs2"].status, rows["rs2"].signature) == (Status.OK, "verified")
+    assert (rows["rs3"].status, rows["rs3"].signature) == (Status.OK, "unverified")
+    assert rows["ghost"].status is Status.ERROR and rows["ghost"].signature == "bad"
+    assert rows["ghost"].message.startswith("reply signature does not verify")
+    assert rows["rs1"].as_dict()["signature"] == "verified"
+    # Without keys nothing is checked (the forger's first reply in rs1's name wins, as before) and no field shows.
+    assert "signature" not in plain.by_node()["rs2"].as_dict()
+
+
+def test_agent_keys_file_and_bad_entries(tmp_path):
+    from steth.controller import replysig
+    from steth.controller.errors import UsageError
+    from steth.controller.signing import create
+
+    line = create(tmp_path / "k", "c").public_line
+    (tmp_path / "keys").write_text(f"# node keys\ncompute-1.example {line}\n")
+    assert set(replysig.load(tmp_path / "keys")) == {"compute-1.example"}
+    (tmp_path / "bad").write_text("compute-1 steth-ed25519 AAAA\n")
+    with pytest.raises(UsageError, match="agent key for compute-1: not an ed25519 public key"):
+        replysig.load(tmp_path / "bad")
+    with pytest.raises(UsageError, match="agent keys .*missing"):
+        replysig.load(tmp_path / "missing")

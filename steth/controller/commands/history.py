@@ -31,8 +31,9 @@ from steth.schemas.results import RESULTS_STREAM
 MAX_READ = 200_000
 
 
-async def read_results(nc, stream: str, subject: str, since: float, idle_s: float = 2.0) -> list:
-    """Every message on `subject` in the stream from `since` on, oldest first (an ordered consumer)."""
+async def read_results(nc, stream: str, subject: str, since: float, idle_s: float = 2.0) -> list[tuple[str, bytes]]:
+    """Every message on `subject` in the stream from `since` on, oldest first (an ordered consumer): (subject,
+    payload) pairs, since a result is attributed to the node of its subject."""
     import nats.errors
     from nats.js.api import ConsumerConfig, DeliverPolicy
     from nats.js.errors import NotFoundError
@@ -64,7 +65,7 @@ async def read_results(nc, stream: str, subject: str, since: float, idle_s: floa
                 msg = await sub.next_msg(timeout=idle_s)
             except (TimeoutError, nats.errors.TimeoutError):
                 break  # nothing more came: we have read up to the end
-            out.append(msg.data)
+            out.append((msg.subject, msg.data))
             if msg.metadata.num_pending == 0:
                 break
     finally:
@@ -112,12 +113,14 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, since: str
     subject = subject_filter(inv.selection, probe)
     began = time.monotonic()
 
-    async def go() -> list[bytes]:
+    async def go() -> list[tuple[str, bytes]]:
         async with inv.session() as s:
             return await read_results(s.nc, stream, subject, start)
 
     raw = run_async(go())
-    results = [r for r in map(decode, raw) if r is not None and selected(r, inv.selection, schedule)]
+    results = [
+        r for r in (decode(d, subj) for subj, d in raw) if r is not None and selected(r, inv.selection, schedule)
+    ]
     results = [r for r in results if r.finished >= start][-limit:]
     elapsed = time.monotonic() - began
     doc = {

@@ -24,6 +24,13 @@ from steth.controller.output import Column, View, emit, format_options
     help="A controller identity (repeatable; default: one named 'steth').",
 )
 @click.option(
+    "--admin",
+    "admins",
+    multiple=True,
+    metavar="NAME",
+    help="An administrative identity for `steth setup` (repeatable; default: none).",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -42,7 +49,13 @@ from steth.controller.output import Column, View, emit, format_options
 )
 @format_options
 def command(
-    agents: tuple[str, ...], controllers: tuple[str, ...], out_dir: Path, bcrypt: bool, use_nkeys: bool, rotate: bool
+    agents: tuple[str, ...],
+    controllers: tuple[str, ...],
+    admins: tuple[str, ...],
+    out_dir: Path,
+    bcrypt: bool,
+    use_nkeys: bool,
+    rotate: bool,
 ) -> None:
     """Write a nats-server authorization block with per-identity subject permissions.
 
@@ -50,17 +63,19 @@ def command(
     controller: publish requests (steth.v1.req.>), read presence (KV watch) and results; nothing else.
     agent NODE: receive only its own node, role and all subjects; reply only to inboxes that asked
                 (allow_responses); write only its own presence key and results subjects.
+    admin NAME: create and update the presence bucket and the results stream (`steth setup`); nothing else.
 
     Include OUT/auth.conf in nats-server.conf (`include auth.conf`) and give each identity its
     OUT/<identity>.env (STETH_NATS_USER, STETH_NATS_PASSWORD; with --nkeys STETH_NATS_NKEY_SEED and the
     seed file OUT/<identity>.nk) as an EnvironmentFile. Exit 2 on a bad name.
     """
-    from steth.controller.natsconf import parse_agent, parse_controller, write
+    from steth.controller.natsconf import parse_admin, parse_agent, parse_controller, write
 
     if not agents:
         raise UsageError("name at least one --agent NODE[=ROLE,...]")
     try:
         identities = [parse_agent(a) for a in agents] + [parse_controller(c) for c in controllers or ("steth",)]
+        identities += [parse_admin(a) for a in admins]
         if bcrypt and use_nkeys:
             raise ValueError("--bcrypt and --nkeys exclude each other: nkeys put no secret into auth.conf")
         conf = write(identities, out_dir, bcrypt=bcrypt, rotate=rotate, nkeys=use_nkeys)

@@ -77,7 +77,7 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, duration: 
             show(LINE_HEADERS, header=True)  # the header once; results follow as they come
 
         async def on_result(msg) -> None:
-            res = decode(msg.data)
+            res = decode(msg.data, msg.subject)
             if res is None or not selected(res, inv.selection, schedule):
                 return
             seen.append(res)
