@@ -85,13 +85,19 @@ async def read_presence(nc, timeout: float = 5.0) -> dict[str, Present] | None:
     return present
 
 
+# How far the NATS server's clock may lag the controller's before honest heartbeats look older than they are.
+STORED_CLOCK_SLACK_S = 30.0
+
+
 def entry_of(key: str, value: bytes | None, now: float, stored: float | None = None) -> Present | None:
     """One presence entry as the broker authorised it, or None.
 
     The key is what the broker let its writer publish to (`$KV.steth_presence.<node>`: an agent identity may
     write its own key only, docs/security.md), so an entry naming another node is dropped: agent A cannot
-    claim to be B. The heartbeat counts from the earliest of the time written in it, the time the server
-    stored it (when known) and now: a heartbeat dated in the future does not keep an entry alive.
+    claim to be B. The heartbeat counts from the earliest of the time written in it, now, and the time the
+    server stored it (when known) plus STORED_CLOCK_SLACK_S: a heartbeat dated in the future does not keep an
+    entry alive, and a NATS server whose clock is somewhat behind the controller's does not make every agent
+    look stale.
     """
     try:
         info = AgentInfo.model_validate(codec.decode(value or b""))
@@ -103,7 +109,7 @@ def entry_of(key: str, value: bytes | None, now: float, stored: float | None = N
     if not math.isfinite(info.heartbeat) or not math.isfinite(info.heartbeat_s):
         log.debug("presence entry %r has a heartbeat that is not a number: dropped", key)
         return None
-    info.heartbeat = min(info.heartbeat, now, stored if stored is not None else now)
+    info.heartbeat = min(info.heartbeat, now, stored + STORED_CLOCK_SLACK_S if stored is not None else now)
     return Present(info, now - info.heartbeat)
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from steth import codec, natsauth, streams
-from steth.presence import entry_of
+from steth.presence import STORED_CLOCK_SLACK_S, entry_of
 from steth.schemas import subjects
 from steth.schemas.agent_info import AgentInfo
 from steth.schemas.results import ScheduledResult
@@ -36,11 +36,14 @@ def test_future_heartbeats_are_capped():
     now = time.time()
     far = entry_of("c1", _entry("c1", now + 10 * 365 * 86400), now)
     assert far.info.heartbeat == now and far.age_s == 0
-    # With the server's stored time known, a future heartbeat counts from then: it ages like any other.
-    stored = entry_of("c1", _entry("c1", now + 1e9), now, stored=now - 30)
+    # With the server's stored time known, a future heartbeat counts from then (plus the clock slack): it ages.
+    stored = entry_of("c1", _entry("c1", now + 1e9), now, stored=now - 30 - STORED_CLOCK_SLACK_S)
     assert stored.age_s == pytest.approx(30) and not stored.alive
     honest = entry_of("c1", _entry("c1", now - 1), now, stored=now - 0.9)
     assert honest.age_s == pytest.approx(1) and honest.alive
+    # A NATS server whose clock lags the controller's by 20 s does not make an honest agent look stale.
+    lagging = entry_of("c1", _entry("c1", now - 1), now, stored=now - 21)
+    assert lagging.age_s == pytest.approx(1) and lagging.alive
     for bad in (float("nan"), float("inf")):
         assert entry_of("c1", _entry("c1", bad), now) is None
 
