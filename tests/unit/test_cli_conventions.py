@@ -30,6 +30,14 @@ CLEAN_ENV = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_running_lab(tmp_path, monkeypatch):
+    """The CLI finds a running lab from this process's environment (its NATS URL is the last layer): these
+    tests see none, whatever lab the rest of the suite has up beside them."""
+    monkeypatch.setenv("STETH_LAB_DIR", str(tmp_path / "no-lab"))
+    monkeypatch.delenv("STETH_LAB_NAME", raising=False)
+
+
 def run_main(args: list[str], env: dict | None = None) -> tuple[int, str, str]:
     """The real entry point in-process (its error handling included): (exit code, stdout, stderr)."""
     runner = CliRunner()
