@@ -72,6 +72,22 @@ class NatsOptions:
         return ctx
 
 
+class _QuietSslEof:
+    """asyncio logs "returning true from eof_received() has no effect when using ssl" at WARNING whenever a
+    TLS connection to NATS closes (nats-py's protocol returns True): noise, not a problem."""
+
+    def filter(self, record) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+def _quiet_ssl_eof() -> None:
+    import logging
+
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _QuietSslEof) for f in log.filters):
+        log.addFilter(_QuietSslEof())
+
+
 async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: Any):
     """Connect, or raise NatsUnavailable within a few seconds.
 
@@ -80,6 +96,7 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
     """
     import nats
 
+    _quiet_ssl_eof()
     kwargs: dict[str, Any] = dict(
         servers=opts.servers,
         name=opts.name,

@@ -52,9 +52,17 @@ class Invocation:
         from steth.controller.session import Session
         from steth.controller.signing import configured
 
-        session = Session(
-            self.nats_options(), signer=configured(self.group.get("signing_key"), self.group.get("config_path"))
-        )
+        opts = self.nats_options()
+        signer = configured(self.group.get("signing_key"), self.group.get("config_path"))
+        if signer is None:  # a secure lab found with no flags: its controller signing key too
+            from steth.controller.settings import LAB_ORIGIN, lab_signing_key
+
+            key = lab_signing_key() if opts.origin == LAB_ORIGIN else None
+            if key:
+                from steth.controller.signing import load
+
+                signer = load(key)
+        session = Session(opts, signer=signer)
         if self.group.get("expect_from") == "openstack":
             session.also_expected = self.openstack_hosts()
         return session
