@@ -203,6 +203,36 @@ class Lab:
         self.extra.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_lab_names(request):
+    """Only one test run at a time may use a lab name: every lab fixture tears down a leftover of its name
+    before building it, which would destroy the lab of another run that is still using it (seen when two runs
+    on one machine both used the default). Taken when the run has lab tests; the lock goes with this process,
+    however it ends."""
+    import fcntl
+
+    if not any(item.get_closest_marker("lab") for item in request.session.items):
+        yield
+        return
+    lock_dir = Path("/run/lock" if ROOT else "/tmp")
+    handle = open(lock_dir / f"steth-test-{TEST_LAB}.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pytest.exit(
+            f"another test run (pid {handle.read().strip() or '?'}) uses the lab name {TEST_LAB!r}: set "
+            "STETH_TEST_LAB_NAME and the STETH_TEST_*_CIDR variables to run beside it",
+            returncode=4,
+        )
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    yield
+    handle.close()
+
+
 @pytest.fixture(scope="session")
 def lab():
     """compute-1, compute-2 and network-1 with a real nats-server; torn down at the end."""
