@@ -543,7 +543,8 @@ def test_a_fresh_lab_is_secure(lab):
         await nc.close()
         return "connected"
 
-    assert asyncio.run(try_connect()) != "connected"  # no CA: the lab's certificate is not trusted
+    untrusted = asyncio.run(try_connect())  # no CA: the lab's certificate is not trusted, and the error says so
+    assert "certificate this client does not trust" in untrusted and "tls_ca" in untrusted, untrusted
     assert "refused the login" in asyncio.run(try_connect(tls_ca=sec["ca"]))  # TLS, but no identity
     plain = lab.nats_url.replace("tls://", "nats://")
     no_tls = lab.env(STETH_NATS_URL=plain)
