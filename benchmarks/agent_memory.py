@@ -92,7 +92,10 @@ async def exercise(url: str, node: str, hellos: int = 5) -> dict:
 
 def measure_agent(url: str, directory: Path, name: str, metrics: bool, idle_s: float) -> dict:
     config = directory / f"{name}.toml"
-    text = f'node = "{name}"\nroles = ["compute"]\n[nats]\nservers = ["{url}"]\n'
+    text = (
+        "insecure = true  # its own open nats-server\n"
+        + f'node = "{name}"\nroles = ["compute"]\n[nats]\nservers = ["{url}"]\n'
+    )
     if metrics:
         text += f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
     config.write_text(text)

@@ -134,6 +134,7 @@ def agent_config(
 ) -> Path:
     path = directory / f"{name}.toml"
     text = (
+        f"insecure = true  # its own open nats-server\n"
         f'node = "{name}"\nroles = ["compute"]\nheartbeat_s = 5\npresence_ttl_s = 15\nlog_level = "warning"\n'
         f'[nats]\nservers = ["{nats_url}"]\n[metrics]\nlisten = "{metrics}"\n'
     )

@@ -4,11 +4,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit $?
 export PATH="$PWD/.venv/bin:$PATH"
-unset STETH_LAB_NAME STETH_NATS_URL
+# `steth` finds the lab's server and, the lab being secure, its CA, controller seed and signing key with no
+# flags; any NATS setting of the caller's would win over them. STETH_LAB_NAME (default sth) picks the lab.
+for v in $(compgen -e | grep -E '^(STETH_NATS_|NATS_)|^STETH_(SIGNING_KEY|CONFIG)$'); do unset "$v"; done
 trap 'steth lab down >/dev/null' EXIT
 steth lab down >/dev/null
 steth lab up --compute 2 --network 1 || exit $?
 run() { echo; echo "\$ $*"; "$@"; echo "(exit $?)"; }
+url=$(steth lab status -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nats_url"])')
+echo; echo "# the lab is secure: a client with the address alone (no CA, no identity) is refused"
+run env STETH_NATS_URL="$url" steth hello
 run steth agents
 run steth ping node:compute-2 node:network-1 --role compute --count 3
 run steth mesh

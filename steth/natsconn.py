@@ -72,6 +72,22 @@ class NatsOptions:
         return ctx
 
 
+class _QuietSslEof:
+    """asyncio logs "returning true from eof_received() has no effect when using ssl" at WARNING whenever a
+    TLS connection to NATS closes (nats-py's protocol returns True): noise, not a problem."""
+
+    def filter(self, record) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+def _quiet_ssl_eof() -> None:
+    import logging
+
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _QuietSslEof) for f in log.filters):
+        log.addFilter(_QuietSslEof())
+
+
 async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: Any):
     """Connect, or raise NatsUnavailable within a few seconds.
 
@@ -80,6 +96,7 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
     """
     import nats
 
+    _quiet_ssl_eof()
     kwargs: dict[str, Any] = dict(
         servers=opts.servers,
         name=opts.name,
@@ -99,13 +116,19 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
         kwargs["user_credentials"] = opts.creds
     if opts.nkey_seed:
         kwargs["nkeys_seed"] = opts.nkey_seed
-    # A refused login shows up only in error_cb (then "no servers available"): remember it to say so.
+    # A refused login or an untrusted certificate shows up only in error_cb (then a timeout or "no servers
+    # available"): remember them to say so.
     refused: list[str] = []
+    untrusted: list[str] = []
     user_error_cb = kwargs.get("error_cb", _quiet)
 
     async def error_cb(exc: Exception) -> None:
+        import ssl
+
         if "authorization" in str(exc).lower() or "authentication" in str(exc).lower():
             refused.append(str(exc))
+        elif isinstance(exc, ssl.SSLCertVerificationError):
+            untrusted.append(exc.verify_message or str(exc))
         await user_error_cb(exc)
 
     kwargs["error_cb"] = error_cb
@@ -120,6 +143,11 @@ async def connect(opts: NatsOptions, *, persistent: bool = False, **callbacks: A
         if refused:
             raise NatsUnavailable(
                 f"NATS at {where} refused the login (authorization violation): check the user, password, creds or nkey"
+            ) from exc
+        if untrusted:
+            raise NatsUnavailable(
+                f"NATS at {where} answered with a certificate this client does not trust ({untrusted[-1]}): "
+                "give the CA that signed it (--tlsca, STETH_NATS_TLS_CA or [nats] tls_ca)"
             ) from exc
         raise NatsUnavailable(f"no NATS server answered at {where}") from exc
     except Exception as exc:  # nats-py's own errors: auth, TLS, protocol

@@ -81,10 +81,50 @@ class Lab:
     def names(self, role: str | None = None) -> list[str]:
         return sorted(n["name"] for n in self.state["nodes"] if role is None or role in n["roles"])
 
+    @property
+    def secure(self) -> bool:
+        from steth.lab.fleet import is_secure
+
+        return is_secure(self.state)
+
     def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a `steth` CLI against this lab. It names only the lab: the CLI finds the lab's
+        NATS URL, and on a secure lab its CA, controller seed and signing key, in the lab's state (as an
+        operator's `steth` does with no flags). A test that sets STETH_NATS_URL to a server of its own gets
+        none of the lab's credentials."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
-        env.update(STETH_LAB_NAME=self.name, STETH_NATS_URL=self.nats_url, **extra)
+        env.update(STETH_LAB_NAME=self.name, **extra)
         return env
+
+    def nats_auth(self) -> dict[str, str]:
+        """The controller's TLS CA and nkey seed on a secure lab ({} on an open one): NatsOptions(**auth),
+        natsservers.presence(urls, **auth)."""
+        if not self.secure:
+            return {}
+        sec = self.state["security"]
+        return {"tls_ca": sec["ca"], "nkey_seed": sec["controller_seed"]}
+
+    def nats_options(self, name: str = "steth-test", **kw):
+        from steth.natsconn import NatsOptions
+
+        return NatsOptions(servers=[self.nats_url], name=name, **{**self.nats_auth(), **kw})
+
+    def signer(self):
+        """The lab's controller signing key (None on an open lab): sign raw requests with it."""
+        from steth.controller import signing
+
+        return signing.load(self.state["security"]["signing_key"]) if self.secure else None
+
+    def agent_security(self, name: str, roles: list[str], insecure: bool = False) -> tuple[str, str]:
+        """(top-level lines, [nats] lines and [security] table) for an extra agent: a NATS identity of its
+        own minted on the lab's server, or `insecure = true` when asked (a test's own open server)."""
+        from steth.lab import fleet
+
+        if insecure or not self.secure:
+            return "insecure = true\n", ""
+        with lab_named(self.name):
+            fleet.add_identity(self.state, name, roles)
+        return fleet.agent_security(self.state, name)
 
     def cli(self, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
         """Run the real `steth` CLI in a separate process against this lab."""
@@ -109,13 +149,26 @@ class Lab:
         return subprocess.run(cmd, capture_output=True, text=True, check=check)
 
     def spawn_agent(
-        self, name: str, roles: list[str], netns: str | None = None, heartbeat_s: float = 1.0, **settings: str
+        self,
+        name: str,
+        roles: list[str],
+        netns: str | None = None,
+        heartbeat_s: float = 1.0,
+        insecure: bool | None = None,
+        **settings: str,
     ) -> subprocess.Popen:
-        """An extra agent for tests that stop or kill it (the lab's own agents stay untouched)."""
+        """An extra agent for tests that stop or kill it (the lab's own agents stay untouched).
+
+        On a secure lab it gets an identity of its own (TLS, its seed, the lab's key, signed requests).
+        `insecure` (by default: when STETH_NATS_SERVERS points it at a test's own server) writes
+        `insecure = true` and none of the lab's credentials: the test gives what it wants in `settings`."""
+        if insecure is None:
+            insecure = "STETH_NATS_SERVERS" in settings
+        top, tables = self.agent_security(name, roles, insecure)
         config = self.dir / f"extra-{name}.toml"
         config.write_text(
-            f'node = "{name}"\nroles = {json.dumps(roles)}\nheartbeat_s = {heartbeat_s}\n'
-            f'presence_ttl_s = {heartbeat_s * 3}\n[nats]\nservers = ["{self.nats_url}"]\n'
+            f'{top}node = "{name}"\nroles = {json.dumps(roles)}\nheartbeat_s = {heartbeat_s}\n'
+            f'presence_ttl_s = {heartbeat_s * 3}\n[nats]\nservers = ["{self.nats_url}"]\n{tables}'
         )
         argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
         if netns:

@@ -135,6 +135,9 @@ class MetricsConfig(_Section):
 
 
 class AgentConfig(_Section):
+    # The agent refuses to start without TLS, without NATS credentials or while it accepts unsigned requests
+    # (security_gaps below), unless this says so in so many words. Loopback is no exception.
+    insecure: bool = False
     node: str = Field(default_factory=socket.gethostname)
     roles: list[str] = Field(default_factory=list)
     data_plane: str | None = None  # CIDR or interface name; None: the default route's interface
@@ -202,6 +205,36 @@ class AgentConfig(_Section):
 
     def concurrency_for(self, probe: str) -> int:
         return self.concurrency.get(probe, self.concurrency["default"])
+
+
+def security_gaps(config: AgentConfig) -> list[str]:
+    """What makes this agent steerable by someone else, one line each with its fix; [] when secure.
+
+    An agent runs as root: it needs TLS to its NATS servers (nobody on the path reads or changes requests),
+    its own NATS identity (user/password, an nkey seed or a .creds file: the broker's permissions then bind
+    what it may do), and signed requests (`require_signed` with `trusted_keys`: a leaked controller login or
+    another application on the bus cannot ask). `insecure = true` starts it anyway, with a warning.
+    """
+    nats, sec = config.nats, config.security
+    gaps = []
+    tls = bool(nats.tls_ca or nats.tls_cert) or any(s.startswith("tls://") for s in nats.servers)
+    if not tls:
+        gaps.append(
+            'no TLS to NATS: set [nats] tls_ca = "/etc/steth/ca.pem" (the CA of the servers\' certificates) or use '
+            "tls:// server URLs (deploy/nats/nats-server.conf turns TLS on at the server)"
+        )
+    if not (nats.creds or nats.nkey_seed or (nats.user and nats.password)):
+        gaps.append(
+            'no NATS credentials: set [nats] nkey_seed = "/etc/steth/agent.nk" (or creds, or user and password; '
+            "STETH_NATS_NKEY_SEED in /etc/steth/steth-agent.env): `steth nats-config --nkeys` makes one per node"
+            + (" (a shared token is not an identity)" if nats.token else "")
+        )
+    if not (sec.require_signed and sec.trusted_keys):
+        gaps.append(
+            "unsigned requests are accepted: set [security] require_signed = true and trusted_keys = "
+            '["/etc/steth/ops.pub"] (`steth keys create` on the operators\' host writes it)'
+        )
+    return gaps
 
 
 def _coerce(text: str, annotation: Any) -> Any:

@@ -43,11 +43,26 @@ def main() -> None:
     help="TOML config file (STETH_* variables override it).",
 )
 def run(config_path: str | None) -> None:
-    """Run the agent until SIGTERM or SIGINT, then drain in-flight requests and leave presence."""
+    """Run the agent until SIGTERM or SIGINT, then drain in-flight requests and leave presence.
+
+    It refuses to start (exit 2) without TLS, without NATS credentials or while it would accept unsigned
+    requests, unless the config says `insecure = true` (`steth-agent check-config` says what is missing)."""
     config = _load_or_exit(config_path)
     from steth.agent import logfmt
+    from steth.agent.config import security_gaps
 
+    gaps = security_gaps(config)
+    if gaps and not config.insecure:
+        for gap in gaps:
+            click.echo(f"steth-agent: insecure configuration: {gap}", err=True)
+        click.echo(
+            "steth-agent: refusing to start (`steth-agent check-config` explains; insecure = true runs anyway)",
+            err=True,
+        )
+        sys.exit(2)
     logfmt.setup(config.log_level, config.node)
+    for gap in gaps:
+        logging.getLogger("steth.agent").warning("insecure = true: %s", gap)
     _pidfd_child_watcher()
     try:
         asyncio.run(_serve(config))
@@ -131,13 +146,31 @@ async def _feed_watchdog() -> None:
     help="TOML config file to check (with STETH_* overrides applied).",
 )
 def check_config(config_path: str | None) -> None:
-    """Validate the config and print the effective settings as JSON (secrets hidden)."""
+    """Validate the config and print the effective settings as JSON (secrets hidden).
+
+    Then, on stderr, what makes the agent insecure and how to fix each: exit 2 when there is any (the agent
+    would refuse to start), unless the config says `insecure = true` (then they are warnings, exit 0)."""
     config = _load_or_exit(config_path)
+    from steth.agent.config import security_gaps
+
     shown = config.model_dump()
     for key in ("password", "token"):
         if shown["nats"].get(key):
             shown["nats"][key] = "***"
     click.echo(json.dumps(shown, indent=2))
+    gaps = security_gaps(config)
+    if not gaps:
+        return
+    word = "warning (insecure = true)" if config.insecure else "error"
+    for gap in gaps:
+        click.echo(f"steth-agent: {word}: {gap}", err=True)
+    if not config.insecure:
+        click.echo(
+            "steth-agent: `steth-agent run` refuses this config; fix the above, or set insecure = true at the top "
+            "of the file to run an open agent anyway (a lab, never a production node)",
+            err=True,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

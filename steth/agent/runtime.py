@@ -40,6 +40,7 @@ PRESENCE_RETRY_S = 0.5
 SETUP_LOG_EVERY_S = 300.0  # a missing bucket `steth setup` must create: the error again this often
 # The audit line shows this much of a request's args (JSON, so nothing in them can forge a log line).
 AUDIT_ARGS_CHARS = 240
+AUDIT_SUBJECT_CHARS = 120  # the request's subject and reply inbox (NATS subjects are short)
 
 
 @dataclass
@@ -321,7 +322,7 @@ class AgentRuntime:
         # The hot path of a broadcast (benchmarks/fanout.py): every reply is built once, complete.
         probe = msg.subject.rsplit(".", 1)[-1]
         received = time.time()
-        audit: dict[str, Any] = {}
+        audit: dict[str, Any] = {"subject": msg.subject, "inbox": msg.reply or ""}
         try:
             reply = await self._dispatch(probe, msg.data, received, msg.subject, audit)
         except Exception as exc:  # nothing a request carries may crash the agent
@@ -358,7 +359,10 @@ class AgentRuntime:
             log.warning("could not send reply %s: %s", reply.id, exc)
 
     def _audit(self, reply: Reply, probe: str, audit: dict[str, Any]) -> None:
-        """One line per request: who asked (sender, signing key), what, with which args, how it ended."""
+        """One line per request: who asked (sender, signing key, NATS reply inbox), what, with which args, how
+        it ended. NATS does not tell a subscriber who published: the verified key is the proof of who asked;
+        the subject it came on (all/role/node) and the reply inbox are what the broker let through (only
+        controller identities may publish requests and read `_INBOX.>`, docs/security.md)."""
         try:
             args = json.dumps(audit.get("args", {}), sort_keys=True, separators=(",", ":"), default=repr)
         except ValueError:  # a circular or odd value: the line must still be written
@@ -370,13 +374,15 @@ class AgentRuntime:
         else:
             key = f"{json.dumps(audit['claimed_kid'])}(not-verified)" if audit.get("claimed_kid") else "unsigned"
         log.info(
-            "request id=%s probe=%s status=%s duration=%.3fs sender=%s key=%s args=%s%s",
+            "request id=%s probe=%s status=%s duration=%.3fs sender=%s key=%s subject=%s inbox=%s args=%s%s",
             json.dumps(reply.id or "-"),
             json.dumps(probe),
             reply.status.value,
             reply.duration_s,
             json.dumps(audit.get("sender", "")),
             key,
+            json.dumps(str(audit.get("subject") or "")[:AUDIT_SUBJECT_CHARS]),
+            json.dumps(str(audit.get("inbox") or "")[:AUDIT_SUBJECT_CHARS]),
             args,
             f" message={json.dumps(reply.message)}" if reply.message else "",
         )

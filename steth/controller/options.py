@@ -53,11 +53,19 @@ class Invocation:
         from steth.controller.session import Session
         from steth.controller.signing import configured
 
+        opts = self.nats_options()
         config_path = self.group.get("config_path")
+        signer = configured(self.group.get("signing_key"), config_path)
+        if signer is None:  # a secure lab found with no flags: its controller signing key too
+            from steth.controller.settings import LAB_ORIGIN, lab_signing_key
+
+            key = lab_signing_key() if opts.origin == LAB_ORIGIN else None
+            if key:
+                from steth.controller.signing import load
+
+                signer = load(key)
         session = Session(
-            self.nats_options(),
-            signer=configured(self.group.get("signing_key"), config_path),
-            verifier=replysig.from_environment(self.group.get("agent_keys"), config_path),
+            opts, signer=signer, verifier=replysig.from_environment(self.group.get("agent_keys"), config_path)
         )
         if self.group.get("expect_from") == "openstack":
             session.also_expected = self.openstack_hosts()

@@ -12,6 +12,11 @@ columns and rows, the JSON/YAML document, and optionally its own text for people
 
 Lines around the table (the footer, a verdict, notes) go to stdout for a table and to stderr for every
 other format, so that stdout is exactly what a script asked for.
+
+Everything an agent sends is untrusted text: before it reaches a terminal, control characters (C0, DEL, C1)
+and Unicode bidi overrides/isolates (U+202A-U+202E, U+2066-U+2069) are shown escaped (`\\x1b`, `\\u202e`), in
+every cell of table/value/csv output (newlines and tabs too: a cell is one line) and in the lines around it
+and a command's own text (newlines kept: the command puts them there). JSON and YAML escape them already.
 """
 
 from __future__ import annotations
@@ -28,6 +33,26 @@ import click
 
 if TYPE_CHECKING:  # `steth --help` imports this module for the options: nothing heavy at import time
     from steth.controller.gather import Gathered
+
+
+# C0 (all of it), DEL, C1, and the bidi embeddings/overrides/isolates that reorder what a terminal shows.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_KEEP_NL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: str, newlines: bool = False) -> str:
+    """`text` with control characters and bidi overrides shown as escapes; `newlines`: keep line breaks."""
+    return (_UNSAFE_KEEP_NL if newlines else _UNSAFE).sub(_escape, text)
+
+
+def safe_lines(text: str) -> str:
+    """A block of lines for the terminal (a footer, a command's own text): escapes, line breaks kept."""
+    return safe(text, newlines=True)
 
 
 def fmt(value: Any, unit: str = "") -> str:
@@ -287,7 +312,7 @@ def format_options(f: Callable) -> Callable:
 
 def note(text: str) -> None:
     """A line around the output (footer, verdict, summary): stdout for a table, stderr otherwise."""
-    click.echo(text, err=not current_format().is_table)
+    click.echo(safe_lines(text), err=not current_format().is_table)
 
 
 @dataclass
@@ -315,9 +340,10 @@ def _sort_key(value: Any) -> tuple:
 
 
 def _text(value: Any, unit: str = "") -> str:
+    """A cell as the text formats show it: one line, with nothing an agent sent able to drive the terminal."""
     if value == "" or (isinstance(value, str) and not unit):
-        return value
-    return fmt(value, unit)
+        return safe(value)
+    return safe(fmt(value, unit))
 
 
 @dataclass
@@ -369,7 +395,7 @@ class View:
             same = group is not None and group == last
             last = group
             lines.append(["" if same and c.key in self.grouped else _text(v, c.unit) for c, v in zip(columns, row)])
-        return table([c.header for c in columns], lines)
+        return table([safe(c.header) for c in columns], lines)
 
     def render(self, f: Format) -> str:
         if f.format in DOCUMENT_FORMATS:
@@ -379,14 +405,14 @@ class View:
             return dump([{c.key: v for c, v in zip(columns, row)} for row in rows], f.format)
         if f.format == "table":
             if self.text is not None and not f.reshaped:
-                return self.text
+                return safe_lines(self.text)
             return self.table(f)
         columns, rows, _ = self.shaped(f)
         if f.format == "value":
             return "\n".join(" ".join(_text(v, c.unit) for c, v in zip(columns, row)) for row in rows)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([c.header for c in columns])
+        writer.writerow([safe(c.header) for c in columns])
         writer.writerows([[_text(v, c.unit) for c, v in zip(columns, row)] for row in rows])
         return buf.getvalue().rstrip("\n")
 
@@ -402,8 +428,8 @@ def emit(view: View, f: Format | None = None) -> None:
     f = f or current_format()
     out = view.render(f)
     for line in view.before:
-        click.echo(line, err=not f.is_table)
+        click.echo(safe_lines(line), err=not f.is_table)
     if out:
         click.echo(out)
     for line in view.after:
-        click.echo(line, err=not f.is_table)
+        click.echo(safe_lines(line), err=not f.is_table)

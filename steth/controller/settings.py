@@ -8,7 +8,8 @@
 5. the `[nats]` table of steth's config file (`--config`, `STETH_CONFIG`, ~/.config/steth/steth.toml,
    /etc/steth/steth.toml), validated by the agent's own model (steth.natsconn.NatsConfig);
 6. the `nats` CLI's selected context (`nats context select`: ~/.config/nats/context.txt);
-7. a local lab that is up (servers only);
+7. a local lab that is up: its servers and, on a secure lab, its CA and controller nkey seed (only when no
+   earlier source named the servers: another server's settings never mix with the lab's);
 8. nats://127.0.0.1:4222.
 """
 
@@ -148,12 +149,38 @@ def read_context(name: str, environ: dict[str, str]) -> dict[str, Any]:
 # --- resolving -------------------------------------------------------------------------------------------
 
 
+LAB_ORIGIN = "the running lab"
+
+
 def lab_nats_url() -> str | None:
     """The NATS URL of a local lab that is up, so `steth` works against it with no flags."""
     from steth.lab.state import load_state
 
     state = load_state()
     return state.get("nats_url") if state and state.get("up") else None
+
+
+def lab_settings() -> dict[str, Any]:
+    """A lab that is up: its servers, and on a secure lab the CA and the controller's nkey seed."""
+    from steth.lab.state import load_state
+
+    state = load_state()
+    if not (state and state.get("up") and state.get("nats_url")):
+        return {}
+    found: dict[str, Any] = {"servers": [state["nats_url"]]}
+    sec = state.get("security") or {}
+    if sec and not sec.get("insecure"):
+        found.update(tls_ca=sec.get("ca"), nkey_seed=sec.get("controller_seed"))
+    return found
+
+
+def lab_signing_key() -> str | None:
+    """The controller signing key of a secure lab that is up (used when the servers came from the lab)."""
+    from steth.lab.state import load_state
+
+    state = load_state()
+    sec = (state or {}).get("security") or {}
+    return sec.get("signing_key") if state and state.get("up") and not sec.get("insecure") else None
 
 
 @dataclass
@@ -204,8 +231,7 @@ def resolve(
     if selected:
         r.take(read_context(selected, environ), f"the selected NATS context {selected}")
     if "servers" not in r.values:
-        lab = lab_nats_url()
-        r.take({"servers": [lab]} if lab else {}, "the running lab")
+        r.take(lab_settings(), LAB_ORIGIN)
     r.take({"servers": [DEFAULT_URL]}, "")
     for key in PATH_FIELDS:
         if key in r.values:

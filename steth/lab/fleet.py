@@ -73,8 +73,15 @@ def up(
     agent_env=None,
     metrics_port: int | None = 9273,
     extra_config=None,
+    insecure: bool = False,
 ) -> dict[str, Any]:
     """Build the fleet and return its state once every agent is present.
+
+    Secure by default (`insecure=False`): the lab makes its own CA and a server certificate for the NATS
+    address, runs nats-server with TLS and one nkey identity per node plus one for the controller
+    (`steth nats-config --nkeys`), makes a controller signing key, and gives every agent TLS, its seed,
+    the key as trusted_keys and require_signed. All of it is recorded in the state's "security", where the
+    CLI finds it with no flags (steth.controller.settings). `insecure=True` builds the open lab of old.
 
     ovs=True adds an Open vSwitch fabric (steth.lab.ovs): each node's trunk0 is a trunk port
     (VLANs `trunks`) of one OVS bridge in the lab's switch namespace. `agent_env(node)` may return extra
@@ -101,6 +108,7 @@ def up(
         "nodes": [],
         "nats_url": None,
         "created": time.time(),
+        "security": {"insecure": True} if insecure else None,
     }
     save_state(state)
     try:
@@ -116,11 +124,18 @@ def up(
 
                 progress("starting the Open vSwitch fabric")
                 lab_ovs.fabric_up(state, list(trunks or lab_ovs.DEFAULT_TRUNKS))
-        progress("starting nats-server with JetStream")
+        if not insecure:
+            progress("making the lab's CA, NATS identities and signing key")
+            _secure(state, directory, nats_host, node_names(compute, network))
+        progress("starting nats-server with JetStream" + ("" if insecure else " and TLS"))
         state["nats_url"] = _start_nats(
             state, directory, nats_host, NATS_PORT if root and _free(nats_host, NATS_PORT) else -1
         )
         save_state(state)
+        if not insecure:
+            # Agent identities may only look the bucket and the stream up: the admin makes them, as on a site.
+            progress("creating the presence bucket and the results stream (steth setup, as the lab's admin)")
+            _setup_streams(state, heartbeat_s * 3)
         if root:
             progress("starting the control-plane stand-ins (controller: keystone, rabbitmq, mariadb)")
             _start_standins(state, directory, nats_host)
@@ -158,6 +173,7 @@ def up(
                 heartbeat_s,
                 allow_mutating,
                 extra,
+                agent_security(state, name),
             )
             node["config"] = str(config)
             node["pid"] = _start_agent(
@@ -166,7 +182,7 @@ def up(
             state["nodes"].append(node)
             save_state(state)
         progress("waiting for every agent's heartbeat")
-        _wait_present(state["nats_url"], {n["name"] for n in state["nodes"]}, timeout=30)
+        _wait_present(nats_options(state), {n["name"] for n in state["nodes"]}, timeout=30)
         state["up"] = True
         save_state(state)
         return state
@@ -261,9 +277,23 @@ def _start_nats(state: dict, directory: Path, host: str, port: int = -1) -> str:
     ports_dir = directory / "nats-ports"
     ports_dir.mkdir(exist_ok=True)
     log = open(directory / "nats-server.log", "ab")
+    conf: list[str] = []
+    sec = state.get("security") or {}
+    if not sec.get("insecure"):
+        # TLS and the identities; address, port and JetStream come from the flags below (they win).
+        text = (
+            f"tls {{\n  cert_file: {json.dumps(sec['server_cert'])}\n  key_file: {json.dumps(sec['server_key'])}\n"
+            f"  ca_file: {json.dumps(sec['ca'])}\n  timeout: 2\n}}\n"
+            # nats-server reads an include relative to the including file, absolute paths too
+            f"include {json.dumps(os.path.relpath(sec['auth_conf'], directory))}\n"
+        )
+        path = directory / "nats-server.conf"
+        path.write_text(text)
+        conf = ["-c", str(path)]
     proc = subprocess.Popen(
         [
             nats_server_binary(),
+            *conf,
             "-a",
             host,
             "-p",
@@ -302,13 +332,15 @@ def _write_config(
     heartbeat_s: float,
     allow_mutating: bool,
     extra: str = "",
+    security: tuple[str, str] = ("insecure = true\n", ""),
 ) -> Path:
     path = directory / f"{name}.toml"
+    top, tables = security
     path.write_text(
         f"# steth-agent config for the lab node {name}, as a real deployment would have it\n"
-        f'node = "{name}"\nroles = {json.dumps(roles)}\ndata_plane = "{plane}"\n'
+        f'{top}node = "{name}"\nroles = {json.dumps(roles)}\ndata_plane = "{plane}"\n'
         f"heartbeat_s = {heartbeat_s}\npresence_ttl_s = {heartbeat_s * 3}\n\n"
-        f'[nats]\nservers = ["{nats_url}"]\n\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n'
+        f'[nats]\nservers = ["{nats_url}"]\n{tables}\n[policy]\nallow_mutating = {str(allow_mutating).lower()}\n'
         # The lab's Open vSwitch instances live under its directory (steth.lab.ovs), not in /var/run.
         f'allowed_ovsdb = ["unix:{directory}/*/db.sock"]\n' + extra
     )
@@ -330,12 +362,12 @@ def _start_agent(
     return proc.pid
 
 
-def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
-    from steth.natsconn import NatsOptions, connect
+def _wait_present(opts, names: set[str], timeout: float) -> None:
+    from steth.natsconn import connect
     from steth.presence import read_presence
 
     async def poll() -> set[str]:
-        nc = await connect(NatsOptions(servers=[nats_url], name="steth-lab"))
+        nc = await connect(opts)
         try:
             deadline = time.time() + timeout
             while time.time() < deadline:
@@ -356,6 +388,164 @@ def _wait_present(nats_url: str, names: set[str], timeout: float) -> None:
             f"agents not present after {timeout:.0f} s: {', '.join(sorted(missing))}"
             + (f"; {first} logged: {last[0]}" if last else "")
         )
+
+
+# --- security: the lab's CA, NATS identities and signing key ----------------------------------------------
+
+CONTROLLER_IDENTITY = "lab"  # the controller's NATS identity: controller-lab
+ADMIN_IDENTITY = "lab"  # the identity `steth setup` runs as: admin-lab
+
+
+def _secure(state: dict, directory: Path, nats_host: str, nodes: list[tuple[str, list[str]]]) -> None:
+    from steth.lab import pki
+
+    folder = directory / "secure"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    ca = pki.make_ca(folder, f"steth lab {lab_name()} CA")
+    server = pki.make_cert(ca, folder, "nats-server", [nats_host])
+    identities = [[name, roles] for name, roles in nodes]
+    auth_dir = folder / "nats"
+    auth_conf = _write_identities(auth_dir, identities)
+    key = json.loads(
+        _steth(
+            "keys",
+            "create",
+            "--out",
+            str(folder / "signing.key"),
+            "--comment",
+            f"steth lab {lab_name()}",
+            "--force",
+            "-o",
+            "json",
+        )
+    )
+    state["security"] = {
+        "insecure": False,
+        "ca": str(ca.cert),
+        "server_cert": str(server.cert),
+        "server_key": str(server.key),
+        "auth_dir": str(auth_dir),
+        "auth_conf": str(auth_conf),
+        "controller_seed": str(auth_dir / f"controller-{CONTROLLER_IDENTITY}.nk"),
+        "admin_seed": str(auth_dir / f"admin-{ADMIN_IDENTITY}.nk"),
+        "signing_key": str(folder / "signing.key"),
+        "signing_pub": str(folder / "signing.key.pub"),
+        "key_id": key["key_id"],
+        "identities": identities,
+    }
+    save_state(state)
+
+
+def _steth(*args: str, env: dict[str, str] | None = None) -> str:
+    """The steth CLI as an operator runs it (the lab never imports the controller): its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "steth.controller.cli", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+    if done.returncode != 0:
+        raise LabError(f"steth {args[0]} failed: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+def _write_identities(auth_dir: Path, identities: list[list]) -> Path:
+    """`steth nats-config --nkeys`: a seed per node and for the controller; seeds already there are kept."""
+    argv = ["nats-config", "--nkeys", "--controller", CONTROLLER_IDENTITY, "--admin", ADMIN_IDENTITY]
+    argv += ["--out", str(auth_dir), "-o", "json"]
+    for name, roles in identities:
+        argv += ["--agent", f"{name}={','.join(roles)}" if roles else name]
+    _steth(*argv)
+    return auth_dir / "auth.conf"
+
+
+def _setup_streams(state: dict, presence_ttl_s: float) -> None:
+    """`steth setup` with the lab's admin identity, on the lab's server only (none of the caller's settings)."""
+    sec = state["security"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STETH_", "NATS_"))}
+    env.update(STETH_NATS_URL=state["nats_url"], STETH_NATS_TLS_CA=sec["ca"], STETH_NATS_NKEY_SEED=sec["admin_seed"])
+    _steth("setup", "--presence-ttl", f"{presence_ttl_s:g}", "--replicas", "1", "-f", "json", env=env)
+
+
+def is_secure(state: dict | None) -> bool:
+    sec = (state or {}).get("security")
+    return bool(sec) and not sec.get("insecure")
+
+
+def agent_seed(state: dict, node: str) -> str:
+    return str(Path(state["security"]["auth_dir"]) / f"agent-{node}.nk")
+
+
+def agent_security(state: dict, node: str) -> tuple[str, str]:
+    """(top-level lines, lines of [nats] and a [security] table) of a node's config."""
+    if not is_secure(state):
+        return "insecure = true  # an open lab: `steth lab up --insecure`\n", ""
+    sec = state["security"]
+    return "", (
+        f"tls_ca = {json.dumps(sec['ca'])}\nnkey_seed = {json.dumps(agent_seed(state, node))}\n\n"
+        f"[security]\nrequire_signed = true\ntrusted_keys = [{json.dumps(sec['signing_pub'])}]\n"
+    )
+
+
+def add_identity(state: dict, node: str, roles: list[str]) -> str:
+    """A NATS identity for another agent (tests' extra agents): added to the server's auth file, which
+    the server reloads (SIGHUP); returns the seed file. Nothing to do on an open lab (returns "")."""
+    import signal
+
+    if not is_secure(state):
+        return ""
+    sec = state["security"]
+    known = {name for name, _ in sec["identities"]}
+    if node not in known:
+        sec["identities"].append([node, list(roles)])
+        _write_identities(Path(sec["auth_dir"]), sec["identities"])
+        save_state(state)
+        os.kill(state["pids"]["nats-server"], signal.SIGHUP)
+        _wait_login(state, agent_seed(state, node))
+    return agent_seed(state, node)
+
+
+def _wait_login(state: dict, seed: str, timeout: float = 10) -> None:
+    """Until the server (reloading its config) lets the new identity log in."""
+    from steth.natsconn import NatsOptions, NatsUnavailable, connect
+
+    async def attempt() -> bool:
+        try:
+            nc = await connect(
+                NatsOptions(servers=[state["nats_url"]], tls_ca=state["security"]["ca"], nkey_seed=seed, name="probe")
+            )
+        except NatsUnavailable:
+            return False
+        await nc.close()
+        return True
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if asyncio.run(attempt()):
+            return
+        time.sleep(0.1)
+    raise LabError(f"nats-server did not take the new identity within {timeout:.0f} s")
+
+
+def nats_options(state: dict, name: str = "steth-lab"):
+    """How a controller connects to this lab: its URL, and on a secure lab its CA and controller seed."""
+    from steth.natsconn import NatsOptions
+
+    if not is_secure(state):
+        return NatsOptions(servers=[state["nats_url"]], name=name)
+    sec = state["security"]
+    return NatsOptions(servers=[state["nats_url"]], tls_ca=sec["ca"], nkey_seed=sec["controller_seed"], name=name)
+
+
+def client_env(state: dict) -> dict[str, str]:
+    """The variables that point a `steth` CLI at this lab (`steth lab env` prints them)."""
+    env = {"STETH_NATS_URL": state["nats_url"]}
+    if is_secure(state):
+        sec = state["security"]
+        env.update(
+            STETH_NATS_TLS_CA=sec["ca"],
+            STETH_NATS_NKEY_SEED=sec["controller_seed"],
+            STETH_SIGNING_KEY=sec["signing_key"],
+        )
+    return env
 
 
 def down(progress=lambda msg: None) -> bool:
@@ -409,6 +599,7 @@ def status() -> dict[str, Any] | None:
         "dir": state.get("dir"),
         "nats_url": state.get("nats_url"),
         "nats_running": alive(state.get("pids", {}).get("nats-server", 0)),
+        "secure": is_secure(state),
         "control_plane": state.get("control_plane", {}),
         "nodes": nodes,
     }

@@ -384,6 +384,7 @@ def up(
     allow_mutating: bool = True,
     progress=lambda msg: None,
     trunks: list[int] | None = None,
+    insecure: bool = False,
 ) -> dict[str, Any]:
     """The fleet with its OVS fabric, then the ML2/OVS pieces on it, then the API; returns the state."""
     if os.geteuid() != 0:
@@ -401,6 +402,7 @@ def up(
         ovs=True,
         trunks=trunks,
         agent_env=ovs_env,
+        insecure=insecure,
     )
     try:
         d = design(state["nodes"])

@@ -138,11 +138,49 @@ def test_agent_unit_exposure_score(installed):
     assert float(found.group(1)) <= MAX_EXPOSURE, done.stdout
 
 
-def test_nats_example_config_is_valid(installed):
+def secure_files(directory: Path, sans: list[str], agents: list[str] = ("compute-1",)) -> dict[str, Path]:
+    """What the shipped nats-server.conf expects beside it, made as its comments say: a CA and a server
+    certificate (throwaway, with the `cryptography` package) and `steth nats-config --nkeys` identities in
+    steth/auth.conf. Returns the paths a client needs."""
+    from steth.controller import natsconf
+    from steth.lab import pki
+
+    ca = pki.make_ca(directory / "tls")
+    pki.make_cert(ca, directory / "tls", "server", sans)
+    identities = [natsconf.parse_agent(f"{a}=compute") for a in agents] + [natsconf.parse_controller("ops")]
+    natsconf.write(identities, directory / "steth", nkeys=True)
+    return {
+        "ca": ca.cert,
+        "controller_seed": directory / "steth" / "controller-ops.nk",
+        **{f"agent_seed:{a}": directory / "steth" / f"agent-{a}.nk" for a in agents},
+    }
+
+
+def localised(text: str, directory: Path) -> str:
+    """The shipped file with its TLS paths pointed at `directory`/tls (the include is relative already)."""
+    return text.replace("/etc/nats/tls/", f"{directory}/tls/")
+
+
+def test_nats_example_config_is_secure_and_valid(installed, tmp_path):
+    """The shipped file: TLS on the client and the cluster port, the identities `steth nats-config` writes
+    (the file name it writes, auth.conf, is the one included), and `nats-server -t` accepts it."""
     env = {**os.environ, "NATS_SERVER_NAME": "nats-1"}
-    conf = installed["dir"] / "nats/nats-server.conf"
+    shipped = (installed["dir"] / "nats/nats-server.conf").read_text()
+    blocks = re.findall(r"(?ms)^(?:tls|  tls) \{.*?\}", shipped)
+    assert len(blocks) == 2, "TLS on the client port and on the cluster port"
+    assert all("cert_file" in b and "key_file" in b and "ca_file" in b for b in blocks)
+    assert "verify: true" in blocks[1]  # routes: mutual TLS
+    assert re.search(r"(?m)^include \./steth/auth\.conf$", shipped)
+    assert "steth-auth.conf" not in shipped
+    secure_files(tmp_path, ["nats-1.example.org", "127.0.0.1"])
+    conf = tmp_path / "nats-server.conf"
+    conf.write_text(localised(shipped, tmp_path))
     done = subprocess.run([_nats_server(), "-t", "-c", str(conf)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+    # Without the identities the test fails: the include is really read.
+    (tmp_path / "steth" / "auth.conf").unlink()
+    done = subprocess.run([_nats_server(), "-t", "-c", str(conf)], capture_output=True, text=True, env=env)
+    assert done.returncode != 0
 
 
 def test_grafana_dashboard_is_importable_json():
@@ -191,7 +229,8 @@ def _nats_server() -> str:
 def cluster(tmp_path_factory):
     """deploy/nats/nats-server.conf, three times on loopback: only addresses, ports and paths rewritten."""
     base = tmp_path_factory.mktemp("nats-cluster")
-    example = (DEPLOY / "nats/nats-server.conf").read_text()
+    secrets = secure_files(base, ["127.0.0.1"], agents=["deploy-test"])
+    example = localised((DEPLOY / "nats/nats-server.conf").read_text(), base)
     ports = _free_ports(9)
     client, route, http = ports[0:3], ports[3:6], ports[6:9]
     procs = []
@@ -202,7 +241,8 @@ def cluster(tmp_path_factory):
         text = text.replace("/var/lib/nats/jetstream", str(base / f"js-{i + 1}"))
         for j in range(3):
             text = text.replace(f"nats-{j + 1}.example.org:6222", f"127.0.0.1:{route[j]}")
-        assert "example.org" not in text and "0.0.0.0" not in text
+        live = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        assert "example.org" not in live and "0.0.0.0" not in live and "/etc/nats" not in live
         conf = base / f"nats-{i + 1}.conf"
         conf.write_text(text)
         env = {**os.environ, "NATS_SERVER_NAME": f"nats-{i + 1}"}
@@ -214,10 +254,10 @@ def cluster(tmp_path_factory):
                 [_nats_server(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
         )
-    urls = [f"nats://127.0.0.1:{p}" for p in client]
+    urls = [f"tls://127.0.0.1:{p}" for p in client]
     try:
-        asyncio.run(_wait_for_jetstream(urls))
-        yield {"urls": urls, "procs": procs, "dir": base, "http": http}
+        asyncio.run(_wait_for_jetstream(urls, secrets))
+        yield {"urls": urls, "procs": procs, "dir": base, "http": http, "secrets": secrets}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -229,15 +269,29 @@ def cluster(tmp_path_factory):
                     p.wait()
 
 
-async def _wait_for_jetstream(urls: list[str], timeout: float = 60) -> None:
+async def _operator(urls: list[str], secrets: dict[str, Path]):
+    """A controller identity of the cluster (TLS with the test CA, its nkey seed)."""
+    import ssl
+
     import nats
 
+    tls = ssl.create_default_context(cafile=str(secrets["ca"]))
+    return await nats.connect(
+        servers=urls, connect_timeout=2, max_reconnect_attempts=5, tls=tls, nkeys_seed=str(secrets["controller_seed"])
+    )
+
+
+async def _wait_for_jetstream(urls: list[str], secrets: dict[str, Path], timeout: float = 60) -> None:
+    from nats.js.errors import NotFoundError
+
     deadline = time.monotonic() + timeout
-    nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=5)
+    nc = await _operator(urls, secrets)
     try:
         while True:
-            try:
-                await nc.jetstream(timeout=2).account_info()
+            try:  # a controller may ask about steth's streams only: "not found" means JetStream answers
+                await nc.jetstream(timeout=2).stream_info("STETH_RESULTS")
+                return
+            except NotFoundError:
                 return
             except Exception:
                 if time.monotonic() > deadline:
@@ -247,11 +301,9 @@ async def _wait_for_jetstream(urls: list[str], timeout: float = 60) -> None:
         await nc.close()
 
 
-async def _stream_state(urls: list[str], stream: str) -> tuple[int, int, str | None]:
+async def _stream_state(urls: list[str], stream: str, secrets: dict[str, Path]) -> tuple[int, int, str | None]:
     """(messages, replicas beside the leader, leader) of a stream."""
-    import nats
-
-    nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=5)
+    nc = await _operator(urls, secrets)
     try:
         info = await nc.jetstream(timeout=5).stream_info(stream)
         cluster = info.cluster
@@ -264,10 +316,17 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
     """A real agent on the three-server example: READY=1 to $NOTIFY_SOCKET once present, presence and
     results replicated three times, results still stored with one server down, STOPPING=1 on SIGTERM."""
     metrics_port = _free_ports(1)[0]
+    secrets = cluster["secrets"]
+    from steth.controller import signing
+
+    ops = signing.create(tmp_path / "ops.key", "ops@deploy-test")
     config = tmp_path / "agent.toml"
     config.write_text(
         f'node = "deploy-test"\nroles = ["compute"]\nheartbeat_s = 1\npresence_ttl_s = 3\npresence_replicas = 3\n'
-        f'[nats]\nservers = {json.dumps(cluster["urls"])}\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+        f'[nats]\nservers = {json.dumps(cluster["urls"])}\ntls_ca = "{secrets["ca"]}"\n'
+        f'nkey_seed = "{secrets["agent_seed:deploy-test"]}"\n'
+        f'[security]\ntrusted_keys = ["{ops.public_line}"]\nrequire_signed = true\n'
+        f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
         f'[results]\nreplicas = 3\n[[schedule]]\nname = "loopback"\nprobe = "ping"\ntargets = ["127.0.0.1"]\n'
         f"interval_s = 1\nparams = {{ count = 1 }}\n"
     )
@@ -295,14 +354,14 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
         assert b"STATUS=answering as deploy-test" in messages[-1]
 
         def stored() -> tuple[int, int, str | None]:
-            return asyncio.run(_stream_state(cluster["urls"], "STETH_RESULTS"))
+            return asyncio.run(_stream_state(cluster["urls"], "STETH_RESULTS", secrets))
 
         deadline = time.monotonic() + 60
         while (state := _try(stored)) is None or state[0] < 2:
             assert time.monotonic() < deadline, f"no results stored: {state}"
             time.sleep(0.5)
         assert state[1] == 2 and state[2]  # a leader and two replicas
-        presence = asyncio.run(_stream_state(cluster["urls"], "KV_steth_presence"))
+        presence = asyncio.run(_stream_state(cluster["urls"], "KV_steth_presence", secrets))
         assert presence[1] == 2
 
         # One server goes: with two of three left, JetStream keeps storing results.
@@ -312,7 +371,7 @@ def test_agent_on_the_cluster_reports_ready_and_survives_a_server_loss(cluster, 
         urls = [u for i, u in enumerate(cluster["urls"]) if i != victim]
         before = state[0]
         deadline = time.monotonic() + 60
-        while (after := _try(lambda: asyncio.run(_stream_state(urls, "STETH_RESULTS")))) is None or after[
+        while (after := _try(lambda: asyncio.run(_stream_state(urls, "STETH_RESULTS", secrets)))) is None or after[
             0
         ] < before + 3:
             assert time.monotonic() < deadline, f"results stopped: {before} -> {after}"

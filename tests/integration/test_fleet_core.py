@@ -26,14 +26,14 @@ def nodes_of(doc: dict) -> dict[str, dict]:
     return {n["node"]: n for n in doc["nodes"]}
 
 
-def wait_for_fleet(url: str, names: set[str], timeout: float = 10) -> None:
+def wait_for_fleet(lab, names: set[str], timeout: float = 10) -> None:
     """Until presence holds exactly these agents, all alive: extra agents that tests of other modules
     killed stay in presence for a TTL (3 s), and a broadcast would expect them."""
-    from steth.natsconn import NatsOptions, connect
+    from steth.natsconn import connect
     from steth.presence import read_presence
 
     async def go():
-        nc = await connect(NatsOptions(servers=[url], name="steth-test"))
+        nc = await connect(lab.nats_options())
         try:
             started = time.monotonic()
             while True:
@@ -51,7 +51,7 @@ def wait_for_fleet(url: str, names: set[str], timeout: float = 10) -> None:
 
 @pytest.fixture(autouse=True)
 def settled(lab):
-    wait_for_fleet(lab.nats_url, set(lab.names()))
+    wait_for_fleet(lab, set(lab.names()))
 
 
 # --- selectors ------------------------------------------------------------------------------------
@@ -151,16 +151,42 @@ def test_ping_finishes_when_the_probe_does_not_at_the_deadline(lab):
 # --- protocol errors answered by real agents ------------------------------------------------------
 
 
+_SIGNED: set[tuple[str, str]] = set()
+
+
+def signed(lab, subject: str, payload: bytes) -> bytes:
+    """The payload signed with the lab's key when it is a request envelope at all (a malformed one is refused
+    before any signature is looked at); as it was on an open lab."""
+    from pydantic import ValidationError
+
+    from steth.schemas.envelope import Request
+
+    signer = lab.signer()
+    if signer is None:
+        return payload
+    try:
+        request = Request.model_validate(msgpack.unpackb(payload, raw=False))
+    except (ValidationError, ValueError, TypeError):
+        return payload
+    if (request.id, subject) in _SIGNED:  # the agents refuse a replay: a test's repeated id gets a suffix
+        request.id = f"{request.id}-{len(_SIGNED)}"
+    _SIGNED.add((request.id, subject))
+    signer.sign(request, subject)
+    return msgpack.packb(request.model_dump(mode="json"), use_bin_type=True)
+
+
 async def raw_requests(
-    url: str, items: list[tuple[str, bytes]], wait: float = 1.5, expect: int | None = None
+    lab, items: list[tuple[str, bytes]], wait: float = 1.5, expect: int | None = None
 ) -> list[list[dict]]:
     """Publish each payload to its subject with its own reply inbox; the replies to each, decoded.
 
     Waits `wait` seconds, or less once every inbox holds `expect` replies (None: always the full wait).
+    Envelopes are signed with the lab's key (its agents require it).
     """
-    import nats
+    from steth.natsconn import connect
 
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1)
+    nc = await connect(lab.nats_options())
+    items = [(subject, signed(lab, subject, payload)) for subject, payload in items]
     try:
         boxes: list[list[dict]] = [[] for _ in items]
         for i, (subject, payload) in enumerate(items):
@@ -254,7 +280,7 @@ def test_malformed_requests_answer_invalid(lab):
         ),
     }
     started = time.monotonic()
-    replies = asyncio.run(raw_requests(lab.nats_url, [(s, p) for s, p, _ in cases.values()], expect=1))
+    replies = asyncio.run(raw_requests(lab, [(s, p) for s, p, _ in cases.values()], expect=1))
     problems = []
     for (name, (_, _, words)), box in zip(cases.items(), replies):
         if len(box) != 1:
@@ -275,9 +301,7 @@ def test_malformed_requests_answer_invalid(lab):
 
 def test_unknown_probe_answers_unknown_probe(lab):
     (box,) = asyncio.run(
-        raw_requests(
-            lab.nats_url, [("steth.v1.req.all.frobnicate", msgpack.packb(req("frobnicate")))], expect=len(lab.names())
-        )
+        raw_requests(lab, [("steth.v1.req.all.frobnicate", msgpack.packb(req("frobnicate")))], expect=len(lab.names()))
     )
     by_node = {r["node"]: r for r in box}
     assert set(lab.names()) <= set(by_node)
@@ -290,9 +314,7 @@ def test_unknown_probe_answers_unknown_probe(lab):
 def test_a_protocol_version_the_agents_do_not_speak_is_invalid(lab):
     """A future controller can tell: every agent answers `invalid`, naming the versions it speaks."""
     (box,) = asyncio.run(
-        raw_requests(
-            lab.nats_url, [("steth.v1.req.all.hello", msgpack.packb(req("hello", v=99)))], expect=len(lab.names())
-        )
+        raw_requests(lab, [("steth.v1.req.all.hello", msgpack.packb(req("hello", v=99)))], expect=len(lab.names()))
     )
     by_node = {r["node"]: r for r in box}
     assert set(lab.names()) <= set(by_node)
@@ -306,11 +328,15 @@ def test_requests_past_their_deadline_get_no_reply(lab):
     late = req("hello", deadline_in=-5.0, id="late-one")
     fresh = req("hello", id="fresh-one")
     subject = "steth.v1.req.node.compute-2.hello"
-    boxes = asyncio.run(raw_requests(lab.nats_url, [(subject, msgpack.packb(late)), (subject, msgpack.packb(fresh))]))
-    assert boxes[0] == [], "a request whose deadline passed is dropped: nobody waits for its reply"
+    boxes = asyncio.run(raw_requests(lab, [(subject, msgpack.packb(late)), (subject, msgpack.packb(fresh))]))
+    if lab.secure:  # signed: the signature check comes first and refuses it as expired (docs/security.md)
+        assert [(r["status"], r["message"].split(":")[0]) for r in boxes[0]] == [("invalid", "refused")]
+        assert "expired" in boxes[0][0]["message"]
+    else:
+        assert boxes[0] == [], "a request whose deadline passed is dropped: nobody waits for its reply"
     assert [r["status"] for r in boxes[1]] == ["ok"]
     log = (lab.dir / "compute-2.log").read_text()
-    assert "late-one" in log and "past its deadline" in log
+    assert "late-one" in log and ("past its deadline" in log or "expired" in log)
 
 
 # --- loss injected with nftables, measured by ping ------------------------------------------------
@@ -408,19 +434,28 @@ def test_lab_status_json(lab):
         addr = lab.in_ns(n["name"], "ip", "-j", "addr", "show").stdout
         assert n["mgmt_address"] in addr and n["data_address"] in addr
     table = lab.cli("lab", "status")
-    assert table.returncode == 0 and table.stdout.startswith("lab up; NATS ")
+    assert table.returncode == 0 and table.stdout.startswith("lab up; NATS ") and "; secure)" in table.stdout
     assert all(name in table.stdout for name in lab.names())
 
 
 def test_lab_env_points_steth_at_the_lab(lab):
     env = lab.env()
-    env.pop("STETH_NATS_URL")
     done = lab.cli("lab", "env", env=env)
-    assert done.returncode == 0 and done.stdout.strip() == f"export STETH_NATS_URL={lab.nats_url}"
-    # as documented: eval "$(steth lab env)", then steth works with no flags
+    sec = lab.state["security"]
+    assert done.returncode == 0 and done.stdout.splitlines() == [
+        f"export STETH_NATS_URL={lab.nats_url}",
+        f"export STETH_NATS_TLS_CA={sec['ca']}",
+        f"export STETH_NATS_NKEY_SEED={sec['controller_seed']}",
+        f"export STETH_SIGNING_KEY={sec['signing_key']}",
+    ]
+    # as documented: eval "$(steth lab env)", then steth works with no flags, the lab's name aside too
     script = f'eval "$({sys.executable} -m steth.controller.cli lab env)" && echo "$STETH_NATS_URL"'
     shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
     assert shell.stdout.strip() == lab.nats_url
+    script = f'eval "$({sys.executable} -m steth.controller.cli lab env)" && unset STETH_LAB_NAME && '
+    script += f"{sys.executable} -m steth.controller.cli hello -o json"
+    shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert shell.returncode == 0 and json.loads(shell.stdout)["summary"]["ok"] >= 3, shell.stderr
     # and with no URL at all, a running lab is found by its state file
     code, doc = lab.cli_json("agents", env=env)
     assert code == 0 and set(lab.names()) <= {a["node"] for a in doc["agents"]}
@@ -449,7 +484,7 @@ def test_lab_down_is_idempotent_and_removes_everything(lab):
     try:
         up = lab_cli("lab", "up", "--compute", "1", "--network", "0", *DOWN_CIDRS)
         assert up.returncode == 0, up.stderr
-        assert up.stdout.startswith("lab up: 1 nodes (compute-1), NATS at nats://10.85.0.1:")
+        assert up.stdout.startswith("lab up: 1 nodes (compute-1), NATS at tls://10.85.0.1:")
         st = json.loads(lab_cli("lab", "status", "-o", "json").stdout)
         (node,) = st["nodes"]
         assert node["namespace"] == "h1d-compute-1" and node["mgmt_address"] == "10.85.0.11"
@@ -458,7 +493,7 @@ def test_lab_down_is_idempotent_and_removes_everything(lab):
         pids = list(state["pids"].values())
         made_links = set(state["links"])
         assert {"h1dmgmt", "h1dfab", "h1dm1", "h1df1"} <= made_links <= links()
-        assert lab_cli("lab", "env").stdout.strip() == f"export STETH_NATS_URL={st['nats_url']}"
+        assert lab_cli("lab", "env").stdout.splitlines()[0] == f"export STETH_NATS_URL={st['nats_url']}"
 
         again = lab_cli("lab", "up", "--compute", "1", "--network", "0", *DOWN_CIDRS)
         assert again.returncode == 4 and "already up" in again.stderr and len(again.stderr.strip().splitlines()) == 1
@@ -486,3 +521,55 @@ def test_lab_down_is_idempotent_and_removes_everything(lab):
     code, doc = lab.cli_json("hello")
     assert code == 0 and set(lab.names()) <= set(nodes_of(doc))
     assert not math.isnan(doc["elapsed_s"])
+
+
+# --- secure by default (issue 12, item 1c) -------------------------------------------------------------
+
+
+def test_a_fresh_lab_is_secure(lab):
+    """No credentials: no connection (TLS and the login); the lab's identity without a signature: refused."""
+    import ssl
+
+    from steth.natsconn import NatsOptions, NatsUnavailable, connect
+
+    assert lab.nats_url.startswith("tls://")
+    sec = lab.state["security"]
+
+    async def try_connect(**kw) -> str:
+        try:
+            nc = await connect(NatsOptions(servers=[lab.nats_url], name="stranger", connect_timeout_s=1, **kw))
+        except NatsUnavailable as exc:
+            return str(exc)
+        await nc.close()
+        return "connected"
+
+    untrusted = asyncio.run(try_connect())  # no CA: the lab's certificate is not trusted, and the error says so
+    assert "certificate this client does not trust" in untrusted and "tls_ca" in untrusted, untrusted
+    assert "refused the login" in asyncio.run(try_connect(tls_ca=sec["ca"]))  # TLS, but no identity
+    plain = lab.nats_url.replace("tls://", "nats://")
+    no_tls = lab.env(STETH_NATS_URL=plain)
+    done = lab.cli("hello", env=no_tls)
+    assert done.returncode == 4, done.stderr
+    # An agent's own identity cannot ask (its permissions have no steth.v1.req.> publish).
+    done = lab.cli(
+        "hello",
+        env=lab.env(
+            STETH_NATS_URL=lab.nats_url,
+            STETH_NATS_TLS_CA=sec["ca"],
+            STETH_NATS_NKEY_SEED=str(lab.dir / "secure" / "nats" / "agent-compute-1.nk"),
+        ),
+    )
+    assert done.returncode != 0
+    # The controller's identity without the signing key: every agent refuses the unsigned request.
+    env = lab.env(STETH_NATS_URL=lab.nats_url, STETH_NATS_TLS_CA=sec["ca"], STETH_NATS_NKEY_SEED=sec["controller_seed"])
+    code, doc = lab.cli_json("hello", env=env)
+    assert code == 3 and {n["status"] for n in doc["nodes"]} == {"invalid"}
+    assert all("unsigned request" in n["message"] for n in doc["nodes"])
+    # With no flags the CLI finds all of it in the lab's state, and signs.
+    code, doc = lab.cli_json("hello")
+    assert code == 0 and doc["summary"]["ok"] == len(lab.names())
+    # Every agent's config is the secure one: check-config finds nothing missing.
+    for node in lab.state["nodes"]:
+        config = (lab.dir / f"{node['name']}.toml").read_text()
+        assert "insecure" not in config and "require_signed = true" in config
+    del ssl

@@ -33,10 +33,15 @@ def nodes_of(doc: dict) -> dict[str, dict]:
     return {n["node"]: n for n in doc["nodes"]}
 
 
-async def _connect(url: str):
-    from steth.natsconn import NatsOptions, connect
+async def _connect(lab: Lab, as_agent: str | None = None):
+    """A connection to the lab with its controller identity, or with an agent's (`as_agent`): on a secure lab
+    only an agent identity may subscribe to request subjects (its own node's, its roles' and `all`)."""
+    from steth.lab.fleet import agent_seed
+    from steth.natsconn import connect
 
-    return await connect(NatsOptions(servers=[url], name="steth-test"))
+    if as_agent and lab.secure:
+        return await connect(lab.nats_options(nkey_seed=agent_seed(lab.state, as_agent)))
+    return await connect(lab.nats_options())
 
 
 async def _presence(nc) -> dict:
@@ -45,9 +50,9 @@ async def _presence(nc) -> dict:
     return await read_presence(nc, timeout=3) or {}
 
 
-def presence(url: str) -> dict:
+def presence(lab: Lab) -> dict:
     async def go():
-        nc = await _connect(url)
+        nc = await _connect(lab)
         try:
             return await _presence(nc)
         finally:
@@ -56,11 +61,11 @@ def presence(url: str) -> dict:
     return asyncio.run(go())
 
 
-def wait_presence(url: str, names: set[str], absent: bool = False, timeout: float = 15, step: float = 0.05) -> float:
+def wait_presence(lab: Lab, names: set[str], absent: bool = False, timeout: float = 15, step: float = 0.05) -> float:
     """Poll presence (fast, in-process) until every name is present and alive, or all are absent."""
 
     async def go() -> float:
-        nc = await _connect(url)
+        nc = await _connect(lab)
         started = time.monotonic()
         try:
             while time.monotonic() - started < timeout:
@@ -88,11 +93,11 @@ def extras(lab):
         name: lab.spawn_agent(name, roles, netns=lab.node(node)["namespace"], heartbeat_s=1.0)
         for name, (node, roles) in EXTRAS.items()
     }
-    wait_presence(lab.nats_url, set(procs), timeout=30)
+    wait_presence(lab, set(procs), timeout=30)
     # Extra agents of other modules' tests (killed, so present until their TTL runs out) must be gone:
     # a broadcast here would expect them.
     deadline = time.monotonic() + 10
-    while set(presence(lab.nats_url)) - set(procs) - set(lab.names()) and time.monotonic() < deadline:
+    while set(presence(lab)) - set(procs) - set(lab.names()) and time.monotonic() < deadline:
         time.sleep(0.2)
     yield procs
     for proc in procs.values():
@@ -105,15 +110,15 @@ def extras(lab):
         except subprocess.TimeoutExpired:
             signal_agent(proc, signal.SIGKILL)
             proc.wait(timeout=10)
-    wait_presence(lab.nats_url, set(procs), absent=True, timeout=10)
+    wait_presence(lab, set(procs), absent=True, timeout=10)
     lab.extra = [p for p in lab.extra if p not in procs.values()]
 
 
-def ttl_of_bucket(url: str) -> float:
+def ttl_of_bucket(lab: Lab) -> float:
     async def go():
         from steth.schemas import subjects
 
-        nc = await _connect(url)
+        nc = await _connect(lab)
         try:
             kv = await nc.jetstream().key_value(subjects.PRESENCE_BUCKET)
             return (await kv.status()).ttl
@@ -146,7 +151,7 @@ def test_a_frozen_agent_is_no_reply_and_named_while_the_others_answer(lab, extra
     assert footer[0].startswith(f"{s['replied']}/{s['expected']} nodes replied in ")
     assert footer[1] == "no reply from: h1stop"
     # Resumed, it drops the stale request (past its deadline) and is back in presence.
-    wait_presence(lab.nats_url, {"h1stop"})
+    wait_presence(lab, {"h1stop"})
     assert "past its deadline" in (lab.dir / "extra-h1stop.log").read_text()
 
 
@@ -155,13 +160,13 @@ def test_an_agent_that_answers_without_being_in_presence_counts(lab, extras):
     and sent the request: it answers a broadcast the CLI did not expect it to answer. Its answer counts
     (its own status), and the summary and footer name it as answered without a presence entry."""
     frozen = extras["h1stop"]
-    wait_presence(lab.nats_url, {"h1stop"})
+    wait_presence(lab, {"h1stop"})
     signal_agent(frozen, signal.SIGSTOP)
     try:
-        gone = wait_presence(lab.nats_url, {"h1stop"}, absent=True, timeout=10)
+        gone = wait_presence(lab, {"h1stop"}, absent=True, timeout=10)
 
         async def go():
-            nc = await _connect(lab.nats_url)
+            nc = await _connect(lab, as_agent="h1stop")  # sees the broadcast as an agent does
             sent = asyncio.Event()
 
             async def on_request(msg):
@@ -202,8 +207,8 @@ def test_an_agent_that_answers_without_being_in_presence_counts(lab, extras):
     assert doc["summary"]["answered_without_presence"] == 1 and doc["summary"]["expected"] == len(rows) - 1
     assert "answered without a presence entry (expired or not yet written): h1stop" in err.splitlines()
     assert code == 3  # from ghost-1's no_reply alone: an answer without presence does not make a run incomplete
-    print(f"\nfrozen agent left presence {gone:.2f} s after SIGSTOP (bucket TTL {ttl_of_bucket(lab.nats_url):g} s)")
-    wait_presence(lab.nats_url, {"h1stop"})
+    print(f"\nfrozen agent left presence {gone:.2f} s after SIGSTOP (bucket TTL {ttl_of_bucket(lab):g} s)")
+    wait_presence(lab, {"h1stop"})
 
 
 # --- SIGKILL: gone after the presence TTL -----------------------------------------------------------
@@ -211,10 +216,10 @@ def test_an_agent_that_answers_without_being_in_presence_counts(lab, extras):
 
 def test_a_killed_agent_leaves_presence_after_its_ttl(lab, extras):
     victim = extras["h1kill"]
-    ttl = ttl_of_bucket(lab.nats_url)
+    ttl = ttl_of_bucket(lab)
 
     async def go():
-        nc = await _connect(lab.nats_url)
+        nc = await _connect(lab)
         try:
             # kill right after a heartbeat, so that the entry's age at the kill is known (about 0)
             first = (await _presence(nc))["h1kill"].info.heartbeat
@@ -253,17 +258,21 @@ def test_a_killed_agent_leaves_presence_after_its_ttl(lab, extras):
 
 
 def test_sigterm_drains_an_in_flight_request_and_leaves_presence_at_once(lab, extras):
+    from steth.schemas.envelope import Request
+
     agent = extras["h1drain"]
-    wait_presence(lab.nats_url, {"h1drain"})
+    wait_presence(lab, {"h1drain"})
 
     async def go():
-        nc = await _connect(lab.nats_url)
+        nc = await _connect(lab)
+        watch = await _connect(lab, as_agent="h1drain")  # sees the request as the agent does
         seen = asyncio.Event()
 
         async def on_request(msg):
             seen.set()
 
-        await nc.subscribe("steth.v1.req.node.h1drain.ping", cb=on_request)
+        await watch.subscribe("steth.v1.req.node.h1drain.ping", cb=on_request)
+        await watch.flush()
         late_replies: list[dict] = []
 
         async def on_late_reply(msg):
@@ -296,9 +305,12 @@ def test_sigterm_drains_an_in_flight_request_and_leaves_presence_at_once(lab, ex
         signal_agent(agent, signal.SIGTERM)
         term = time.time()
         await asyncio.sleep(0.2)
-        # a request arriving during the drain is not taken
-        late = {"probe": "hello", "id": "during-drain", "args": {}, "deadline": time.time() + 5}
-        await nc.publish("steth.v1.req.node.h1drain.hello", msgpack.packb(late), reply=late_inbox)
+        # a request arriving during the drain is not taken (signed with the lab's key: one it would answer)
+        late = Request(probe="hello", id="during-drain", args={}, deadline=time.time() + 5)
+        late_subject = "steth.v1.req.node.h1drain.hello"
+        if lab.signer() is not None:
+            lab.signer().sign(late, late_subject)
+        await nc.publish(late_subject, msgpack.packb(late.model_dump(mode="json")), reply=late_inbox)
         exited = gone = None
         while (exited is None or gone is None) and time.time() - term < 15:
             if gone is None and "h1drain" not in await _presence(nc):
@@ -307,6 +319,7 @@ def test_sigterm_drains_an_in_flight_request_and_leaves_presence_at_once(lab, ex
                 exited = time.time()
             await asyncio.sleep(0.02)
         out, err = await cli.communicate()
+        await watch.close()
         await nc.close()
         return term, exited, gone, cli.returncode, json.loads(out), late_replies
 
@@ -388,11 +401,11 @@ def test_agents_answer_again_after_the_nats_server_restarts(restart_lab):
     # every agent reconnects on its own (nats-py, reconnecting for good) and answers again
     async def poll():
         from steth.controller.session import Selection, Session
-        from steth.natsconn import NatsOptions, NatsUnavailable
+        from steth.natsconn import NatsUnavailable
 
         while time.monotonic() - restarted < 30:
             try:
-                async with Session(NatsOptions(servers=[the_lab.nats_url], connect_timeout_s=1)) as s:
+                async with Session(the_lab.nats_options(connect_timeout_s=1), signer=the_lab.signer()) as s:
                     g = await s.run("hello", Selection(), 1.0)
                     if {n.node for n in g.nodes if n.status.value == "ok"} >= names:
                         return time.monotonic() - restarted
@@ -405,7 +418,7 @@ def test_agents_answer_again_after_the_nats_server_restarts(restart_lab):
     code, doc = the_lab.cli_json("hello")
     assert code == 0 and {n: r["status"] for n, r in nodes_of(doc).items()} == {n: "ok" for n in names}
     # presence survived in the JetStream store and heartbeats resumed
-    back = wait_presence(the_lab.nats_url, names, timeout=10)
+    back = wait_presence(the_lab, names, timeout=10)
     code, doc = the_lab.cli_json("agents")
     assert code == 0 and {a["node"] for a in doc["agents"]} == names and all(a["alive"] for a in doc["agents"])
     print(

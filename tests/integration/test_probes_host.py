@@ -104,10 +104,9 @@ def mtu_set(netns: str, dev: str, mtu: int):
 def raw_request(lab, probe: str, node: str, args: dict, timeout: float = 10):
     """Send args the CLI would refuse, straight to one agent: what does the agent itself answer?"""
     from steth.controller.session import Selection, Session
-    from steth.natsconn import NatsOptions
 
     async def go():
-        async with Session(NatsOptions(servers=[lab.nats_url], name="steth-test")) as s:
+        async with Session(lab.nats_options(), signer=lab.signer()) as s:
             return await s.run(probe, Selection(nodes=(node,)), timeout, per_node_args={node: args})
 
     return asyncio.run(go())

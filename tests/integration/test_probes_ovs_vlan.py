@@ -452,10 +452,9 @@ def test_bad_params_exit_2_and_run_nothing(ovs_lab):
 def _raw(lab: Lab, probe: str, node: str, args: dict, timeout: float = 5.0):
     """Send a request straight over NATS, bypassing the CLI's checks: the agent must judge the args."""
     from steth.controller.session import Selection, Session
-    from steth.natsconn import NatsOptions
 
     async def go():
-        async with Session(NatsOptions(servers=[lab.nats_url], name="steth-test")) as s:
+        async with Session(lab.nats_options(), signer=lab.signer()) as s:
             return await s.run(probe, Selection(nodes=(node,)), timeout, args)
 
     return asyncio.run(go()).nodes[0]

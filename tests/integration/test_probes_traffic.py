@@ -78,10 +78,9 @@ def stop_agent(lab, proc: subprocess.Popen, name: str) -> None:
 def request(lab, node: str, probe: str, args: dict, timeout: float = 5.0):
     """Send one probe straight to one agent (no CLI validation in front): the agent's own answer."""
     from steth.controller.session import Session
-    from steth.natsconn import NatsOptions
 
     async def go():
-        async with Session(NatsOptions(servers=[lab.nats_url], name="steth-test")) as s:
+        async with Session(lab.nats_options(), signer=lab.signer()) as s:
             gathered = await s.run(probe, None, timeout, per_node_args={node: args})
             return gathered.nodes[0]
 

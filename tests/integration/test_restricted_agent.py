@@ -103,9 +103,12 @@ def ovsdb(lab):
 def restricted(lab, ovsdb, side):
     """The agent, started the way unit_restrictions.py applies the unit; ready when it says READY=1."""
     config = lab.dir / "restricted.toml"
+    # On a secure lab: an identity of its own (TLS with the lab's CA, its nkey seed, the lab's signing key
+    # trusted, signed requests required), files it reads through the unit's read-only view of /run.
+    top, tables = lab.agent_security(NODE, ["restricted"])
     config.write_text(
-        f'node = "{NODE}"\nroles = ["restricted"]\nheartbeat_s = 1\npresence_ttl_s = 3\n'
-        f'[nats]\nservers = ["{lab.nats_url}"]\n'
+        f'{top}node = "{NODE}"\nroles = ["restricted"]\nheartbeat_s = 1\npresence_ttl_s = 3\n'
+        f'[nats]\nservers = ["{lab.nats_url}"]\n{tables}'
         f'[policy]\nallow_mutating = true\nallowed_ovsdb = ["{ovsdb}"]\n'
     )
     notify = lab.dir / "restricted.notify"
@@ -283,12 +286,11 @@ def test_every_probe_family_works_under_the_restrictions(lab, restricted, side, 
 
 def neutron_ns(lab, ns: str) -> dict:
     from steth.controller.session import Selection, Session
-    from steth.natsconn import NatsOptions
 
     args = {"netns": ns, "dnsmasq": True, "host_entries": [{"mac": MAC, "ip": f"{DHCP_NET}.42"}]}
 
     async def go():
-        async with Session(NatsOptions(servers=[lab.nats_url], name="steth-test")) as s:
+        async with Session(lab.nats_options(), signer=lab.signer()) as s:
             return await s.run("neutron-ns", Selection(nodes=(NODE,)), 10, per_node_args={NODE: args})
 
     (node,) = asyncio.run(go()).nodes

@@ -104,9 +104,10 @@ class ExtraNodes:
             )
             subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", ns_end, "up"], check=True)
         node["config"] = self.lab.dir / f"mesh-{name}.toml"
+        top, tables = self.lab.agent_security(name, ["compute", MESH_ROLE])  # its own identity on a secure lab
         node["config"].write_text(
-            f'node = "{name}"\nroles = ["compute", "{MESH_ROLE}"]\ndata_plane = "{TEST_DATA}"\nheartbeat_s = 1\n'
-            f'presence_ttl_s = 3\n[nats]\nservers = ["{self.lab.nats_url}"]\n[metrics]\nlisten = "{node["metrics"]}"\n'
+            f'{top}node = "{name}"\nroles = ["compute", "{MESH_ROLE}"]\ndata_plane = "{TEST_DATA}"\nheartbeat_s = 1\n'
+            f'presence_ttl_s = 3\n[nats]\nservers = ["{self.lab.nats_url}"]\n{tables}[metrics]\nlisten = "{node["metrics"]}"\n'
             f'[mesh]\nenabled = true\nk = {K}\nroles = ["{MESH_ROLE}"]\ninterval_s = 2\njitter_s = 0.5\ncount = 3\n'
             f"packet_interval_s = 0.1\n{schedules}"
         )

@@ -2,7 +2,9 @@
 
 A real nats-server with the authorization block `steth nats-config` writes (on the lab's management
 bridge, so agents in the node namespaces reach it), real agents in the lab namespaces with their own
-identities, the real CLI. The lab's own nats-server stays unauthenticated and untouched.
+identities, the real CLI. That server has passwords but no TLS (what is tested here is the broker's
+permissions and the agents' checks), so its agents say `insecure = true` (spawn_agent does that for a test's
+own server); the lab's own nats-server, secure by default, stays untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import signal
 import stat
+import sys
 import time
 
 import pytest
@@ -360,15 +363,21 @@ def test_policy_allow_lists(secure, lab):
     assert done.returncode == 2 and "'-I' is not an interface name" in done.stderr  # refused before anything is sent
 
 
+RESOLVE_LOCALHOST = "import socket; print(socket.getaddrinfo('localhost', {port}, type=socket.SOCK_STREAM)[0][4][0])"
+
+
 def test_policy_covers_every_effect(secure, lab):
     """Host names are checked once resolved, IP:PORT targets up front, VLAN ids and capture have their own
     switches (issue 12): all refused on sec-a before anything is sent, allowed on sec-b."""
     mgmt_host = host_of(lab.nats_url)
     port = lab.nats_url.rsplit(":", 1)[1]
+    # What `localhost` is where sec-a runs: the node's /etc/netns/<ns>/hosts (`ip netns exec` mounts it over
+    # /etc/hosts) names 127.0.0.1 and ::1; tcp-check takes the first address the resolver gives, as here.
+    local = lab.in_ns("compute-1", sys.executable, "-c", RESOLVE_LOCALHOST.format(port=port)).stdout.strip()
+    assert local in ("127.0.0.1", "::1"), local
     cases = [
         (("tcp-check", f"{mgmt_host}:{port}"), f"address {mgmt_host} is not in this agent's allowed_target_cidrs"),
-        # localhost resolves to ::1 or 127.0.0.1 first, as the namespace's resolver orders them: either is refused
-        (("tcp-check", f"localhost:{port}"), "is not in this agent's allowed_target_cidrs"),
+        (("tcp-check", f"localhost:{port}"), f"{local} is not in this agent's allowed_target_cidrs"),
         (("tcp-check", f"127.1:{port}"), "127.0.0.1 is not in this agent's allowed_target_cidrs"),
         (
             (

@@ -4,6 +4,7 @@ and the command, the NATS settings' precedence, OpenStack options on either side
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -239,8 +240,18 @@ def test_probes_value_column():
     assert "--count" in out.split() and "TARGET" in out.split() and "--targets" not in out.split()
 
 
+@pytest.fixture
+def no_lab(tmp_path, monkeypatch):
+    """Hermetic against a lab that is up on this machine: steth finds one through this process's STETH_LAB_NAME
+    or STETH_LAB_DIR (never through the `environ` a test hands to resolve). No STETH_* of the caller's, and a
+    lab folder that holds no lab."""
+    for key in [k for k in os.environ if k.startswith("STETH_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("STETH_LAB_DIR", str(tmp_path / "no-lab"))
+
+
 @pytest.mark.parametrize("fmt", ["table", "json", "yaml", "value", "csv"])
-def test_lab_status_honours_every_format(fmt):
+def test_lab_status_honours_every_format(fmt, no_lab):
     code, out, _ = run_main(["lab", "status", "-f", fmt])
     assert code == 3  # no lab
     if fmt in ("json", "yaml"):
@@ -278,7 +289,7 @@ def resolved(flags=None, env=None, config=None, context=None):
     return resolve({"servers": None, **(flags or {})}, config, context, environ=env)
 
 
-def test_each_layer_in_order(tmp_path):
+def test_each_layer_in_order(tmp_path, no_lab):
     home = nats_home(
         tmp_path,
         {"picked": {"url": "nats://picked:4222", "user": "picked-user"}, "sel": {"url": "nats://sel:4222"}},

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from steth.agent.config import AgentConfig, env_overrides, load
+from steth.agent.config import AgentConfig, _merge, env_overrides, load
 from steth.agent.main import main as agent_main
 from steth.schemas.types import describe_validation_error
 
@@ -162,7 +162,7 @@ def test_concurrency_keeps_a_default():
 
 
 def test_check_config_prints_effective_settings_with_secrets_hidden(tmp_path):
-    path = write(tmp_path, '[nats]\npassword = "hunter2"\n')
+    path = write(tmp_path, 'insecure = true\n[nats]\npassword = "hunter2"\n')
     result = CliRunner().invoke(
         agent_main, ["check-config", "--config", str(path)], env={"STETH_NATS_TOKEN": "tok", "STETH_ROLES": "compute"}
     )
@@ -191,3 +191,91 @@ def test_bad_config_exits_2_with_one_line(args, env, words):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(words), result.stderr
     assert result.stdout == ""
+
+
+# --- secure as shipped: the agent refuses an open configuration (issue 12, item 1b) -----------------------
+
+SECURE = (
+    '[nats]\nservers = ["nats://127.0.0.1:4222"]\ntls_ca = "/etc/steth/ca.pem"\nnkey_seed = "/etc/steth/agent.nk"\n'
+    '[security]\nrequire_signed = true\ntrusted_keys = ["{key}"]\n'
+)
+
+
+@pytest.fixture
+def pubkey():
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return "steth-ed25519 " + base64.b64encode(raw).decode()
+
+
+def gaps_of(text: str, env: dict | None = None):
+    from steth.agent.config import security_gaps
+
+    cfg = AgentConfig.model_validate(_merge(__import__("tomllib").loads(text), env_overrides(env or {})))
+    return security_gaps(cfg)
+
+
+def test_a_secure_config_has_no_gaps(pubkey):
+    assert gaps_of(SECURE.format(key=pubkey)) == []
+    # tls:// URLs, and each kind of credentials, count as well
+    text = SECURE.format(key=pubkey).replace('tls_ca = "/etc/steth/ca.pem"\n', "").replace("nats://", "tls://")
+    assert gaps_of(text) == []
+    for creds in ('creds = "/etc/steth/a.creds"', 'user = "agent-x"\npassword = "p"'):
+        assert gaps_of(text.replace('nkey_seed = "/etc/steth/agent.nk"', creds)) == []
+
+
+def test_each_missing_piece_is_one_line_with_its_fix(pubkey):
+    assert len(gaps_of("")) == 3  # the defaults: no TLS, no credentials, unsigned requests accepted
+    secure = SECURE.format(key=pubkey)
+    (tls,) = gaps_of(secure.replace('tls_ca = "/etc/steth/ca.pem"\n', ""))
+    assert tls.startswith("no TLS") and "tls_ca" in tls
+    (creds,) = gaps_of(secure.replace('nkey_seed = "/etc/steth/agent.nk"\n', 'token = "t"\n'))
+    assert creds.startswith("no NATS credentials") and "nkey_seed" in creds and "token is not an identity" in creds
+    (creds,) = gaps_of(secure.replace('nkey_seed = "/etc/steth/agent.nk"\n', 'user = "u"\n'))  # no password
+    assert creds.startswith("no NATS credentials")
+    (signed,) = gaps_of(secure.replace("require_signed = true", "require_signed = false"))
+    assert signed.startswith("unsigned requests are accepted") and "require_signed = true" in signed
+    # Loopback is no exception.
+    assert len(gaps_of('[nats]\nservers = ["nats://127.0.0.1:4222"]\n')) == 3
+    # The environment counts as the file does.
+    assert gaps_of("", {"STETH_NATS_TLS_CA": "/ca", "STETH_NATS_NKEY_SEED": "/s"}) == [gaps_of("")[2]]
+
+
+def test_run_refuses_an_open_config_with_exit_2_one_line_per_gap(tmp_path):
+    path = write(tmp_path, '[nats]\nservers = ["nats://127.0.0.1:1"]\n')
+    result = CliRunner().invoke(agent_main, ["run", "--config", str(path)], env={})
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("steth-agent: insecure configuration: ") for line in lines[:3])
+    assert "refusing to start" in lines[3] and "insecure = true" in lines[3]
+    assert result.stdout == ""
+
+
+def test_check_config_explains_and_exits_2(tmp_path, pubkey):
+    path = write(tmp_path, SECURE.format(key=pubkey).replace("require_signed = true", "require_signed = false"))
+    result = CliRunner().invoke(agent_main, ["check-config", "--config", str(path)], env={})
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["insecure"] is False
+    err = result.stderr.strip().splitlines()
+    assert err[0].startswith("steth-agent: error: unsigned requests are accepted") and "steth keys create" in err[0]
+    assert "insecure = true" in err[-1]
+    path = write(tmp_path, SECURE.format(key=pubkey))
+    result = CliRunner().invoke(agent_main, ["check-config", "--config", str(path)], env={})
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_insecure_true_in_so_many_words(tmp_path):
+    """Only the key itself opens it: the top-level `insecure = true`, or STETH_INSECURE=true."""
+    path = write(tmp_path, "insecure = true\n")
+    result = CliRunner().invoke(agent_main, ["check-config", "--config", str(path)], env={})
+    assert result.exit_code == 0 and result.stderr.count("warning (insecure = true)") == 3
+    assert (
+        gaps_of("", {"STETH_INSECURE": "true"})
+        and AgentConfig.model_validate(env_overrides({"STETH_INSECURE": "true"})).insecure
+    )
+    with pytest.raises(ValidationError):
+        AgentConfig.model_validate({"insecure": "perhaps"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import stat
 import time
@@ -248,9 +249,16 @@ def test_audit_line(keypair, caplog):
 
     class Msg:
         def __init__(self, req):
-            self.subject, self.reply = SUBJECT, ""
+            self.subject, self.reply = SUBJECT, "_INBOX.gather1"
             self.data = codec.encode(req.model_dump(mode="json"))
 
+    class NC:  # the reply goes nowhere
+        max_payload = 1 << 20
+
+        async def publish(self, subject, data):
+            pass
+
+    rt.nc = NC()
     req = signed(signer)
     req_evil = Request(
         probe="hello", args={"x": "a\nrequest id=forged " + "y" * 500}, deadline=time.time() + 5, sender="evil\nline"
@@ -263,6 +271,9 @@ def test_audit_line(keypair, caplog):
     good, evil = lines
     assert f"key={signer.kid}(verified)" in good and 'sender="ops@test"' in good and 'probe="hello"' in good
     assert "status=ok" in good and "duration=" in good
+    # The NATS side of who asked: the subject it came on and the reply inbox (whose prefix says which
+    # identity reads the answer: `_INBOX.` is the controllers').
+    assert f"subject={json.dumps(SUBJECT)}" in good and 'inbox="_INBOX.gather1"' in good
     assert "\n" not in evil and 'sender="evil\\nline"' in evil and "key=unsigned" in evil
     assert "status=invalid" in evil and evil.count("...") == 1 and len(evil) < 600
 

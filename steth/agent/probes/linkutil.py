@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from steth.schemas.envelope import Status
 from steth.schemas.probes.link_setup import ALIAS_PREFIX, LinkResult, LinkRow
 
 IP_TIMEOUT_S = 5.0
+log = logging.getLogger("steth.agent")
 
 
 def mark_for(request_id: str, expires: float) -> str:
@@ -81,15 +83,28 @@ def row_of(link: dict[str, Any], action: str, kind: str = "") -> LinkRow:
 
 @dataclass
 class Plumbing:
-    """One request's creations: names it asked the kernel to create, removed again unless it succeeds."""
+    """One request's creations: names it asked the kernel to create, removed again unless it succeeds.
+
+    A name is not an identity: once a link is gone, anyone may create another with the same name. So the
+    kernel's index of each link is recorded right after `ip link add`, and removal deletes a name only while
+    it still has that index (and this request's mark, or no alias yet)."""
 
     ctx: ProbeContext
     mark: str
     kind: str = ""
     issued: list[str] = field(default_factory=list)  # `ip link add` was sent for these names
+    indexes: dict[str, int] = field(default_factory=dict)  # name -> ifindex of the link this request made
 
-    async def remove(self) -> list[LinkRow]:
-        """Remove what this request created: links with its mark, or unmarked ones it issued (a cut-off setup)."""
+    async def record(self, names: list[str]) -> None:
+        for name in names:
+            link = await show(self.ctx, name)
+            if link is not None and isinstance(link.get("ifindex"), int):
+                self.indexes[name] = link["ifindex"]
+
+    async def remove(self, at_expiry: bool = False) -> list[LinkRow]:
+        """Remove what this request created: the links it recorded (same index), or, while it is still
+        being set up, unmarked ones it issued (a setup cut off before it could record them). At expiry
+        (`at_expiry`) a name without a recorded index goes only if it carries this request's mark."""
         rows = []
         for name in reversed(self.issued):
             link = await show(self.ctx, name)
@@ -98,6 +113,14 @@ class Plumbing:
             alias = link.get("ifalias", "")
             if alias and alias != self.mark:
                 rows.append(LinkRow(name=name, action="refused", alias=alias, error="not this request's mark"))
+                continue
+            recorded = self.indexes.get(name)
+            if recorded is not None and link.get("ifindex") != recorded:
+                why = f"not the link this request created (index {link.get('ifindex')}, not {recorded})"
+                rows.append(LinkRow(name=name, action="refused", alias=alias, error=why))
+                continue
+            if recorded is None and at_expiry and alias != self.mark:
+                rows.append(LinkRow(name=name, action="refused", alias=alias, error="no steth mark: left untouched"))
                 continue
             done = await ip(self.ctx, "link", "del", "dev", name)
             rows.append(
@@ -140,7 +163,9 @@ def link_job(ctx: ProbeContext, plumbing: Plumbing, ttl_s: float, names: list[st
     table: JobTable = jobs_of(ctx)
 
     async def cleanup() -> None:
-        await plumbing.remove()
+        for row in await plumbing.remove(at_expiry=True):
+            if row.action == "refused":
+                log.warning("link %s left in place at expiry: %s", row.name, row.error)
 
     return table.add("link", ttl_s, cleanup=cleanup, info={"names": names, "mark": plumbing.mark})
 
@@ -152,6 +177,7 @@ async def create(ctx: ProbeContext, plumbing: Plumbing, names: list[str], add_ar
     if done.returncode != 0:
         del plumbing.issued[-len(names) :]  # nothing was made: never remove a name someone else holds
         return done
+    await plumbing.record(names)  # the kernel's index: what cleanup matches, not only the name
     for name in names:
         marked = await ip(ctx, "link", "set", "dev", name, "alias", plumbing.mark)
         if marked.returncode != 0:

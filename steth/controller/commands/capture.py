@@ -15,7 +15,7 @@ import click
 
 from steth.controller.errors import StethError, UsageError
 from steth.controller.options import Invocation, gathering_command, run_async
-from steth.controller.output import emit, fmt, gathered_view, table
+from steth.controller.output import emit, fmt, gathered_view, safe_lines, table
 from steth.controller.params import collect, params_options, wire_args
 from steth.schemas.envelope import Status
 from steth.schemas.probes.capture import SPEC as CAPTURE
@@ -188,7 +188,7 @@ def command(inv: Invocation, write_to: str | None, chunk_size: int | None, **opt
     view.after[:0] = wrote if inv.fmt.is_table else []
     emit(view)
     for problem in problems:
-        click.echo(f"steth: error: {problem}", err=True)
+        click.echo(safe_lines(f"steth: error: {problem}"), err=True)
     code = gathered.exit_code()
     click.get_current_context().exit(code if code or not problems else 3)
 

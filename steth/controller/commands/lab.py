@@ -46,6 +46,12 @@ def command() -> None:
     help="A miniature ML2/OVS deployment on an --ovs fabric (br-int, br-phys, VMs, "
     "qdhcp with dnsmasq, qrouter) and an OpenStack API describing it; writes clouds.yaml (see `steth lab env`).",
 )
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="An open lab: NATS without TLS or identities, agents accepting unsigned requests (insecure = true). "
+    "Default: the lab's own CA, an nkey identity per node and for the controller, signed requests.",
+)
 def up_cmd(
     compute: int,
     network: int,
@@ -56,6 +62,7 @@ def up_cmd(
     ovs: bool,
     trunks: str,
     openstack: bool = False,
+    insecure: bool = False,
 ) -> None:
     """Build the fleet; returns once every agent is present."""
     from steth.lab import fleet
@@ -81,6 +88,7 @@ def up_cmd(
                 allow_mutating,
                 progress=lambda m: click.echo(f"lab: {m}", err=True),
                 trunks=vlans,
+                insecure=insecure,
             )
         else:
             state = fleet.up(
@@ -93,11 +101,20 @@ def up_cmd(
                 progress=lambda m: click.echo(f"lab: {m}", err=True),
                 ovs=ovs,
                 trunks=vlans,
+                insecure=insecure,
             )
     except LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
     names = ", ".join(n["name"] for n in state["nodes"])
     click.echo(f"lab up: {len(state['nodes'])} nodes ({names}), NATS at {state['nats_url']}")
+    if fleet.is_secure(state):
+        sec = state["security"]
+        click.echo(
+            f"lab secure: TLS (CA {sec['ca']}), an nkey identity per node, signed requests (key {sec['key_id']}); "
+            "`steth` finds them with no flags, `steth lab env` prints them"
+        )
+    else:
+        click.echo("lab INSECURE (--insecure): anyone who reaches NATS steers the agents")
     if state.get("openstack", {}).get("auth_url"):
         click.echo(
             f"lab OpenStack API at {state['openstack']['auth_url']}, clouds.yaml {state['openstack']['clouds_yaml']}"
@@ -136,7 +153,7 @@ def status_cmd() -> None:
     if st:
         before.append(
             f"lab {'up' if st['up'] else 'NOT up (incomplete)'}; NATS {st['nats_url']} "
-            f"({'running' if st['nats_running'] else 'not running'})"
+            f"({'running' if st['nats_running'] else 'not running'}; {'secure' if st['secure'] else 'INSECURE'})"
         )
     if st and st.get("control_plane"):
         stand_ins = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
@@ -178,7 +195,10 @@ def env_cmd() -> None:
     state = load_state()
     if not state or not state.get("up"):
         raise StethError("no lab is up (steth lab up)", 3)
-    click.echo(f"export STETH_NATS_URL={state['nats_url']}")
+    from steth.lab.fleet import client_env
+
+    for key, value in client_env(state).items():
+        click.echo(f"export {key}={value}")
     if state.get("openstack", {}).get("clouds_yaml"):
         click.echo(f"export OS_CLIENT_CONFIG_FILE={state['openstack']['clouds_yaml']}")
         click.echo(f"export OS_CLOUD={state['openstack']['cloud']}")

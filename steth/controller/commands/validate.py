@@ -10,7 +10,7 @@ import click
 from steth.controller.errors import UsageError
 from steth.controller.inventory import os_options
 from steth.controller.options import Invocation, run_async
-from steth.controller.output import Column, View, format_options
+from steth.controller.output import Column, View, format_options, safe_lines
 from steth.controller.output import emit as show
 from steth.controller.session import Selection
 
@@ -81,7 +81,7 @@ def command(
 
     def emit(p) -> None:
         if progress == "lines":
-            click.echo(progress_line(p), err=True)
+            click.echo(safe_lines(progress_line(p)), err=True)
         elif progress == "json":
             click.echo(progress_json(p), err=True)
         sys.stderr.flush()
@@ -122,7 +122,7 @@ def _from_openstack(plan, plan_path: str, progress: str):
         ) from None
     for n in notes:
         if progress == "lines":
-            click.echo(f"openstack: {n}", err=True)
+            click.echo(safe_lines(f"openstack: {n}"), err=True)
         elif progress == "json":
             click.echo(json.dumps({"event": "openstack", "kind": n.kind, "key": n.key, "message": n.message}), err=True)
     doc = {"cloud": facts.where, "notes": [{"kind": n.kind, "key": n.key, "message": n.message} for n in notes]}

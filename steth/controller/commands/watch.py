@@ -12,7 +12,7 @@ import click
 from steth.controller import completion
 from steth.controller.errors import UsageError
 from steth.controller.options import Invocation, run_async
-from steth.controller.output import View, note
+from steth.controller.output import View, note, safe
 from steth.controller.results_view import (
     LINE_HEADERS,
     as_dict,
@@ -58,7 +58,7 @@ def command(inv: Invocation, probe: str | None, schedule: str | None, duration: 
     columns = [shape.columns[i] for i in picked]
 
     def show(cells: list[str], header: bool = False) -> None:
-        cells = [cells[i] for i in picked]
+        cells = [safe(str(cells[i])) for i in picked]  # what agents sent: no terminal escapes
         if f.format == "table":
             click.echo(_line(cells) if not f.columns else "  ".join(cells))
         elif f.format == "csv":
