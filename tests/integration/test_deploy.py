@@ -147,11 +147,13 @@ def secure_files(directory: Path, sans: list[str], agents: list[str] = ("compute
 
     ca = pki.make_ca(directory / "tls")
     pki.make_cert(ca, directory / "tls", "server", sans)
-    identities = [natsconf.parse_agent(f"{a}=compute") for a in agents] + [natsconf.parse_controller("ops")]
+    identities = [natsconf.parse_agent(f"{a}=compute") for a in agents]
+    identities += [natsconf.parse_controller("ops"), natsconf.parse_admin("ops")]
     natsconf.write(identities, directory / "steth", nkeys=True)
     return {
         "ca": ca.cert,
         "controller_seed": directory / "steth" / "controller-ops.nk",
+        "admin_seed": directory / "steth" / "admin-ops.nk",
         **{f"agent_seed:{a}": directory / "steth" / f"agent-{a}.nk" for a in agents},
     }
 
@@ -257,6 +259,23 @@ def cluster(tmp_path_factory):
     urls = [f"tls://127.0.0.1:{p}" for p in client]
     try:
         asyncio.run(_wait_for_jetstream(urls, secrets))
+        # As docs/deployment.md says: the admin identity creates the bucket and the stream (agents may not).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STETH_", "NATS_"))}
+        env.update(
+            STETH_NATS_URL=",".join(urls),
+            STETH_NATS_TLS_CA=str(secrets["ca"]),
+            STETH_NATS_NKEY_SEED=str(secrets["admin_seed"]),
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "steth.controller.cli", "setup", "--presence-ttl", "3", "-f", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        made = {row["stream"]: row["action"] for row in json.loads(done.stdout)["streams"]}
+        assert made == {"KV_steth_presence": "created", "STETH_RESULTS": "created"}, made
         yield {"urls": urls, "procs": procs, "dir": base, "http": http, "secrets": secrets}
     finally:
         for p in procs:
