@@ -214,32 +214,20 @@ def _hosts(plan: Plan, facts: OpenStackFacts, data: dict, notes: list[Note]) -> 
         mine = hosts.setdefault(agent.host, {})
         given = plan.hosts.get(agent.host)
         filled = []
-        for physnet, bridge in sorted(agent.bridge_mappings.items()):
-            have = given.bridge_mappings.get(physnet) if given else None
-            if have and have != bridge:
-                notes.append(
-                    Note(
-                        "conflict",
-                        f"hosts.{agent.host}.bridge_mappings.{physnet}",
-                        f"Neutron's {agent.agent_type} maps it to {bridge}, the plan to {have}",
+        for kind in ("bridge_mappings", "interface_mappings"):  # OVS (and OVN) agents; the Linux bridge agent
+            for physnet, where in sorted(getattr(agent, kind).items()):
+                have = getattr(given, kind).get(physnet) if given else None
+                if have and have != where:
+                    notes.append(
+                        Note(
+                            "conflict",
+                            f"hosts.{agent.host}.{kind}.{physnet}",
+                            f"Neutron's {agent.agent_type} maps it to {where}, the plan to {have}",
+                        )
                     )
-                )
-            elif not have:
-                mine.setdefault("bridge_mappings", {})[physnet] = bridge
-                filled.append(f"{physnet}:{bridge}")
-        for physnet, iface in sorted(agent.interface_mappings.items()):
-            have = given.interface_mappings.get(physnet) if given else None
-            if have and have != iface:
-                notes.append(
-                    Note(
-                        "conflict",
-                        f"hosts.{agent.host}.interface_mappings.{physnet}",
-                        f"Neutron's {agent.agent_type} maps it to {iface}, the plan to {have}",
-                    )
-                )
-            elif not have:
-                mine.setdefault("interface_mappings", {})[physnet] = iface
-                filled.append(f"{physnet}:{iface}")
+                elif not have:
+                    mine.setdefault(kind, {})[physnet] = where
+                    filled.append(f"{physnet}:{where}")
         if agent.tunnel_ip:
             have = given.tunnel_ip if given else None
             if have and have != agent.tunnel_ip:

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 
+import clirun
 import pytest
 from click.testing import CliRunner
 
 from steth import __version__
-from steth.controller.cli import cli, main
+from steth.controller.cli import cli
 
 CLEAN_ENV = {
     "STETH_LAB_NAME": "hcnone",
@@ -40,19 +41,8 @@ def no_running_lab(tmp_path, monkeypatch):
 
 
 def run_main(args: list[str], env: dict | None = None) -> tuple[int, str, str]:
-    """The real entry point in-process (its error handling included): (exit code, stdout, stderr)."""
-    runner = CliRunner()
-    with runner.isolation(env={**CLEAN_ENV, **(env or {})}) as (out, err, _):
-        saved = sys.argv
-        sys.argv = ["steth", *args]
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        finally:
-            sys.argv = saved
-        return code, out.getvalue().decode(), err.getvalue().decode()
+    """The real entry point in-process with this module's clean environment."""
+    return clirun.run_main(args, {**CLEAN_ENV, **(env or {})})[:3]
 
 
 # --- 1. --version, python -m steth ----------------------------------------------------------------

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import re
 import socket
-import sys
-import time
 
 import click
+import clirun
 import pytest
 from click.testing import CliRunner
 
-from steth.controller.cli import cli, commands, main
+from steth.controller.cli import cli, commands
 from steth.schemas.probes import registry
 
 # No lab, no config file, no URL from the environment: only what a test passes counts.
@@ -22,20 +21,8 @@ DEAD_URL = "nats://127.0.0.1:1"  # connection refused at once
 
 
 def run_main(args: list[str], env: dict | None = None) -> tuple[int, str, str, float]:
-    """Run the real entry point (with its error handling) in-process: (exit code, stdout, stderr, seconds)."""
-    runner = CliRunner()
-    started = time.monotonic()
-    with runner.isolation(env={**CLEAN_ENV, **(env or {})}) as (out, err, _):
-        saved = sys.argv
-        sys.argv = ["steth", *args]
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        finally:
-            sys.argv = saved
-        return code, out.getvalue().decode(), err.getvalue().decode(), time.monotonic() - started
+    """The real entry point in-process with this module's clean environment."""
+    return clirun.run_main(args, {**CLEAN_ENV, **(env or {})})
 
 
 def all_command_paths() -> list[list[str]]:
