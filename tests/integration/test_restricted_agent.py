@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_LAB, needs_root
+from natsservers import comm
 
 pytestmark = [needs_root, pytest.mark.lab]
 
@@ -301,7 +302,7 @@ def wait_for_tcpdump(ns: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in sh("ip", "netns", "pids", ns).stdout.split():
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "tcpdump":
+            if comm(int(pid)) == "tcpdump":  # "" for a process that was listed, then gone before we looked
                 time.sleep(0.3)  # running; let it open its socket
                 return
         time.sleep(0.05)
