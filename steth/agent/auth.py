@@ -51,7 +51,8 @@ def load_trusted_keys(entries: list[str]) -> dict[str, bytes]:
     keys: dict[str, bytes] = {}
     for entry in entries:
         lines = [entry]
-        if entry.startswith(("/", "./", "~")) or entry.endswith(".pub"):
+        # A base64 key may start with "/" (one key in 64 does): an entry that is a key is never read as a path.
+        if _is_path(entry):
             path = Path(entry).expanduser()
             try:
                 lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
@@ -66,6 +67,16 @@ def load_trusted_keys(entries: list[str]) -> dict[str, bytes]:
                 raise ValueError(f"trusted_keys: {exc}") from None
             keys[key_id(raw)] = raw
     return keys
+
+
+def _is_path(entry: str) -> bool:
+    if not (entry.startswith(("/", "./", "~")) or entry.endswith(".pub")):
+        return False
+    try:
+        parse_public_key(entry)
+    except ValueError:
+        return True
+    return False
 
 
 class ReplySigner:

@@ -80,6 +80,10 @@ def test_trusted_key_forms(keypair, tmp_path):
     pub_file = str(tmp_path / "ctl.key.pub")
     for entry in (bare, signer.public_line, pub_file):
         assert list(auth.load_trusted_keys([entry])) == [signer.kid]
+    # One random key in 64 starts with "/" in base64: it is still a key, not a path (a CI run drew one).
+    slash_key = base64.b64encode(b"\xfc" + b"k" * 31).decode()
+    assert slash_key.startswith("/")
+    assert list(auth.load_trusted_keys([slash_key])) == [auth.key_id(b"\xfc" + b"k" * 31)]
     for bad, why in (
         ("@@@", "not base64"),
         (base64.b64encode(b"x" * 31).decode(), "31 bytes"),
