@@ -158,7 +158,11 @@ async def check(invocation, r: NetworkContext, timeout: float | None) -> Diagnos
                     h: VlanCheckParams(interface=i, vlans=[net.segmentation_id], nodes=nodes, token=token)
                     for h, i in done.uplink_of.items()
                 }
-                done.vlan_check = await send(s, "vlan-check", per, timeout)
+                from steth.controller.commands.vlan_check import gather_once_more_if_late
+
+                done.vlan_check = await gather_once_more_if_late(
+                    lambda per_node: send(s, "vlan-check", per_node, timeout), per, nodes
+                )
     diag.timings["probes"] = time.monotonic() - started
     diag.raw.update(done.documents())
     server_hops(diag, r, done.dhcp_ns, present)
