@@ -11,11 +11,14 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
-from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis
+from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, unanswered
 from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Router
 from steth.controller.neutron_wiring import bound_segment as _bound_segment
 from steth.controller.neutron_wiring import ha_state, node_for, same_host
 from steth.controller.secgroups import Admission, Peer, PortFilter, admits_echo, needs_findings
+from steth.schemas.probes.neutron_ns import SPEC as NEUTRON_NS
+
+DVR_SNAT = "dvr_snat"  # neutron_lib/constants.py L3_AGENT_MODE_DVR_SNAT
 
 # --- segments --------------------------------------------------------------------------------------
 
@@ -118,11 +121,54 @@ def security_group_hops(diag: Diagnosis, node: str, pf: PortFilter | None, gatew
 # --- routers ---------------------------------------------------------------------------------------
 
 
-def router_hosts(router: Router) -> list[str]:
-    """Where the router's gateway must be: every L3 host, or for an HA router the active one(s) only."""
+def router_hosts(router: Router, port_host: str) -> list[str]:
+    """Where the port's gateway must be: for a DVR router the qrouter on the port's own compute node
+    (neutron/agent/l3/dvr_local_router.py: DvrLocalRouter, the qr- devices on every dvr-mode agent's host with a
+    port of the subnet), for an HA router the active node(s) only, else every L3 host."""
+    if router.distributed:
+        return [port_host]
     if not router.ha:
         return [h for h, _ in router.l3_hosts]
     return ha_state(router.name or router.id, router.ha_states.items()).active
+
+
+def snat_hosts(router: Router) -> list[str]:
+    """Where a DVR router's snat-<router id> namespace must be: its dvr_snat agents (the active one if HA), when
+    it has a gateway (neutron/agent/l3/dvr_edge_router.py: DvrEdgeRouter, dvr_snat_ns.py SNAT_NS_PREFIX)."""
+    if not router.distributed or not router.external_network_id:
+        return []
+    hosts = sorted(h for h, mode in router.l3_modes.items() if mode == DVR_SNAT)
+    if router.ha:
+        active = set(ha_state(router.name or router.id, router.ha_states.items()).active)
+        hosts = [h for h in hosts if h in active]
+    return hosts
+
+
+def dvr_note(router: Router, host: str) -> str:
+    mode = router.l3_modes.get(host)
+    if mode is None:
+        return f" (DVR: no L3 agent on {host} hosts it; a dvr-mode agent must run on every compute node)"
+    return f" (DVR: its L3 agent runs in {mode} mode)"
+
+
+def snat_hops(diag: Diagnosis, routers: list[Router], gathered, present) -> None:
+    """A DVR router's centralized SNAT namespace on its dvr_snat node(s)."""
+    for router in routers:
+        for host in snat_hosts(router):
+            r = gathered.by_node().get(host) if gathered is not None else None
+            if unanswered(diag, "router", host, f"snat-{router.id[:8]}", r, present):
+                continue
+            result = r.parsed(NEUTRON_NS)
+            for c in result.checks if result else []:
+                if c.check == "netns":
+                    diag.add(
+                        "router",
+                        host,
+                        "netns snat",
+                        OK if c.ok else FAIL,
+                        c.detail,
+                        "" if c.ok else f"the L3 agent (dvr_snat) on {host} has not set up the router's SNAT namespace",
+                    )
 
 
 def ha_hops(diag: Diagnosis, router: Router) -> None:

@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steth.controller.diagnosis import FAIL, OK, SKIPPED, UNREACHED, Diagnosis, send, unanswered
-from steth.controller.diagnosis_neutron import align_hosts, ha_hops, mtu_hop, router_hosts, security_group_hops
+from steth.controller.diagnosis_neutron import (
+    align_hosts,
+    dvr_note,
+    ha_hops,
+    mtu_hop,
+    router_hosts,
+    security_group_hops,
+    snat_hops,
+    snat_hosts,
+)
 from steth.controller.errors import UsageError
 from steth.controller.gather import Gathered
 from steth.controller.inventory import Inventory, Network, Port, Router, Subnet
@@ -90,7 +99,7 @@ class PortContext:
             "network": f"{n.name or n.id} ({n.id}), {seg}, MTU {n.mtu}",
             "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in self.dhcp_hosts) or "none",
             "routers": ", ".join(
-                f"{r.name or r.id}{' (HA)' if r.ha else ''} on "
+                f"{r.name or r.id}{' (HA)' if r.ha else ''}{' (DVR)' if r.distributed else ''} on "
                 + (", ".join(f"{h}{f' {r.ha_states.get(h)}' if r.ha else ''}" for h, _ in r.l3_hosts) or "no L3 agent")
                 for r in self.routers
             )
@@ -142,6 +151,7 @@ class PortPlan:
     dhcp_watch: dict[str, DhcpWatchParams] = field(default_factory=dict)
     dhcp_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qdhcp- on the DHCP hosts
     router_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qrouter- on the L3 hosts
+    snat_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # snat- of DVR routers on dvr_snat hosts
 
     def requests(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(field, probe, node -> params) of every request to send."""
@@ -150,6 +160,7 @@ class PortPlan:
             ("dhcp_watch", "dhcp-watch", self.dhcp_watch),
             ("dhcp_ns", "neutron-ns", self.dhcp_ns),
             ("router_ns", "neutron-ns", self.router_ns),
+            ("snat_ns", "neutron-ns", self.snat_ns),
         ]
         return [p for p in parts if p[2]]
 
@@ -162,9 +173,16 @@ class PortAnswers:
     dhcp_watch: Gathered | None = None
     dhcp_ns: Gathered | None = None
     router_ns: Gathered | None = None
+    snat_ns: Gathered | None = None
 
     # each request's key in the JSON document's "probes" (the router's namespaces: "neutron-ns#router")
-    LABELS = {"vif": "vif", "dhcp_watch": "dhcp-watch", "dhcp_ns": "neutron-ns", "router_ns": "neutron-ns#router"}
+    LABELS = {
+        "vif": "vif",
+        "dhcp_watch": "dhcp-watch",
+        "dhcp_ns": "neutron-ns",
+        "router_ns": "neutron-ns#router",
+        "snat_ns": "neutron-ns#snat",
+    }
 
     def documents(self) -> dict[str, Any]:
         return {label: document(g) for name, label in self.LABELS.items() if (g := getattr(self, name)) is not None}
@@ -217,13 +235,15 @@ def plan(ctx: PortContext, listen_s: float, inject: bool) -> PortPlan:
             calls["dhcp_ns"][host] = ns
     for router in ctx.routers:
         gw = [ip for s in ctx.subnets for sid, ip in router.interface_ips.items() if sid == s.id]
-        for host in router_hosts(router):
+        for host in router_hosts(router, ctx.host):
             calls["router_ns"][host] = {"netns": f"qrouter-{router.id}", "expect_addresses": gw, "arping": v4}
+    snat = {host: {"netns": f"snat-{r.id}"} for r in ctx.routers for host in snat_hosts(r)}
     return PortPlan(
         vif={n: VifParams.model_validate(a) for n, a in calls["vif"].items()},
         dhcp_watch={n: DhcpWatchParams.model_validate(a) for n, a in calls["dhcp_watch"].items()},
         dhcp_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["dhcp_ns"].items()},
         router_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["router_ns"].items()},
+        snat_ns={n: NeutronNsParams.model_validate(a) for n, a in snat.items()},
     )
 
 
@@ -491,7 +511,7 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
                 diag.add("reach", host, f"MTU qdhcp -> {c.target}", status, detail, cause)
     for router in ctx.routers:
         ha_hops(diag, router)
-        for host in router_hosts(router):
+        for host in router_hosts(router, ctx.host):
             r = _result(router_gathered, host)
             if unanswered(diag, "router", host, f"qrouter-{router.id[:8]}", r, present):
                 continue
@@ -502,7 +522,8 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
                     "arping": f"ARP qrouter -> {c.target}",
                 }.get(c.check, c.check)
                 cause = {
-                    "netns": f"the L3 agent on {host} has not set up the router",
+                    "netns": f"the L3 agent on {host} has not set up the router"
+                    + (dvr_note(router, host) if router.distributed else ""),
                     "address": "the router's interface on this subnet is missing or down (neutron-l3-agent)",
                     "arping": f"L2 between the router on {host} and {ctx.host} ({seg})",
                 }.get(c.check, "")
@@ -534,6 +555,7 @@ async def check_ports(
         vif_hops(diag, ctx, res.vif, present)
         path_hops(diag, ctx, res.dhcp_watch, res.dhcp_ns, present)
         reach_hops(diag, ctx, res.dhcp_ns, res.router_ns, present)
+        snat_hops(diag, ctx.routers, res.snat_ns, present)
         gateways = [s.gateway_ip for s in ctx.subnets if s.gateway_ip and s.ip_version == 4]
         security_group_hops(
             diag, ctx.host, ctx.port_filter, gateways, [ctx.dhcp_ports.get(h) for h, _ in ctx.dhcp_hosts]

@@ -128,6 +128,8 @@ class Router:
     ha: bool = False  # the router's `ha` attribute (admin only)
     distributed: bool = False  # `distributed` (DVR; admin only)
     ha_states: dict[str, str | None] = field(default_factory=dict)  # host -> ha_state of its L3 agent
+    l3_modes: dict[str, str] = field(default_factory=dict)  # host -> its L3 agent's agent_mode (legacy, dvr, dvr_snat)
+    external_network_id: str | None = None  # external_gateway_info.network_id: the router has a gateway
 
 
 # --- click options shared by the OpenStack-aware commands --------------------------------------------
@@ -432,6 +434,8 @@ class Inventory:
                         distributed=bool(r.is_distributed),
                         # ha_state per agent: only in the l3-agents listing (api-ref router-l3-agent-list-response)
                         ha_states={a.host: getattr(h, "ha_state", None) for a, h in zip(agents, hosting)},
+                        l3_modes={a.host: str(a.configurations.get("agent_mode") or "legacy") for a in agents},
+                        external_network_id=(r.external_gateway_info or {}).get("network_id"),
                     )
                 )
             return out

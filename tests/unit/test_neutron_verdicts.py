@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis
-from steth.controller.diagnosis_neutron import mtu_hop, network_on_host, security_group_hops
-from steth.controller.inventory import Network, Port
+from steth.controller.diagnosis_neutron import mtu_hop, network_on_host, router_hosts, security_group_hops, snat_hosts
+from steth.controller.inventory import Network, Port, Router
 from steth.controller.neutron_wiring import (
     Segment,
     bound_segment,
@@ -243,3 +244,29 @@ def test_host_map_values():
     assert parse_host_map(["a=b", "c=d e=f"]) == {"a": "b", "c": "d", "e": "f"}
     with pytest.raises(ValueError, match="OLD=NEW"):
         parse_host_map(["nothing"])
+
+
+# --- DVR -------------------------------------------------------------------------------------------
+
+
+def _router(**kw) -> Router:
+    base = dict(id="f8a44de0-fc8e-45df-93c7-f79bf3b01c95", name="router1", l3_hosts=[], interface_ips={})
+    return Router(**{**base, **kw})
+
+
+def test_dvr_gateway_is_on_the_ports_own_node_and_snat_on_the_dvr_snat_node():
+    modes = {"net-1": "dvr_snat", "compute-1": "dvr", "compute-2": "dvr"}
+    dvr = _router(distributed=True, l3_modes=modes, l3_hosts=[(h, True) for h in modes], external_network_id="ext")
+    assert router_hosts(dvr, "compute-2") == ["compute-2"]
+    assert snat_hosts(dvr) == ["net-1"]
+    assert snat_hosts(replace(dvr, external_network_id=None)) == []  # no gateway, no SNAT namespace
+    dvr_ha = replace(
+        dvr, ha=True, l3_modes={**modes, "net-2": "dvr_snat"}, ha_states={"net-1": "standby", "net-2": "active"}
+    )
+    assert snat_hosts(dvr_ha) == ["net-2"]
+    legacy = _router(l3_hosts=[("net-1", True), ("net-2", True)])
+    assert router_hosts(legacy, "compute-2") == ["net-1", "net-2"] and snat_hosts(legacy) == []
+    ha = _router(
+        ha=True, l3_hosts=[("net-1", True), ("net-2", True)], ha_states={"net-1": "standby", "net-2": "active"}
+    )
+    assert router_hosts(ha, "compute-2") == ["net-2"]
