@@ -97,14 +97,22 @@ def security_group_hops(diag: Diagnosis, node: str, pf: PortFilter | None, gatew
     if not pf.port_security:
         diag.add("security-group", node, "port security", OK, "disabled on the port: nothing is filtered")
         return
-    echo = [echo_admission(pf, p) for p in dhcp_ports]
-    said = next((a.why for a in echo if a is not None), "")
+    icmp = []
+    for port in dhcp_ports:
+        peer, admission = qdhcp_peer(port), echo_admission(pf, port)
+        if peer is None or admission is None:
+            continue
+        icmp.append(
+            f"ICMP from qdhcp {peer.address} {admission.why}"
+            if admission.admitted
+            else f"no ICMP from qdhcp {peer.address}: the MTU ping is not a test"
+        )
     diag.add(
         "security-group",
         node,
         f"groups {pf.labels()}",
         OK,
-        "DHCP and ARP admitted by the firewall whatever the rules; " + (said or "no DHCP port to judge ICMP from"),
+        "; ".join(["DHCP and ARP admitted by the firewall whatever the rules", *icmp]),
     )
     for line in needs_findings(pf, gateways):
         diag.add(
