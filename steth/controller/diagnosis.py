@@ -197,7 +197,9 @@ def unanswered(diag: Diagnosis, stage: str, node: str, what: str, result, presen
     if result is None or result.status is Status.NO_REPLY:
         entry = (present or {}).get(node)
         if entry is None:
-            why = "no reply: no steth agent in presence (none runs there, it left, or its node name differs: --host-map)"
+            why = (
+                "no reply: no steth agent in presence (none runs there, it left, or its node name differs: --host-map)"
+            )
         elif not entry.alive:
             why = f"no reply: its steth agent's heartbeat is {entry.age_s:.0f} s old (hung or gone)"
         else:
