@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, send, unanswered
-from steth.controller.diagnosis_neutron import align_network_hosts, mtu_hop
+from steth.controller.diagnosis_neutron import align_network_hosts, mtu_hop, network_on_host
 from steth.controller.gather import Gathered
 from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Subnet
 from steth.controller.output import document
@@ -46,6 +46,7 @@ class NetworkContext:
     computes: list[str]  # hosts of the network's VM ports
     ovs_agents: dict[str, Any]  # host -> its Neutron OVS agent
     port_filters: dict[str, Any] = field(default_factory=dict)  # VM port id -> its PortFilter (security groups)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -73,6 +74,9 @@ def resolve(inv: Inventory, name_or_id: str) -> NetworkContext:
     agents = [a for a in inv.neutron_agents() if a.agent_type == OVS_AGENT_TYPE]
     computes = sorted({p.host for p in ports if p.host and p.device_owner.startswith("compute:")})
     vm_ports = [p for p in ports if p.device_owner.startswith("compute:")][:MAX_ARPING]
+    # a multi-segment network: the segment its first DHCP host (else compute host) binds, said in a note
+    where = next(iter([a.host for a in dhcp] + computes), "")
+    net, note = network_on_host(net, where, {a.host: a.configurations or {} for a in agents})
     return NetworkContext(
         net,
         inv.subnets(net.id),
@@ -81,6 +85,7 @@ def resolve(inv: Inventory, name_or_id: str) -> NetworkContext:
         computes,
         {a.host: a for a in agents},
         {p.id: inv.port_filter(p) for p in vm_ports},
+        [note] if note else [],
     )
 
 
@@ -106,6 +111,7 @@ async def check(
 ) -> Diagnosis:
     net = r.network
     diag = Diagnosis("network-check", subject(r))
+    diag.notes.extend(r.notes)
     started = time.monotonic()
     vm_ports = [p for p in r.ports if p.device_owner.startswith("compute:")]
     v4 = [ip for p in vm_ports for ip in p.addresses if ipaddress.ip_address(ip).version == 4][:MAX_ARPING]
