@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from standin import serving
 
 from steth.controller.inventory import Inventory
-from steth.lab.openstack_api import ApiServer, clouds_yaml
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
@@ -82,15 +82,8 @@ def description() -> dict:
 
 @pytest.fixture
 def inv(tmp_path, monkeypatch):
-    cloud = description()
-    server = ApiServer(cloud).start()
-    path = tmp_path / "clouds.yaml"
-    path.write_text(clouds_yaml(server.auth_url, cloud))
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-    for var in ("OS_CLOUD", "OS_AUTH_URL"):
-        monkeypatch.delenv(var, raising=False)
-    yield Inventory("steth-lab")
-    server.stop()
+    with serving(description(), tmp_path, monkeypatch):
+        yield Inventory("steth-lab")
 
 
 def test_port_security_groups_rules_and_address_groups(inv):
