@@ -219,6 +219,7 @@ def align_hosts(ctx, nodes: list[str], host_map: dict[str, str]) -> None:
             r,
             l3_hosts=[(n(h), alive) for h, alive in r.l3_hosts],
             ha_states={n(h): s for h, s in r.ha_states.items()},
+            l3_modes={n(h): m for h, m in r.l3_modes.items()},
         )
         for r in ctx.routers
     ]

@@ -28,6 +28,9 @@ from steth.controller.diagnosis_neutron import (
     dvr_note,
     ha_hops,
     mtu_hop,
+    network_on_host,
+    ovs_configurations,
+    provider_bridges,
     router_hosts,
     security_group_hops,
     snat_hops,
@@ -119,8 +122,6 @@ def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> Por
             f"port {port.id} is not bound to any host (binding:host_id is empty; status {port.status or '?'}): "
             "nothing to check on a compute node"
         )
-    from steth.controller.diagnosis_neutron import network_on_host, ovs_configurations, provider_bridges
-
     ovs = ovs_configurations(inv)
     network, segment_note = network_on_host(inv.network(port.network_id), port.host, ovs)
     subnets = inv.subnets(network.id)

@@ -270,3 +270,26 @@ def test_dvr_gateway_is_on_the_ports_own_node_and_snat_on_the_dvr_snat_node():
         ha=True, l3_hosts=[("net-1", True), ("net-2", True)], ha_states={"net-1": "standby", "net-2": "active"}
     )
     assert router_hosts(ha, "compute-2") == ["net-2"]
+
+
+def test_align_hosts_renames_every_host_of_a_port_context():
+    from steth.controller.diagnosis_neutron import align_hosts
+    from steth.controller.diagnosis_port import PortContext
+
+    modes = {"net-1.cloud": "dvr_snat", "compute-2.cloud": "dvr"}
+    router = _router(distributed=True, l3_modes=modes, l3_hosts=[(h, True) for h in modes], external_network_id="x")
+    net = Network("n", "private", "vlan", "physnet1", 101, 1500)
+    ctx = PortContext(
+        _port(host="compute-2.cloud"),
+        net,
+        [],
+        [("net-1.cloud", True)],
+        {"net-1.cloud": _port(device_owner="network:dhcp")},
+        [router],
+        {"net-1.cloud": "br-phys"},
+        server_host="compute-2.cloud",
+    )
+    align_hosts(ctx, ["compute-2", "net-1"], {})
+    assert (ctx.host, ctx.server_host, ctx.dhcp_hosts) == ("compute-2", "compute-2", [("net-1", True)])
+    assert list(ctx.dhcp_ports) == list(ctx.provider_bridges) == ["net-1"]
+    assert snat_hosts(ctx.routers[0]) == ["net-1"] and router_hosts(ctx.routers[0], ctx.host) == ["compute-2"]
