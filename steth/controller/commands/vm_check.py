@@ -19,6 +19,7 @@ def command(
     port_ids: tuple[str, ...],
     listen_s: float,
     no_inject: bool,
+    host_map: dict[str, str],
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -62,7 +63,7 @@ def command(
         subject[f"port {c.port.id[:8]}"] = (
             f"{c.port.mac} {', '.join(c.port.addresses)} on {c.host}, network {c.network.name or c.network.id}"
         )
-    diag = run_async(check_ports(inv, contexts, listen_s, not no_inject, inv.timeout, "vm-check", subject))
+    diag = run_async(check_ports(inv, contexts, listen_s, not no_inject, inv.timeout, "vm-check", subject, host_map))
     diag.started = started
     diag.timings = {"openstack": openstack_s, **diag.timings}
     click.get_current_context().exit(diag.emit(inv.output))
