@@ -171,9 +171,9 @@ def test_vms_are_plugged_hybrid_and_native(neutron_lab):
 
 
 def test_vms_got_their_lease_across_vxlan_and_reach_each_other_and_the_router(neutron_lab):
-    dhcp_ip = neutron_lab.api(
-        f"/v2.0/ports?network_id={neutron_lab.cloud['network']['id']}&device_owner=network:dhcp"
-    )["ports"][0]["fixed_ips"][0]["ip_address"]
+    dhcp_ip = neutron_lab.api(f"/v2.0/ports?network_id={neutron_lab.cloud['network']['id']}&device_owner=network:dhcp")[
+        "ports"
+    ][0]["fixed_ips"][0]["ip_address"]
     gateway = neutron_lab.cloud["subnet"]["gateway_ip"]
     for name, lease in neutron_lab.state["neutron"]["leases"].items():
         vm = neutron_lab.vm(name)
