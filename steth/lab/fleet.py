@@ -573,16 +573,16 @@ def down(progress=lambda msg: None) -> bool:
     state = load_state()
     if not state:
         return False
+    if state.get("node_hosts"):  # the real-Neutron lab: its daemons and what they spawned, all at once
+        from steth.lab import node_host
+
+        node_host.sweep(state, progress)
     agents = [name for name in state.get("pids", {}) if name != "nats-server"]
     for name in agents:  # agents first, so they leave presence while NATS is still there
         progress(f"stopping agent {name}")
         stop_pid(state["pids"][name])
     if "nats-server" in state.get("pids", {}):
         stop_pid(state["pids"]["nats-server"])
-    if state.get("node_hosts"):
-        from steth.lab import node_host
-
-        node_host.sweep(state, progress)
     if state.get("ovs"):
         from steth.lab import ovs as lab_ovs
 

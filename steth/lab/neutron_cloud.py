@@ -20,15 +20,15 @@ Each VM then asks for its address with a DHCP client (udhcpc), across VXLAN to t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from steth.lab import node_host
+from steth.lab import neutron_conf, neutron_nodes, node_host
 from steth.lab.neutron_client import NeutronClient
-from steth.lab.neutron_nodes import vsctl
 from steth.lab.shell import LabError, in_ns, sh
 from steth.lab.state import lab_dir, lab_name, namespace_for, save_state
 
@@ -81,7 +81,36 @@ def create(api: NeutronClient, computes: list[str], progress) -> dict[str, Any]:
             }
         },
     )["subnet"]
-    router = api.post("/v2.0/routers", {"router": {"name": "router-1", "project_id": demo}})["router"]
+    # The provider network physnet1 as the cloud's external network (flat on br-ex, kolla's
+    # neutron_physical_networks), the router's gateway on it: a qg- port in qrouter- and SNAT.
+    public = api.post(
+        "/v2.0/networks",
+        {
+            "network": {
+                "name": "public",
+                "router:external": True,
+                "provider:network_type": "flat",
+                "provider:physical_network": neutron_conf.PHYSNET,
+            }
+        },
+    )["network"]
+    public_sub = api.post(
+        "/v2.0/subnets",
+        {
+            "subnet": {
+                "name": "public-v4",
+                "network_id": public["id"],
+                "ip_version": 4,
+                "cidr": neutron_nodes.EXTERNAL_CIDR,
+                "gateway_ip": neutron_nodes.UPSTREAM_GATEWAY,
+                "enable_dhcp": False,
+            }
+        },
+    )["subnet"]
+    router = api.post(
+        "/v2.0/routers",
+        {"router": {"name": "router-1", "project_id": demo, "external_gateway_info": {"network_id": public["id"]}}},
+    )["router"]
     api.put(f"/v2.0/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
     sg = api.post(
         "/v2.0/security-groups",
@@ -136,7 +165,12 @@ def create(api: NeutronClient, computes: list[str], progress) -> dict[str, Any]:
         "project_id": demo,
         "network": {"id": net["id"], "name": net["name"], "mtu": net["mtu"], "vni": net["provider:segmentation_id"]},
         "subnet": {"id": sub["id"], "cidr": sub["cidr"], "gateway_ip": sub["gateway_ip"]},
-        "router": {"id": router["id"], "name": router["name"]},
+        "router": {
+            "id": router["id"],
+            "name": router["name"],
+            "gateway_ip": router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"],
+        },
+        "external": {"id": public["id"], "name": public["name"], "subnet_id": public_sub["id"]},
         "security_group": {"id": sg["id"], "name": sg["name"]},
         "vms": vms,
     }
@@ -174,20 +208,26 @@ def plug(state: dict, vm: dict[str, Any], mtu: int) -> None:
             in_ns(host_ns, "ip", "link", "set", name, "mtu", str(mtu), "up")
         in_ns(host_ns, "ip", "link", "set", qvb, "master", qbr)
         in_ns(host_ns, "ip", "link", "set", tap, "master", qbr)
-        vsctl(state, vm["host"], "--", "--may-exist", "add-port", "br-int", qvo, "--", "set", "Interface", qvo, *ids)
+        neutron_nodes.vsctl(
+            state, vm["host"], "--", "--may-exist", "add-port", "br-int", qvo, "--", "set", "Interface", qvo, *ids
+        )
     else:
-        vsctl(state, vm["host"], "--", "--may-exist", "add-port", "br-int", tap, "--", "set", "Interface", tap, *ids)
+        neutron_nodes.vsctl(
+            state, vm["host"], "--", "--may-exist", "add-port", "br-int", tap, "--", "set", "Interface", tap, *ids
+        )
 
 
-def wait_ports_active(api: NeutronClient, network_id: str, timeout: float, progress) -> list[dict]:
-    """Until every port of the network (VMs', DHCP, router) is ACTIVE."""
+def wait_ports_active(api: NeutronClient, cloud: dict[str, Any], timeout: float, progress) -> list[dict]:
+    """Until every port of the tenant network (VMs', DHCP, router) and the router's gateway port are ACTIVE."""
     progress("waiting for the ports to become ACTIVE")
     deadline = time.monotonic() + timeout
     ports: list[dict] = []
+    wanted = {"network:dhcp", "compute:nova", "network:router_interface", "network:router_gateway"}
     while time.monotonic() < deadline:
-        ports = api.get(f"/v2.0/ports?network_id={network_id}")["ports"]
+        ports = api.get(f"/v2.0/ports?network_id={cloud['network']['id']}")["ports"]
+        ports += api.get(f"/v2.0/ports?device_id={cloud['router']['id']}&device_owner=network:router_gateway")["ports"]
         owners = {p["device_owner"] for p in ports}
-        if ports and all(p["status"] == "ACTIVE" for p in ports) and {"network:dhcp", "compute:nova"} <= owners:
+        if all(p["status"] == "ACTIVE" for p in ports) and wanted <= owners:
             return ports
         time.sleep(0.5)
     down = [f"{p['device_owner'] or 'port'} {p['id'][:8]} {p['status']}" for p in ports if p["status"] != "ACTIVE"]
@@ -205,8 +245,6 @@ def dhcp(state: dict, vm: dict[str, Any], timeout: float) -> subprocess.Popen:
     lease.unlink(missing_ok=True)
     argv = ["ip", "netns", "exec", vm["netns"], "udhcpc", "-i", "eth0", "-f", "-q", "-n"]
     argv += ["-t", str(int(timeout)), "-T", "1", "-A", "1", "-O", "mtu", "-s", str(script)]
-    import os
-
     with open(folder / "udhcpc.log", "ab") as log:
         return subprocess.Popen(
             argv,

@@ -19,12 +19,19 @@ from typing import Any
 
 from steth.lab import neutron_conf, neutron_venv, node_host
 from steth.lab.neutron_services import spawn, venv_env, wait_for
-from steth.lab.shell import LabError
-from steth.lab.state import lab_dir, save_state
+from steth.lab.shell import LabError, in_ns, sh
+from steth.lab.state import lab_dir, namespace_for, save_state
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 UNDERLAY_BRIDGE = "br-phy"
 UNDERLAY_IFACE = "data0"  # the node's end of the lab's data-plane fabric (steth.lab.fleet)
+# The provider network physnet1 (kolla's br-ex): each network node's br-ex holds ext0, whose peer is a port of
+# the Linux bridge `upstream` in the lab's namespace <lab>-ext, the "outside" router holding UPSTREAM_GATEWAY.
+# devstack's public range (devstack lib/neutron PUBLIC_NETWORK_CIDR); it exists only inside the namespaces.
+EXTERNAL_IFACE = "ext0"
+UPSTREAM_BRIDGE = "upstream"
+EXTERNAL_CIDR = "172.24.4.0/24"
+UPSTREAM_GATEWAY = "172.24.4.1"
 
 
 def ovs_env(node: str) -> dict[str, str]:
@@ -103,6 +110,26 @@ def start_ovs(state: dict, node: dict[str, Any]) -> None:
     node_host.run(state, name, "ip", "link", "set", UNDERLAY_BRIDGE, "up")
     node_host.run(state, name, "ethtool", "-K", UNDERLAY_IFACE, "tx", "off", check=False)
     if "network" in node["roles"]:  # bridge_mappings physnet1:br-ex (the agent exits if the bridge is missing)
+        upstream_port = f"ext-{name}"[:15]
+        sh(
+            "ip",
+            "link",
+            "add",
+            upstream_port,
+            "netns",
+            upstream_namespace(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            EXTERNAL_IFACE,
+            "netns",
+            node["namespace"],
+        )
+        in_ns(upstream_namespace(), "ip", "link", "set", upstream_port, "master", UPSTREAM_BRIDGE, "up")
+        in_ns(upstream_namespace(), "ethtool", "-K", upstream_port, "tx", "off", check=False)
+        node_host.run(state, name, "ethtool", "-K", EXTERNAL_IFACE, "tx", "off", check=False)
+        node_host.run(state, name, "ip", "link", "set", EXTERNAL_IFACE, "up")
         vsctl(
             state,
             name,
@@ -114,7 +141,30 @@ def start_ovs(state: dict, node: dict[str, Any]) -> None:
             "bridge",
             neutron_conf.EXTERNAL_BRIDGE,
             "datapath_type=netdev",
+            "--",
+            "--may-exist",
+            "add-port",
+            neutron_conf.EXTERNAL_BRIDGE,
+            EXTERNAL_IFACE,
         )
+
+
+def upstream_namespace() -> str:
+    return namespace_for("ext")
+
+
+def start_upstream(state: dict) -> None:
+    """The outside of the cloud: a namespace whose Linux bridge joins the network nodes' br-ex uplinks and
+    holds the external network's gateway address."""
+    ns = upstream_namespace()
+    state["netns"].append(ns)
+    save_state(state)
+    sh("ip", "netns", "add", ns)
+    in_ns(ns, "ip", "link", "set", "lo", "up")
+    in_ns(ns, "ip", "link", "add", UPSTREAM_BRIDGE, "type", "bridge")
+    prefix = EXTERNAL_CIDR.split("/")[1]
+    in_ns(ns, "ip", "addr", "add", f"{UPSTREAM_GATEWAY}/{prefix}", "dev", UPSTREAM_BRIDGE)
+    in_ns(ns, "ip", "link", "set", UPSTREAM_BRIDGE, "up")
 
 
 def firewall_for(index: int) -> str:
@@ -181,9 +231,9 @@ def start_agents(state: dict, node: dict[str, Any], files: dict[str, Path]) -> l
     return started
 
 
-def bring_up(state: dict, nodes: list[dict[str, Any]], transport_url: str, progress) -> None:
-    networks = [n for n in nodes if "network" in n["roles"]]
-    dhcp_agents = 2 if len(networks) >= 2 else 1
+def bring_up(state: dict, nodes: list[dict[str, Any]], transport_url: str, dhcp_agents: int, progress) -> None:
+    progress(f"the external network's upstream ({UPSTREAM_GATEWAY} in {upstream_namespace()})")
+    start_upstream(state)
     computes = 0
     for node in nodes:
         firewall = "iptables_hybrid"

@@ -120,9 +120,10 @@ def mariadb(state: dict, base: Path, host: str) -> str:
 RABBIT_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the /usr/sbin wrapper switches user (LAB-NOTES)
 
 
-def rabbitmq(state: dict, base: Path, host: str) -> str:
+def rabbitmq(state: dict, base: Path, host: str):
     """RabbitMQ listening on the management address only; its Erlang distribution and epmd on loopback, on
-    ports of their own so that several labs (and their epmds) do not meet. Returns the transport_url."""
+    ports of their own so that several labs (and their epmds) do not meet. Returns the transport_url and a
+    function that waits until the broker listens (it boots in about 6 s: the lab does other work meanwhile)."""
     if not Path(RABBIT_SERVER).exists():
         raise LabError(f"{RABBIT_SERVER} not found: install rabbitmq-server (scripts/setup.sh)")
     base.mkdir(parents=True, exist_ok=True)
@@ -152,10 +153,10 @@ def rabbitmq(state: dict, base: Path, host: str) -> str:
     wait_for(lambda: _listening("127.0.0.1", epmd_port), 10, "epmd")
     log = base / "rabbitmq.out"
     proc = spawn(state, "rabbitmq", [RABBIT_SERVER], log, env)
-    wait_for(lambda: _listening(host, RABBIT_PORT), 60, "RabbitMQ", proc, log)
     state["neutron"]["rabbitmq"] = {"address": f"{host}:{RABBIT_PORT}", "epmd_port": epmd_port, "dist_port": dist_port}
     save_state(state)
-    return f"rabbit://{RABBIT_USER}:{RABBIT_PASSWORD}@{host}:{RABBIT_PORT}/"
+    url = f"rabbit://{RABBIT_USER}:{RABBIT_PASSWORD}@{host}:{RABBIT_PORT}/"
+    return url, lambda: wait_for(lambda: _listening(host, RABBIT_PORT), 60, "RabbitMQ", proc, log)
 
 
 # --- Neutron server ----------------------------------------------------------------------------------
@@ -237,23 +238,30 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def start(state: dict[str, Any], base: Path, host: str, dhcp_agents_per_network: int, progress) -> dict[str, Any]:
-    """MariaDB, RabbitMQ, the schema, the API and the RPC server; returns what the nodes need."""
-    progress("starting MariaDB")
+def start_backends(state: dict[str, Any], base: Path, host: str, progress) -> dict[str, str]:
+    """MariaDB and RabbitMQ (booting side by side); returns the database connection and the transport_url."""
+    progress("starting RabbitMQ and MariaDB")
+    transport_url, rabbit_ready = rabbitmq(state, base / "rabbitmq", host)
     database = mariadb(state, base / "mariadb", host)
-    progress("starting RabbitMQ")
-    transport_url = rabbitmq(state, base / "rabbitmq", host)
+    rabbit_ready()
+    return {"database": database, "transport_url": transport_url}
+
+
+def start_server(
+    state: dict[str, Any], base: Path, host: str, backends: dict[str, str], dhcp_agents_per_network: int, progress
+) -> str:
+    """The schema, neutron-rpc-server and the API; returns the API's URL once it answers."""
     server = base / "server"
     server.mkdir(parents=True, exist_ok=True)
     common = neutron_conf.common(
         host="controller",
         state_path=server,
-        transport_url=transport_url,
+        transport_url=backends["transport_url"],
         dhcp_agents_per_network=dhcp_agents_per_network,
         log_file=server / "neutron-server.log",
     )
     extra = neutron_conf.server_sections(
-        bind_host=host, bind_port=NEUTRON_PORT, database=database, api_paste=api_paste(server)
+        bind_host=host, bind_port=NEUTRON_PORT, database=backends["database"], api_paste=api_paste(server)
     )
     conf = neutron_conf.neutron_conf(server / "neutron.conf", common, extra)
     ml2 = neutron_conf.ml2_conf(server / "ml2_conf.ini")
@@ -262,6 +270,6 @@ def start(state: dict[str, Any], base: Path, host: str, dhcp_agents_per_network:
     progress("starting neutron-rpc-server and the Neutron API (uWSGI)")
     rpc_server(state, server, [conf, ml2])
     url = api(state, server, host, [conf, ml2])
-    state["neutron"].update(url=url, transport_url=transport_url, server_dir=str(server))
+    state["neutron"].update(url=url, transport_url=backends["transport_url"], server_dir=str(server))
     save_state(state)
-    return {"transport_url": transport_url, "url": url}
+    return url

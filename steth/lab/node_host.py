@@ -99,8 +99,16 @@ def _marked(name: str) -> list[int]:
 
 
 def sweep(state: dict, progress=lambda msg: None) -> None:
-    """Stop what still runs on the nodes: processes in each node's inner namespaces (dnsmasq in qdhcp-...),
-    then those namespaces, then every marked process, the holders last."""
+    """Stop what runs on the nodes: every marked process at once (Neutron's daemons and what they spawned:
+    dnsmasq, privsep daemons), then whatever is left in each node's inner namespaces and the namespaces
+    themselves (the holders still hold the nodes' views), the holders last."""
+    holders = {record["pid"] for record in state.get("node_hosts", {}).values()}
+    # The daemons the lab started, by pid too: Neutron's set their process title, which overwrites the
+    # environment /proc shows (their children still inherit the marker). The steth agents are not among them:
+    # fleet.down stops those one by one, so they leave presence while NATS is up.
+    steth_agents = {node["name"] for node in state.get("nodes", [])} | {"nats-server"}
+    started = {pid for key, pid in state.get("pids", {}).items() if key not in steth_agents}
+    _stop_all(sorted((started | set(_marked(lab_name()))) - holders), grace=5)
     for node, record in state.get("node_hosts", {}).items():
         if not alive(record["pid"]):
             continue
@@ -111,18 +119,38 @@ def sweep(state: dict, progress=lambda msg: None) -> None:
             for pid in run(state, node, "ip", "netns", "pids", ns, check=False).stdout.split():
                 stop_pid(int(pid), grace=2)
             run(state, node, "ip", "netns", "delete", ns, check=False)
-    holders = {record["pid"] for record in state.get("node_hosts", {}).values()}
-    for pid in _marked(lab_name()):
-        if pid not in holders:
-            _kill(pid)
-    for pid in holders:
-        stop_pid(pid, grace=2)
+    _stop_all(sorted(holders), grace=2)
 
 
-def _kill(pid: int) -> None:
-    """SIGKILL: what is left at this point is a daemon its parent did not take down (Neutron's OVS agent
-    does not exit on SIGTERM within 15 s, LAB-NOTES)."""
+def _stop_all(pids: list[int], grace: float) -> None:
+    """SIGTERM to all at once, SIGKILL to what is left after `grace` (Neutron's OVS agent does not exit on
+    SIGTERM within 15 s, LAB-NOTES; one by one, a lab's two dozen daemons took half a minute)."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        _reap(pids)
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        _reap(pids)
+        time.sleep(0.05)
+
+
+def _reap(pids: list[int]) -> None:
+    """Collect the lab's own children (the daemons `steth lab up` started in this process, as in tests)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _signal(pid: int, sig: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass

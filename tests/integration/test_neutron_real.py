@@ -189,6 +189,29 @@ def test_vms_got_their_lease_across_vxlan_and_reach_each_other_and_the_router(ne
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_router_has_its_gateway_on_the_external_network(neutron_lab):
+    """physnet1 (flat, br-ex on the network node) as router:external; the router's qg- port SNATs the VMs."""
+    router = neutron_lab.api(f"/v2.0/routers/{neutron_lab.cloud['router']['id']}")["router"]
+    gateway_info = router["external_gateway_info"]
+    assert gateway_info["network_id"] == neutron_lab.cloud["external"]["id"] and gateway_info["enable_snat"] is True
+    gw_port = neutron_lab.api(f"/v2.0/ports?device_id={router['id']}&device_owner=network:router_gateway")["ports"][0]
+    assert gw_port["status"] == "ACTIVE" and gw_port["binding:host_id"] == "network-1"
+    external = neutron_lab.api(f"/v2.0/networks/{gateway_info['network_id']}")["network"]
+    assert external["router:external"] is True and external["provider:network_type"] == "flat"
+    assert external["provider:physical_network"] == "physnet1"
+    qrouter = f"qrouter-{router['id']}"
+    qg = ("qg-" + gw_port["id"])[:14]
+    inside = json.loads(
+        neutron_lab.on("network-1", "ip", "netns", "exec", qrouter, "ip", "-j", "addr", "show", qg).stdout
+    )
+    assert gw_port["fixed_ips"][0]["ip_address"] in [a["local"] for a in inside[0]["addr_info"]]
+    from steth.lab.neutron_nodes import UPSTREAM_GATEWAY
+
+    for vm in ("vm-1", "vm-2"):
+        done = neutron_lab.in_vm(vm, "ping", "-c", "3", "-i", "0.3", "-W", "3", UPSTREAM_GATEWAY)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
 def _lab_processes(name: str) -> list[int]:
     from steth.lab.node_host import MARKER
 
