@@ -625,6 +625,7 @@ def status() -> dict[str, Any] | None:
         "nats_running": alive(state.get("pids", {}).get("nats-server", 0)),
         "secure": is_secure(state),
         "control_plane": state.get("control_plane", {}),
+        "neutron": (state.get("neutron") or {}).get("mode", "standin" if state.get("openstack") else None),
         "nodes": nodes,
     }
     if state.get("ovs"):

@@ -180,8 +180,9 @@ def status_cmd() -> None:
             f"({'running' if st['nats_running'] else 'not running'}; {'secure' if st['secure'] else 'INSECURE'})"
         )
     if st and st.get("control_plane"):
-        stand_ins = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
-        after.append(f"control-plane stand-ins (nodes resolve the address as `controller`): {stand_ins}")
+        services = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
+        kind = "control plane (real Neutron)" if st.get("neutron") == "real" else "control-plane stand-ins"
+        after.append(f"{kind} (nodes resolve the address as `controller`): {services}")
     if st and st.get("ovs"):
         o = st["ovs"]
         after.append(
