@@ -17,8 +17,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from steth.lab import fleet, neutron_cloud, neutron_nodes, neutron_services, neutron_venv
@@ -26,6 +28,18 @@ from steth.lab.neutron_client import NeutronClient
 from steth.lab.shell import LabError
 from steth.lab.state import lab_dir, save_state
 
+# What the lab runs from Debian (scripts/setup.sh installs them), by the command it looks for.
+DEBIAN_TOOLS = {
+    "mariadb-install-db": "mariadb-server",
+    "mysqld": "mariadb-server",
+    "epmd": "rabbitmq-server",
+    "ovsdb-server": "openvswitch-switch",
+    "ovs-vswitchd": "openvswitch-switch",
+    "dnsmasq": "dnsmasq-base",
+    "udhcpc": "udhcpc",
+    "nsenter": "util-linux",
+    "unshare": "util-linux",
+}
 AGENTS_ALIVE_TIMEOUT = 120
 PORTS_ACTIVE_TIMEOUT = 90
 LEASE_TIMEOUT = 60
@@ -45,6 +59,11 @@ def up(
         raise LabError("the real-Neutron lab needs root (network and mount namespaces, Open vSwitch)")
     if compute < 1 or network < 1:
         raise LabError("the OpenStack lab needs at least one compute and one network node")
+    missing = sorted({pkg for tool, pkg in DEBIAN_TOOLS.items() if not shutil.which(tool)})
+    if not Path(neutron_services.RABBIT_SERVER).exists():
+        missing = sorted({*missing, "rabbitmq-server"})
+    if missing:
+        raise LabError(f"the real-Neutron lab needs {', '.join(missing)}: run scripts/setup.sh as root")
     neutron_venv.ensure(progress)
     started = time.monotonic()
     state = fleet.up(

@@ -1,9 +1,11 @@
-"""The real-Neutron lab's config files carry kolla-ansible's defaults (steth.lab.neutron_conf)."""
+"""The real-Neutron lab's config files carry kolla-ansible's defaults (steth.lab.neutron_conf); its CLI option."""
 
 from __future__ import annotations
 
 import configparser
 from pathlib import Path
+
+import clirun
 
 from steth.lab import neutron_conf
 
@@ -61,3 +63,10 @@ def test_neutron_conf_names_the_host_and_two_dhcp_agents(tmp_path):
     assert conf["DEFAULT"]["interface_driver"] == "openvswitch"
     assert conf["DEFAULT"]["bind_port"] == "9696"
     assert conf["agent"]["root_helper"] == "env"
+
+
+def test_neutron_real_needs_openstack(tmp_path):
+    env = {"STETH_LAB_DIR": str(tmp_path), "STETH_LAB_NAME": None}
+    code, out, err, _ = clirun.run_main(["lab", "up", "--neutron", "real"], env)
+    assert code == 2 and "--neutron real needs --openstack" in err and out == ""
+    assert not (tmp_path / "state.json").exists()
