@@ -54,6 +54,11 @@ class NeutronLab(Lab):
     def in_vm(self, name: str, *argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.vm(name)["netns"], *argv], capture_output=True, text=True)
 
+    def ping(self, vm: str, address: str, output: bool = False):
+        """True when all of three pings from the VM come back (or, with output, what ping said)."""
+        done = self.in_vm(vm, "ping", "-c", "3", "-i", "0.3", "-W", "3", address)
+        return done.stdout + done.stderr if output else done.returncode == 0
+
 
 @pytest.fixture(scope="module")
 def neutron_lab():
@@ -116,24 +121,46 @@ def test_ports_are_active_and_bound_as_their_node_plugs_them(neutron_lab):
     assert net["mtu"] == 1450  # 1500 underlay less VXLAN's 50 bytes
 
 
+def until(condition, timeout: float = 30.0):
+    """The condition's first truthy value, or its last one after `timeout` (l2population adds tunnels and flows
+    after the ports are ACTIVE, asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _tunnels(neutron_lab: NeutronLab, node: dict) -> dict[str, tuple[str, str]]:
+    """remote_ip -> (port name, local_ip) of the node's VXLAN ports."""
+    rows = neutron_lab.on(
+        node["name"], "ovs-vsctl", "--format=json", "--columns=name,options", "find", "Interface", "type=vxlan"
+    )
+    found = {}
+    for name, (_, options) in json.loads(rows.stdout)["data"]:
+        opts = dict(options)
+        found[opts["remote_ip"]] = (name, opts["local_ip"])
+    return found
+
+
 def test_br_tun_has_a_vxlan_port_to_every_other_node(neutron_lab):
     nodes = neutron_lab.state["nodes"]
     for node in nodes:
         others = {n["data_address"] for n in nodes if n is not node}
-        rows = neutron_lab.on(
-            node["name"], "ovs-vsctl", "--format=json", "--columns=name,options", "find", "Interface", "type=vxlan"
-        )
-        found = {}
-        for name, (_, options) in json.loads(rows.stdout)["data"]:
-            opts = dict(options)
-            assert opts["local_ip"] == node["data_address"]
-            found[opts["remote_ip"]] = name
-        assert set(found) == others, (node["name"], found)
-        for remote, name in found.items():
-            # neutron/plugins/ml2/drivers/openvswitch/agent/ovs_neutron_agent.py get_tunnel_name: type-<hex ip>
+
+        def complete(node=node, others=others) -> dict:
+            tunnels = _tunnels(neutron_lab, node)
+            return tunnels if set(tunnels) == others else {}
+
+        found = until(complete)
+        assert set(found) == others, (node["name"], _tunnels(neutron_lab, node))
+        for remote, (name, local_ip) in found.items():
+            assert local_ip == node["data_address"]
+            # ovs_neutron_agent.py OVSNeutronAgent.get_tunnel_name / get_tunnel_hash: vxlan-<IPv4 as 8 hex digits>
             assert name == "vxlan-" + ipaddress.ip_address(remote).packed.hex()
         ports = neutron_lab.on(node["name"], "ovs-vsctl", "list-ports", "br-tun").stdout.split()
-        assert "patch-int" in ports and set(found.values()) <= set(ports)
+        assert "patch-int" in ports and {name for name, _ in found.values()} <= set(ports)
 
 
 def test_qdhcp_lives_on_the_network_node_only_with_an_internal_dhcp_port(neutron_lab):
@@ -181,12 +208,13 @@ def test_vms_got_their_lease_across_vxlan_and_reach_each_other_and_the_router(ne
         assert lease["mtu"] == "1450"
         addr = json.loads(neutron_lab.in_vm(name, "ip", "-j", "addr", "show", "eth0").stdout)[0]
         assert any(a.get("local") == vm["ip"] for a in addr["addr_info"])
-    for src, dst in (("vm-1", neutron_lab.vm("vm-2")["ip"]), ("vm-2", neutron_lab.vm("vm-1")["ip"])):
-        done = neutron_lab.in_vm(src, "ping", "-c", "3", "-i", "0.3", "-W", "3", dst)
-        assert done.returncode == 0, done.stdout + done.stderr
-    for src in ("vm-1", "vm-2"):
-        done = neutron_lab.in_vm(src, "ping", "-c", "3", "-i", "0.3", "-W", "3", gateway)
-        assert done.returncode == 0, done.stdout + done.stderr
+    for src, dst in (
+        ("vm-1", neutron_lab.vm("vm-2")["ip"]),
+        ("vm-2", neutron_lab.vm("vm-1")["ip"]),
+        ("vm-1", gateway),
+        ("vm-2", gateway),
+    ):
+        assert until(lambda src=src, dst=dst: neutron_lab.ping(src, dst)), neutron_lab.ping(src, dst, output=True)
 
 
 def test_the_router_has_its_gateway_on_the_external_network(neutron_lab):
@@ -208,8 +236,7 @@ def test_the_router_has_its_gateway_on_the_external_network(neutron_lab):
     from steth.lab.neutron_nodes import UPSTREAM_GATEWAY
 
     for vm in ("vm-1", "vm-2"):
-        done = neutron_lab.in_vm(vm, "ping", "-c", "3", "-i", "0.3", "-W", "3", UPSTREAM_GATEWAY)
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert until(lambda vm=vm: neutron_lab.ping(vm, UPSTREAM_GATEWAY)), neutron_lab.ping(vm, UPSTREAM_GATEWAY, True)
 
 
 def _lab_processes(name: str) -> list[int]:
