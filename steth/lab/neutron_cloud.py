@@ -6,20 +6,21 @@ driver picks the VNI), its subnet, the router `router-1` with an interface on it
 the DHCP ports and qdhcp- namespaces, the L3 agent the router's qr- port and qrouter- namespace.
 
 A VM is a network namespace (<lab>-vm-N) whose eth0 is the peer of the tap device, as a guest's NIC is the
-peer of libvirt's tap. Plugging follows the port's binding:vif_details:
-- ovs_hybrid_plug True (the iptables_hybrid firewall): os-vif's vif_plug_ovs OvsPlugin._plug_bridge:
-  the Linux bridge qbr<id> (linux_net.ensure_bridge: ageing 0, no IPv6), the veth qvb<id>/qvo<id>
-  (linux_net.create_veth_pair, the network's MTU), qvb in qbr, qvo on br-int with the external_ids of
-  ovsdb_lib.create_ovs_vif_port (iface-id, iface-status active, attached-mac, vm-uuid); libvirt then puts
-  the tap into qbr;
-- otherwise (native): libvirt's <virtualport type='openvswitch'> puts the tap itself on br-int with the
-  same external_ids (os-vif's _plug_vif_generic leaves the port to libvirt).
+peer of libvirt's tap. Plugging follows the port's binding:vif_details, with os-vif itself (steth.lab.osvif_plug,
+from the Neutron venv, inside the compute node):
+- ovs_hybrid_plug True (the iptables_hybrid firewall): os-vif's vif_plug_ovs OvsPlugin._plug_bridge makes the
+  Linux bridge qbr<id>, the veth qvb<id>/qvo<id> and the qvo port on br-int with the external_ids of
+  ovsdb_lib.create_ovs_vif_port (iface-id, iface-status active, attached-mac, vm-uuid); the lab then does
+  libvirt's part, the tap into qbr;
+- otherwise (native): os-vif's _plug_vif_generic only checks br-int; libvirt's <virtualport
+  type='openvswitch'> puts the tap itself on br-int with the same external_ids, and so does the lab.
 Device names are os-vif's OvsPlugin.gen_port_name: the prefix and the port id, 14 characters in all.
 Each VM then asks for its address with a DHCP client (udhcpc), across VXLAN to the network node's dnsmasq.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -27,11 +28,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from steth.lab import neutron_conf, neutron_nodes, node_host
+from steth.lab import neutron_conf, neutron_nodes, neutron_services, neutron_venv, node_host
 from steth.lab.neutron_client import NeutronClient
 from steth.lab.shell import LabError, in_ns, sh
 from steth.lab.state import lab_dir, lab_name, namespace_for, save_state
 
+OSVIF_PLUG = Path(__file__).with_name("osvif_plug.py")  # run by the Neutron venv's Python
 TENANT_CIDR = "10.20.0.0/24"  # exists only inside the VMs, qdhcp- and qrouter- namespaces
 UDHCPC_SCRIPT = """#!/bin/sh
 # udhcpc calls this with the lease in its environment; the lab's VM keeps it (no resolv.conf is touched).
@@ -176,8 +178,47 @@ def create(api: NeutronClient, computes: list[str], progress) -> dict[str, Any]:
     }
 
 
-def plug(state: dict, vm: dict[str, Any], mtu: int) -> None:
-    """The VM's namespace and NIC, then os-vif's hybrid or native plugging on its compute node."""
+def os_vif_plug(state: dict, vms: list[dict[str, Any]], network_id: str, mtu: int) -> None:
+    """os-vif itself plugs each VM's port on its compute node (steth.lab.osvif_plug), all VMs at once."""
+    procs = {}
+    for vm in vms:
+        spec = {
+            "port_id": vm["port_id"],
+            "mac": vm["mac"],
+            "network_id": network_id,
+            "mtu": mtu,
+            "hybrid": vm["hybrid"],
+            "datapath_type": "netdev",
+            "instance_uuid": vm["id"],
+            "instance_name": f"instance-{vm['id'][:8]}",
+        }
+        procs[vm["name"]] = subprocess.Popen(
+            # -P: the script's folder (steth/lab, with its own ovs.py) must not shadow python-ovs
+            [
+                *node_host.enter(state, vm["host"]),
+                neutron_venv.binary("python"),
+                "-P",
+                str(OSVIF_PLUG),
+                json.dumps(spec),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **neutron_services.venv_env(), node_host.MARKER: lab_name()},
+        )
+    failed = []
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            failed.append(f"{name}: {((err or out).strip().splitlines() or [str(proc.returncode)])[-1]}")
+    if failed:
+        raise LabError(f"os-vif could not plug {failed[0]}")
+
+
+def attach(state: dict, vm: dict[str, Any], mtu: int) -> None:
+    """The VM's namespace and NIC after os-vif: libvirt's part, the tap into qbr (hybrid) or onto br-int with
+    the port's external_ids (native: libvirt's <virtualport type='openvswitch'>, the ids os-vif's
+    create_ovs_vif_port sets)."""
     node = next(n for n in state["nodes"] if n["name"] == vm["host"])
     host_ns, vm_ns, pid = node["namespace"], vm["netns"], vm["port_id"]
     state["netns"].append(vm_ns)
@@ -191,30 +232,20 @@ def plug(state: dict, vm: dict[str, Any], mtu: int) -> None:
     for ns, name in ((host_ns, tap), (vm_ns, "eth0")):
         in_ns(ns, "ethtool", "-K", name, "tx", "off", check=False)
         in_ns(ns, "ip", "link", "set", name, "mtu", str(mtu), "up")
+    if vm["hybrid"]:
+        for name in (dev("qvb", pid), dev("qvo", pid)):  # os-vif's veth: offload off for the userspace datapath
+            in_ns(host_ns, "ethtool", "-K", name, "tx", "off", check=False)
+        in_ns(host_ns, "ip", "link", "set", tap, "master", dev("qbr", pid))
+        return
     ids = [
         f"external_ids:iface-id={pid}",
         "external_ids:iface-status=active",
         f"external_ids:attached-mac={vm['mac']}",
         f"external_ids:vm-uuid={vm['id']}",
     ]
-    if vm["hybrid"]:
-        qbr, qvb, qvo = dev("qbr", pid), dev("qvb", pid), dev("qvo", pid)
-        in_ns(host_ns, "ip", "link", "add", qbr, "type", "bridge", "ageing_time", "0")
-        in_ns(host_ns, "sysctl", "-qw", f"net.ipv6.conf.{qbr}.disable_ipv6=1", check=False)
-        in_ns(host_ns, "ip", "link", "set", qbr, "up")
-        in_ns(host_ns, "ip", "link", "add", qvb, "type", "veth", "peer", "name", qvo)
-        for name in (qvb, qvo):
-            in_ns(host_ns, "ethtool", "-K", name, "tx", "off", check=False)
-            in_ns(host_ns, "ip", "link", "set", name, "mtu", str(mtu), "up")
-        in_ns(host_ns, "ip", "link", "set", qvb, "master", qbr)
-        in_ns(host_ns, "ip", "link", "set", tap, "master", qbr)
-        neutron_nodes.vsctl(
-            state, vm["host"], "--", "--may-exist", "add-port", "br-int", qvo, "--", "set", "Interface", qvo, *ids
-        )
-    else:
-        neutron_nodes.vsctl(
-            state, vm["host"], "--", "--may-exist", "add-port", "br-int", tap, "--", "set", "Interface", tap, *ids
-        )
+    neutron_nodes.vsctl(
+        state, vm["host"], "--", "--may-exist", "add-port", "br-int", tap, "--", "set", "Interface", tap, *ids
+    )
 
 
 def wait_ports_active(api: NeutronClient, cloud: dict[str, Any], timeout: float, progress) -> list[dict]:

@@ -108,9 +108,13 @@ def up(
         cloud = neutron_cloud.create(api, computes, progress)
         state["neutron"]["cloud"] = cloud
         save_state(state)
+        plugs = ", ".join(
+            f"{vm['name']} on {vm['host']} ({'hybrid' if vm['hybrid'] else 'native'})" for vm in cloud["vms"]
+        )
+        progress(f"plugging with os-vif: {plugs}")
+        neutron_cloud.os_vif_plug(state, cloud["vms"], cloud["network"]["id"], cloud["network"]["mtu"])
         for vm in cloud["vms"]:
-            progress(f"plugging {vm['name']} on {vm['host']} ({'hybrid' if vm['hybrid'] else 'native'})")
-            neutron_cloud.plug(state, vm, cloud["network"]["mtu"])
+            neutron_cloud.attach(state, vm, cloud["network"]["mtu"])
         neutron_cloud.wait_ports_active(api, cloud, PORTS_ACTIVE_TIMEOUT, progress)
         leases = neutron_cloud.wait_leases(state, cloud["vms"], LEASE_TIMEOUT, progress)
         state["neutron"]["leases"] = leases
