@@ -290,12 +290,12 @@ def test_vlan_check_passes_trunked_and_fails_untrunked(ovs_lab, no_scapy_left):
 
 
 def test_vlan_check_with_a_send_delay_too_short_for_the_listeners(ovs_lab, no_scapy_left):
-    """0.2 s is less than a scapy child needs to start listening: the pairs a late listener missed are sent
-    once more with a longer delay, and the check completes instead of leaving them unknown or lost."""
+    """0.2 s is often less than a scapy child needs to start listening: pairs a late listener missed are sent
+    once more with a longer delay (the CLI says so), and the check completes instead of leaving them unknown or
+    lost. When every listener happened to be in time there is nothing to retry, and the result is the same."""
     done = ovs_lab.cli("vlan-check", "--interface", "trunk0", "--vlan", "100", "--send-delay", "0.2", "-o", "json")
     doc = json.loads(done.stdout)
     assert done.returncode == 0 and {p["result"] for p in doc["pairs"]} == {"passed"}, (doc["pairs"], done.stderr)
-    assert "a listener came up late; once more with --send-delay" in done.stderr, done.stderr
 
 
 def test_vlan_check_table_names_failing_vlans(ovs_lab, no_scapy_left):
