@@ -47,6 +47,12 @@ def command() -> None:
     "qdhcp with dnsmasq, qrouter) and an OpenStack API describing it; writes clouds.yaml (see `steth lab env`).",
 )
 @click.option(
+    "--ovs-use-veth",
+    is_flag=True,
+    help="With --openstack: wire the DHCP port as Neutron's ovs_use_veth = True does (a veth, tap<port> on "
+    "br-int, ns-<port> in qdhcp). Default: Neutron's default, an OVS internal port moved into qdhcp.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="An open lab: NATS without TLS or identities, agents accepting unsigned requests (insecure = true). "
@@ -62,6 +68,7 @@ def up_cmd(
     ovs: bool,
     trunks: str,
     openstack: bool = False,
+    ovs_use_veth: bool = False,
     insecure: bool = False,
 ) -> None:
     """Build the fleet; returns once every agent is present."""
@@ -89,6 +96,7 @@ def up_cmd(
                 progress=lambda m: click.echo(f"lab: {m}", err=True),
                 trunks=vlans,
                 insecure=insecure,
+                dhcp_wiring="veth" if ovs_use_veth else "internal",
             )
         else:
             state = fleet.up(
@@ -102,6 +110,7 @@ def up_cmd(
                 ovs=ovs,
                 trunks=vlans,
                 insecure=insecure,
+                dhcp_wiring="veth" if ovs_use_veth else "internal",
             )
     except LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None

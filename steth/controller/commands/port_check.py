@@ -24,6 +24,7 @@ def command(
     port_id: str,
     listen_s: float,
     no_inject: bool,
+    full_window: bool = False,
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -54,7 +55,11 @@ def command(
     os_inv = Inventory.from_options()
     ctx = resolve(os_inv, port_id)
     openstack_s = time.monotonic() - started
-    diag = run_async(check_ports(inv, [ctx], listen_s, not no_inject, inv.timeout, "port-check", ctx.subject()))
+    diag = run_async(
+        check_ports(
+            inv, [ctx], listen_s, not no_inject, inv.timeout, "port-check", ctx.subject(), finish_early=not full_window
+        )
+    )
     diag.started = started
     diag.timings = {"openstack": openstack_s, **diag.timings}
     click.get_current_context().exit(diag.emit(inv.output))

@@ -19,6 +19,7 @@ def command(
     port_ids: tuple[str, ...],
     listen_s: float,
     no_inject: bool,
+    full_window: bool = False,
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -62,7 +63,11 @@ def command(
         subject[f"port {c.port.id[:8]}"] = (
             f"{c.port.mac} {', '.join(c.port.addresses)} on {c.host}, network {c.network.name or c.network.id}"
         )
-    diag = run_async(check_ports(inv, contexts, listen_s, not no_inject, inv.timeout, "vm-check", subject))
+    diag = run_async(
+        check_ports(
+            inv, contexts, listen_s, not no_inject, inv.timeout, "vm-check", subject, finish_early=not full_window
+        )
+    )
     diag.started = started
     diag.timings = {"openstack": openstack_s, **diag.timings}
     click.get_current_context().exit(diag.emit(inv.output))
