@@ -223,6 +223,8 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         watch.add_hop(iface, role, netns, error, exists=not error.startswith("no such interface"))
         if sock is not None:
             sockets[sock] = iface
+    for iface, role, why in job.get("not_applicable") or []:
+        watch.add_hop(iface, role, "", why, exists=True)
     started = time.time()
     listening = list(sockets.values())
     deadline = started + job["listen_s"]

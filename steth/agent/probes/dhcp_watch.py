@@ -14,22 +14,25 @@ import random
 from steth.agent import ovsdb, packets
 from steth.agent.errors import CouldNotRun
 from steth.agent.probes import Outcome, ProbeContext
+from steth.agent.uplinks import uplink_interfaces
 from steth.schemas.envelope import Status
 from steth.schemas.probes.dhcp_watch import DhcpWatchParams, DhcpWatchResult
 
 
-def uplinks(ports: list[dict], bridges: list[str]) -> list[str]:
-    """Ports of the bridges that lead out: not patch ports, not the bridge's internal port."""
-    return [p["name"] for p in ports if p["bridge"] in bridges and p.get("type") not in ("patch", "internal")]
-
-
 async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
     listen = [(i, "") for i in params.interfaces]
+    unusable: list[tuple[str, str, str]] = []  # (interface, role, why): said in the result, not listened on
     in_port = None
     ports: list[dict] = []
     if params.uplink_bridges or params.inject == "ovs":
         _, ports, _ = await ovsdb.read(ovsdb.default_db(), timeout=min(5.0, ctx.remaining(params.listen_s)))
-        listen += [(u, "uplink") for u in uplinks(ports, params.uplink_bridges) if u not in params.interfaces]
+        for up in uplink_interfaces(ports, params.uplink_bridges):  # a bond's members; DPDK: no kernel device
+            if up["interface"] in params.interfaces:
+                continue
+            if up["not_applicable"]:
+                unusable.append((up["interface"], "uplink", up["not_applicable"]))
+            else:
+                listen.append((up["interface"], "uplink"))
     note = ""
     inject = params.inject
     if inject != "none" and not ctx.allow_mutating:
@@ -47,6 +50,7 @@ async def run(params: DhcpWatchParams, ctx: ProbeContext) -> Outcome:
     job = {
         "mac": params.mac,
         "listen": listen,
+        "not_applicable": unusable,
         "netns": params.netns or "",
         "listen_s": params.listen_s,
         "finish_early": params.finish_early,
