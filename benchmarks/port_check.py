@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, summarize, write_result  # noqa: E402
+from _common import add_lab_options, machine, own_lab, summarize, write_result  # noqa: E402
 
 TARGET_S = 2.0  # median of a healthy port-check, issue 10 item 6
 MODES = {"early": [], "full-window": ["--full-window"]}
@@ -53,14 +53,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=10, help="runs per mode and port")
     ap.add_argument("--listen", type=float, default=5.0, help="the DHCP window (port-check --listen)")
-    ap.add_argument("--lab", default="stbp", help="lab name (namespaces, bridges)")
-    ap.add_argument("--mgmt-cidr", default="10.87.0.0/24")
-    ap.add_argument("--data-cidr", default="10.86.0.0/24")
-    ap.add_argument("--output", default="port_check", help="results/<name>.json ('-' for none)")
+    add_lab_options(ap, "stbp", "10.87.0.0/24", "10.86.0.0/24", "port_check")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("needs root: it builds a lab in network namespaces")
-    os.environ["STETH_LAB_NAME"] = args.lab
+    own_lab(args)
     from steth.lab import fleet, ml2
 
     fleet.down()

@@ -14,17 +14,16 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import json
 import os
 import select
 import socket
 import struct
 import subprocess
-import sys
 import time
 from typing import Any
 
 from steth.agent import dhcp_frames
+from steth.agent.childproc import child_main
 
 ETH_P_ALL = 0x0003
 SOL_PACKET, PACKET_AUXDATA = 263, 8
@@ -265,14 +264,5 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    try:
-        result = child(json.loads(sys.argv[1]))
-    except Exception as exc:  # one line for the agent: it becomes the probe's message
-        result = {"error": f"{exc.__class__.__name__}: {exc}"}
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-
-
 if __name__ == "__main__":
-    main()
+    child_main(child)

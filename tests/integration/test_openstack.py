@@ -8,6 +8,7 @@ shared `lab` fixture and the OVS lab of test_probes_ovs_vlan.py. Each diagnosis'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -56,13 +57,16 @@ class StackLab(Lab):
             raise AssertionError(f"not JSON (exit {done.returncode}): {done.stdout!r} {done.stderr!r}") from None
 
 
-@pytest.fixture(scope="module")
-def stack():
+@contextlib.contextmanager
+def stack_lab(**options):
+    """The lab (2 compute nodes, 1 network node, injection allowed) for a module's tests; down afterwards."""
     with lab_named(OS_LAB):
         from steth.lab import fleet, ml2
 
         fleet.down()
-        state = ml2.up(compute=2, network=1, mgmt_cidr=OS_MGMT, data_cidr=OS_DATA, heartbeat_s=1.0, allow_mutating=True)
+        state = ml2.up(
+            compute=2, network=1, mgmt_cidr=OS_MGMT, data_cidr=OS_DATA, heartbeat_s=1.0, allow_mutating=True, **options
+        )
     the_lab = StackLab(state, name=OS_LAB)
     try:
         yield the_lab
@@ -74,6 +78,12 @@ def stack():
 
             the_lab.stop_extra()
             fleet.down()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with stack_lab() as the_lab:
+        yield the_lab
 
 
 def hop(doc: dict, stage: str, check_prefix: str) -> dict:

@@ -9,36 +9,16 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import ROOT, lab_named
-from test_openstack import OS_DATA, OS_LAB, OS_MGMT, StackLab, hop
+from conftest import ROOT
+from test_openstack import hop, stack_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(not ROOT, reason="needs root (network namespaces, OVS)")]
 
 
 @pytest.fixture(scope="module")
 def veth_stack():
-    with lab_named(OS_LAB):
-        from steth.lab import fleet, ml2
-
-        fleet.down()
-        state = ml2.up(
-            compute=2,
-            network=1,
-            mgmt_cidr=OS_MGMT,
-            data_cidr=OS_DATA,
-            heartbeat_s=1.0,
-            allow_mutating=True,
-            dhcp_wiring="veth",
-        )
-    the_lab = StackLab(state, name=OS_LAB)
-    try:
+    with stack_lab(dhcp_wiring="veth") as the_lab:
         yield the_lab
-    finally:
-        with lab_named(OS_LAB):
-            from steth.lab import fleet
-
-            the_lab.stop_extra()
-            fleet.down()
 
 
 @pytest.mark.parametrize("server", ["vm-1", "vm-2"])
