@@ -10,9 +10,11 @@ from scapy.layers.l2 import Dot1Q, Ether
 
 from steth.agent import dhcp_frames
 from steth.agent.dhcp_sniff import Watch
-from steth.controller.diagnosis import FAIL, NOT_RUN, Diagnosis
-from steth.controller.diagnosis_port import PortContext, dhcp_port_unobserved, dhcp_watch_calls, plan
+from steth.controller.diagnosis import FAIL, NOT_RUN, SKIPPED, Diagnosis
+from steth.controller.diagnosis_port import PortContext, dhcp_port_unobserved, dhcp_watch_calls, path_hops, plan
+from steth.controller.gather import Gathered, NodeResult
 from steth.controller.inventory import Network, Port
+from steth.schemas.envelope import Status
 from steth.schemas.probes.dhcp_watch import DhcpHop, DhcpWatchParams
 
 MAC = "fa:16:3e:88:64:45"
@@ -184,3 +186,33 @@ def test_an_unwatchable_dhcp_port_is_a_finding_or_incomplete_never_skipped():
     assert blind.hops[0].status == NOT_RUN
     verdict = blind.verdict()
     assert verdict["status"] == "incomplete" and "server side of the path is untested" in verdict["cause"]
+
+
+def watched(node: str, hops: list[dict], **result) -> NodeResult:
+    return NodeResult(node, Status.OK, "", 0.5, {"mac": MAC, "hops": hops, **result})
+
+
+def test_a_dhcp_host_that_began_listening_too_late_leaves_the_verdict_incomplete():
+    ctx = context(False)
+    seen = {"discover": 1, "offer": 1}
+    compute = watched(
+        "compute-1",
+        [{"interface": "tap886445c6-48", "offer": 1}, {"interface": "trunk0", "role": "uplink", **seen}],
+        injected=1,
+        xid=7,
+        listening_since=100.0,
+        last_injected_at=100.5,
+    )
+    late = watched(
+        "network-1",
+        [{"interface": "tap8400f8c5-88", "netns": f"qdhcp-{NET_ID}"}, {"interface": "trunk0", "role": "uplink"}],
+        listening_since=101.0,
+    )
+    diag = Diagnosis("port-check", {})
+    path_hops(diag, ctx, Gathered("dhcp-watch", "r", 1.0, None, [compute, late]), None, {})
+    port_hops = [h for h in diag.hops if "DHCP port" in h.check]
+    assert [h.status for h in port_hops] == [NOT_RUN, NOT_RUN]
+    assert "server side went untested" in port_hops[0].cause
+    uplink = next(h for h in diag.hops if h.node == "network-1" and h.check == "DISCOVER at uplink trunk0")
+    assert uplink.status == SKIPPED  # silence on a late uplink proves nothing, and is no verdict of its own
+    assert diag.verdict()["status"] == "incomplete"
