@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,23 +40,13 @@ class NatsConfig(BaseModel):
     connect_timeout_s: float = Field(2.0, gt=0, le=60)
 
     def options(self, **extra: Any) -> NatsOptions:
-        fields = self.model_dump(exclude={"connect_timeout_s"})
-        return NatsOptions(**fields, connect_timeout_s=self.connect_timeout_s, **extra)
+        return NatsOptions(**self.model_dump(), **extra)
 
 
-@dataclass
-class NatsOptions:
-    servers: list[str] = field(default_factory=lambda: [DEFAULT_URL])
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    creds: str | None = None  # a .creds file: JWT and nkey seed
-    nkey_seed: str | None = None  # a file holding an nkey seed
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
+class NatsOptions(NatsConfig):
+    """A connection's options: the `[nats]` table's fields and what the program adds to them."""
+
     name: str = "steth"
-    connect_timeout_s: float = 2.0
     inbox_prefix: str = "_INBOX"  # agents use their own (steth/natsauth.py), so permissions can pin it
     origin: str = ""  # where the servers came from (`NATS_URL`, `context prod`), named when none answers
 

@@ -30,7 +30,7 @@ def die_with_agent(sig: int = signal.SIGKILL):
     """A preexec_fn: the kernel sends `sig` to the tool when the agent dies, even by SIGKILL.
 
     A SIGKILLed agent cannot kill its children itself; with PR_SET_PDEATHSIG the kernel does it. The
-    signal survives `ip netns exec` (it execs, it does not fork) and tools with file capabilities run by
+    signal survives nsenter (it execs, it does not fork) and tools with file capabilities run by
     root; a tool that changes its user (tcpdump without `-Z root`) clears it, and it reaches the tool
     only, not processes the tool forked. Jobs wrapped in coreutils `timeout` pass SIGTERM (which
     `timeout` forwards to its child) instead of SIGKILL.
@@ -50,9 +50,18 @@ def die_with_agent(sig: int = signal.SIGKILL):
     return preexec
 
 
+# Where `ip netns add` (and Neutron's agents, through it) bind named network namespaces.
+NETNS_DIR = "/run/netns"
+
+
 def in_netns(netns: str | None, argv: list[str]) -> list[str]:
-    """Prefix argv to run inside a named network namespace (names are validated by the schemas)."""
-    return ["ip", "netns", "exec", netns, *argv] if netns else argv
+    """Prefix argv to run inside a named network namespace (names are validated by the schemas).
+
+    nsenter only calls setns(CLONE_NEWNET): unlike `ip netns exec` (and `ip -n`) it unshares no mount
+    namespace and remounts no /sys, so the unit needs neither `mnt` in RestrictNamespaces= nor @mount.
+    Tools run this way read the network through netlink, ioctls and /proc/self/net, never /sys/class/net.
+    """
+    return ["nsenter", f"--net={NETNS_DIR}/{netns}", *argv] if netns else argv
 
 
 async def run(argv: list[str], timeout: float, *, netns: str | None = None) -> Completed:

@@ -147,11 +147,26 @@ def invocation(output: str | None, timeout: float | None):  # output: unused (th
     )
 
 
+def host_map_option(f):
+    """--host-map OS_HOST=NODE for the commands that send probes to the hosts OpenStack names."""
+    return click.option(
+        "--host-map",
+        "host_map",
+        multiple=True,
+        metavar="OS_HOST=NODE",
+        envvar="STETH_HOST_MAP",
+        callback=_host_map,
+        help="OpenStack's name for a host = its steth node name, where they differ by more than the domain "
+        "(repeatable; STETH_HOST_MAP='a=b c=d'). Short names and FQDNs match without it.",
+    )(f)
+
+
 def options(f):
     """-o/--timeout like every command, the OpenStack cloud options, the DHCP listening window and injection."""
     from steth.controller.inventory import os_options
     from steth.controller.options import output_options
 
+    f = host_map_option(f)
     f = click.option(
         "--no-inject", is_flag=True, help="Do not inject a DHCP DISCOVER: only listen (what the VM sends itself)."
     )(f)
@@ -172,6 +187,15 @@ def options(f):
     return os_options(output_options(f))
 
 
+def _host_map(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    from steth.controller.neutron_wiring import parse_host_map
+
+    try:
+        return parse_host_map(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def unanswered(diag: Diagnosis, stage: str, node: str, what: str, result, present: dict | None) -> bool:
     """Add a hop for a node that did not run the probe; True when it did not."""
     from steth.schemas.envelope import Status
@@ -179,7 +203,9 @@ def unanswered(diag: Diagnosis, stage: str, node: str, what: str, result, presen
     if result is None or result.status is Status.NO_REPLY:
         entry = (present or {}).get(node)
         if entry is None:
-            why = "no reply: no steth agent in presence (none runs there, or it left)"
+            why = (
+                "no reply: no steth agent in presence (none runs there, it left, or its node name differs: --host-map)"
+            )
         elif not entry.alive:
             why = f"no reply: its steth agent's heartbeat is {entry.age_s:.0f} s old (hung or gone)"
         else:

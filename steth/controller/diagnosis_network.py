@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, send, unanswered
+from steth.controller.diagnosis_neutron import align_network_hosts, mtu_hop, network_on_host
 from steth.controller.gather import Gathered
 from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Subnet
 from steth.controller.output import document
@@ -44,6 +45,8 @@ class NetworkContext:
     dhcp_hosts: list[tuple[str, bool]]  # (host, Neutron agent alive)
     computes: list[str]  # hosts of the network's VM ports
     ovs_agents: dict[str, Any]  # host -> its Neutron OVS agent
+    port_filters: dict[str, Any] = field(default_factory=dict)  # VM port id -> its PortFilter (security groups)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,8 +73,19 @@ def resolve(inv: Inventory, name_or_id: str) -> NetworkContext:
     dhcp = inv.dhcp_agents(net.id)
     agents = [a for a in inv.neutron_agents() if a.agent_type == OVS_AGENT_TYPE]
     computes = sorted({p.host for p in ports if p.host and p.device_owner.startswith("compute:")})
+    vm_ports = [p for p in ports if p.device_owner.startswith("compute:")][:MAX_ARPING]
+    # a multi-segment network: the segment its first DHCP host (else compute host) binds, said in a note
+    where = next(iter([a.host for a in dhcp] + computes), "")
+    net, note = network_on_host(net, where, {a.host: a.configurations or {} for a in agents})
     return NetworkContext(
-        net, inv.subnets(net.id), ports, [(a.host, a.alive) for a in dhcp], computes, {a.host: a for a in agents}
+        net,
+        inv.subnets(net.id),
+        ports,
+        [(a.host, a.alive) for a in dhcp],
+        computes,
+        {a.host: a for a in agents},
+        {p.id: inv.port_filter(p) for p in vm_ports},
+        [note] if note else [],
     )
 
 
@@ -92,16 +106,20 @@ def subject(r: NetworkContext) -> dict[str, Any]:
     }
 
 
-async def check(invocation, r: NetworkContext, timeout: float | None) -> Diagnosis:
+async def check(
+    invocation, r: NetworkContext, timeout: float | None, host_map: dict[str, str] | None = None
+) -> Diagnosis:
     net = r.network
     diag = Diagnosis("network-check", subject(r))
+    diag.notes.extend(r.notes)
     started = time.monotonic()
     vm_ports = [p for p in r.ports if p.device_owner.startswith("compute:")]
     v4 = [ip for p in vm_ports for ip in p.addresses if ipaddress.ip_address(ip).version == 4][:MAX_ARPING]
-    hosts = sorted(set(r.computes) | {h for h, _ in r.dhcp_hosts})
     done = NetworkAnswers()
     async with invocation.session() as s:
         present = await s.presence() or {}
+        align_network_hosts(r, sorted(present), host_map or {})
+        hosts = sorted(set(r.computes) | {h for h, _ in r.dhcp_hosts})
         jobs: dict[str, Any] = {}
         if r.dhcp_hosts:
             entries = [{"mac": p.mac, "ip": ip} for p in r.ports for ip in p.addresses][:64]
@@ -159,7 +177,11 @@ async def check(invocation, r: NetworkContext, timeout: float | None) -> Diagnos
                     h: VlanCheckParams(interface=i, vlans=[net.segmentation_id], nodes=nodes, token=token)
                     for h, i in done.uplink_of.items()
                 }
-                done.vlan_check = await send(s, "vlan-check", per, timeout)
+                from steth.controller.commands.vlan_check import gather_once_more_if_late
+
+                done.vlan_check = await gather_once_more_if_late(
+                    lambda per_node: send(s, "vlan-check", per_node, timeout), per, nodes
+                )
     diag.timings["probes"] = time.monotonic() - started
     diag.raw.update(done.documents())
     server_hops(diag, r, done.dhcp_ns, present)
@@ -305,7 +327,9 @@ def reach_hops(diag: Diagnosis, r: NetworkContext, gathered) -> None:
     if gathered is None:
         return
     where = {ip: p.host for p in r.ports for ip in p.addresses}
+    owner = {ip: p for p in r.ports for ip in p.addresses}
     for n in gathered.nodes:
+        dhcp_port = next((p for p in r.ports if p.device_owner == "network:dhcp" and p.host == n.node), None)
         if n.status not in (Status.OK, Status.FAILED):
             continue
         result = n.parsed(NEUTRON_NS)
@@ -319,4 +343,9 @@ def reach_hops(diag: Diagnosis, r: NetworkContext, gathered) -> None:
                 if c.check == "arping"
                 else f"an MTU below {r.network.mtu} between {n.node} and {to}"
             )
-            diag.add("reach", n.node, label, OK if c.ok else FAIL, c.detail, "" if c.ok else cause)
+            status, detail = (OK if c.ok else FAIL), c.detail
+            if c.check == "mtu":  # a ping the port's security groups drop tests nothing
+                port = owner.get(c.target)
+                pf = r.port_filters.get(port.id) if port else None
+                status, detail, cause = mtu_hop(pf, dhcp_port, c.ok, c.detail, cause)
+            diag.add("reach", n.node, label, status, detail, "" if status != FAIL else cause)

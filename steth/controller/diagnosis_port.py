@@ -24,10 +24,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steth.controller.diagnosis import FAIL, NOT_RUN, OK, SKIPPED, UNREACHED, Diagnosis, send, unanswered
+from steth.controller.diagnosis_neutron import (
+    align_hosts,
+    dvr_note,
+    ha_hops,
+    mtu_hop,
+    network_on_host,
+    ovs_configurations,
+    provider_bridges,
+    router_hosts,
+    security_group_hops,
+    snat_hops,
+    snat_hosts,
+)
 from steth.controller.errors import UsageError
 from steth.controller.gather import Gathered
-from steth.controller.inventory import OVS_AGENT_TYPE, Inventory, Network, Port, Router, Subnet
+from steth.controller.inventory import Inventory, Network, Port, Router, Subnet
+from steth.controller.neutron_wiring import not_applicable, same_host
 from steth.controller.output import document
+from steth.controller.secgroups import PortFilter
 from steth.schemas.envelope import Status
 from steth.schemas.probes.dhcp_watch import SPEC as DHCP_WATCH
 from steth.schemas.probes.dhcp_watch import DhcpHop, DhcpWatchParams
@@ -57,6 +72,12 @@ class PortContext:
     provider_bridges: dict[str, str]  # host -> bridge carrying the network's physical network
     server_host: str | None = None
     notes: list[str] = field(default_factory=list)
+    port_filter: PortFilter | None = None  # its security groups (None: not read)
+
+    @property
+    def not_applicable(self) -> str:
+        """Why the tap/OVS checks do not apply (SR-IOV, vhost-user); '' when they do."""
+        return not_applicable(self.port.vnic_type, self.port.vif_type)
 
     @property
     def host(self) -> str:
@@ -85,9 +106,14 @@ class PortContext:
             "network": f"{n.name or n.id} ({n.id}), {seg}, MTU {n.mtu}",
             "dhcp agents": ", ".join(f"{h}{'' if alive else ' (DOWN)'}" for h, alive in self.dhcp_hosts) or "none",
             "routers": ", ".join(
-                f"{r.name or r.id} on {', '.join(h for h, _ in r.l3_hosts) or 'no L3 agent'}" for r in self.routers
+                f"{r.name or r.id}{' (HA)' if r.ha else ''}{' (DVR)' if r.distributed else ''} on "
+                + (", ".join(f"{h}{f' {r.ha_states.get(h)}' if r.ha else ''}" for h, _ in r.l3_hosts) or "no L3 agent")
+                for r in self.routers
             )
             or "none",
+            "security groups": self.port_filter.labels()
+            if self.port_filter and self.port_filter.port_security
+            else ("port security disabled" if self.port_filter else ""),
         }
 
 
@@ -100,21 +126,19 @@ def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> Por
             f"port {port.id} is not bound to any host (binding:host_id is empty; status {port.status or '?'}): "
             "nothing to check on a compute node"
         )
-    network = inv.network(port.network_id)
+    ovs = ovs_configurations(inv)
+    network, segment_note = network_on_host(inv.network(port.network_id), port.host, ovs)
     subnets = inv.subnets(network.id)
     dhcp = inv.dhcp_agents(network.id)
     dhcp_ports = {p.host: p for p in inv.ports(network_id=network.id, device_owner="network:dhcp") if p.host}
     routers = inv.routers(network.id)
-    bridges: dict[str, str] = {}
-    if network.physical_network:
-        for agent in inv.neutron_agents():
-            if agent.agent_type == OVS_AGENT_TYPE:
-                mapping = (agent.configurations or {}).get("bridge_mappings") or {}
-                if network.physical_network in mapping:
-                    bridges[agent.host] = mapping[network.physical_network]
+    bridges = provider_bridges(inv.network(port.network_id), ovs)
     ctx = PortContext(
         port, network, subnets, [(a.host, a.alive) for a in dhcp], dhcp_ports, routers, bridges, server_host
     )
+    ctx.port_filter = inv.port_filter(port)
+    if segment_note:
+        ctx.notes.append(segment_note)
     if not any(s.enable_dhcp for s in subnets):
         ctx.notes.append("no subnet of the network has DHCP enabled: the DHCP checks are skipped")
         ctx.dhcp_hosts = []
@@ -132,6 +156,7 @@ class PortPlan:
     dhcp_watch: dict[str, DhcpWatchParams] = field(default_factory=dict)
     dhcp_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qdhcp- on the DHCP hosts
     router_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qrouter- on the L3 hosts
+    snat_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # snat- of DVR routers on dvr_snat hosts
 
     def requests(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(field, probe, node -> params) of every request to send."""
@@ -140,6 +165,7 @@ class PortPlan:
             ("dhcp_watch", "dhcp-watch", self.dhcp_watch),
             ("dhcp_ns", "neutron-ns", self.dhcp_ns),
             ("router_ns", "neutron-ns", self.router_ns),
+            ("snat_ns", "neutron-ns", self.snat_ns),
         ]
         return [p for p in parts if p[2]]
 
@@ -152,9 +178,16 @@ class PortAnswers:
     dhcp_watch: Gathered | None = None
     dhcp_ns: Gathered | None = None
     router_ns: Gathered | None = None
+    snat_ns: Gathered | None = None
 
     # each request's key in the JSON document's "probes" (the router's namespaces: "neutron-ns#router")
-    LABELS = {"vif": "vif", "dhcp_watch": "dhcp-watch", "dhcp_ns": "neutron-ns", "router_ns": "neutron-ns#router"}
+    LABELS = {
+        "vif": "vif",
+        "dhcp_watch": "dhcp-watch",
+        "dhcp_ns": "neutron-ns",
+        "router_ns": "neutron-ns#router",
+        "snat_ns": "neutron-ns#snat",
+    }
 
     def documents(self) -> dict[str, Any]:
         return {label: document(g) for name, label in self.LABELS.items() if (g := getattr(self, name)) is not None}
@@ -206,7 +239,10 @@ def plan(ctx: PortContext, listen_s: float, inject: bool, finish_early: bool = T
         vif["expect_mtu_bytes"] = mtu
     if ctx.port.hybrid_expected is not None:
         vif["expect_hybrid"] = ctx.port.hybrid_expected
-    calls["vif"][ctx.host] = vif
+    if ctx.not_applicable:
+        inject = False  # no tap or qvb to inject at: the DHCP path is only listened to
+    else:
+        calls["vif"][ctx.host] = vif
     v4 = ctx.v4_addresses()
     if ctx.dhcp_hosts:
         calls["dhcp_watch"] = dhcp_watch_calls(ctx, listen_s, inject, finish_early)
@@ -225,13 +261,15 @@ def plan(ctx: PortContext, listen_s: float, inject: bool, finish_early: bool = T
             calls["dhcp_ns"][host] = ns
     for router in ctx.routers:
         gw = [ip for s in ctx.subnets for sid, ip in router.interface_ips.items() if sid == s.id]
-        for host, _ in router.l3_hosts:
+        for host in router_hosts(router, ctx.host):
             calls["router_ns"][host] = {"netns": f"qrouter-{router.id}", "expect_addresses": gw, "arping": v4}
+    snat = {host: {"netns": f"snat-{r.id}"} for r in ctx.routers for host in snat_hosts(r)}
     return PortPlan(
         vif={n: VifParams.model_validate(a) for n, a in calls["vif"].items()},
         dhcp_watch={n: DhcpWatchParams.model_validate(a) for n, a in calls["dhcp_watch"].items()},
         dhcp_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["dhcp_ns"].items()},
         router_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["router_ns"].items()},
+        snat_ns={n: NeutronNsParams.model_validate(a) for n, a in snat.items()},
     )
 
 
@@ -250,6 +288,9 @@ def _result(gathered, node: str):
 
 
 def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
+    if ctx.not_applicable:
+        diag.add("port", ctx.host, "vif", SKIPPED, f"not applicable: {ctx.not_applicable}")
+        return
     r = _result(gathered, ctx.host)
     if unanswered(diag, "port", ctx.host, "vif", r, present):
         return
@@ -273,7 +314,7 @@ def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
             c.detail,
             "" if c.ok else causes.get(c.check, ""),
         )
-    if ctx.server_host and ctx.server_host != ctx.host:
+    if ctx.server_host and not same_host(ctx.server_host, ctx.host):
         diag.add(
             "port",
             ctx.host,
@@ -533,19 +574,19 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
                     "a link down, or the port not wired",
                 )
             elif c.check == "mtu":
-                diag.add(
-                    "reach",
-                    host,
-                    f"MTU qdhcp -> {c.target}",
-                    OK if c.ok else FAIL,
+                # a ping the port's security groups drop is "not tested", never an MTU failure
+                status, detail, cause = mtu_hop(
+                    ctx.port_filter,
+                    ctx.dhcp_ports.get(host),
+                    c.ok,
                     c.detail,
-                    ""
-                    if c.ok
-                    else f"an MTU below the network's {ctx.network.mtu} between {host} and {ctx.host} "
+                    f"an MTU below the network's {ctx.network.mtu} between {host} and {ctx.host} "
                     "(fabric, uplinks or the port's devices)",
                 )
+                diag.add("reach", host, f"MTU qdhcp -> {c.target}", status, detail, cause)
     for router in ctx.routers:
-        for host, _ in router.l3_hosts:
+        ha_hops(diag, router)
+        for host in router_hosts(router, ctx.host):
             r = _result(router_gathered, host)
             if unanswered(diag, "router", host, f"qrouter-{router.id[:8]}", r, present):
                 continue
@@ -556,7 +597,8 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
                     "arping": f"ARP qrouter -> {c.target}",
                 }.get(c.check, c.check)
                 cause = {
-                    "netns": f"the L3 agent on {host} has not set up the router",
+                    "netns": f"the L3 agent on {host} has not set up the router"
+                    + (dvr_note(router, host) if router.distributed else ""),
                     "address": "the router's interface on this subnet is missing or down (neutron-l3-agent)",
                     "arping": f"L2 between the router on {host} and {ctx.host} ({seg})",
                 }.get(c.check, "")
@@ -571,6 +613,7 @@ async def check_ports(
     timeout: float | None,
     command: str,
     subject: dict[str, Any],
+    host_map: dict[str, str] | None = None,
     finish_early: bool = True,
 ) -> Diagnosis:
     """Run every port's checks at once; one Diagnosis with each port's hops in path order."""
@@ -578,6 +621,8 @@ async def check_ports(
     started = time.monotonic()
     async with invocation.session() as s:
         present = await s.presence() or {}
+        for c in contexts:  # OpenStack's host names as the steth agents call their nodes
+            align_hosts(c, sorted(present), host_map or {})
         plans = [plan(c, listen_s, inject, finish_early) for c in contexts]
         results = await asyncio.gather(*(run_plan(s, p, timeout) for p in plans))
     diag.timings["probes"] = time.monotonic() - started
@@ -586,6 +631,11 @@ async def check_ports(
         vif_hops(diag, ctx, res.vif, present)
         path_hops(diag, ctx, res.dhcp_watch, res.dhcp_ns, present)
         reach_hops(diag, ctx, res.dhcp_ns, res.router_ns, present)
+        snat_hops(diag, ctx.routers, res.snat_ns, present)
+        gateways = [s.gateway_ip for s in ctx.subnets if s.gateway_ip and s.ip_version == 4]
+        security_group_hops(
+            diag, ctx.host, ctx.port_filter, gateways, [ctx.dhcp_ports.get(h) for h, _ in ctx.dhcp_hosts]
+        )
         if res.documents():
             diag.raw.setdefault(ctx.port.id, {}).update(res.documents())
     return diag

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steth.controller.errors import EXIT_UNAVAILABLE, StethError, UsageError
+from steth.controller.neutron_wiring import Segment, is_router_interface
 from steth.controller.os_options import DEFAULT_API_TIMEOUT_S, debug_requested, openstack_settings, os_options
+from steth.controller.secgroups import PortFilter, SecurityGroup
 
 __all__ = ["DEFAULT_API_TIMEOUT_S", "Inventory", "os_options"]
 LAB_CLOUD = "steth-lab"
@@ -71,6 +73,10 @@ class Port:
     status: str = ""
     admin_state_up: bool = True
     name: str = ""
+    security_group_ids: list[str] = field(default_factory=list)
+    # None: the API did not say (no port-security extension); Neutron's default is True (its network's value)
+    port_security_enabled: bool | None = None
+    allowed_address_pairs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def addresses(self) -> list[str]:
@@ -92,6 +98,8 @@ class Network:
     segmentation_id: int | None
     mtu: int | None
     subnet_ids: list[str] = field(default_factory=list)
+    # a multi-segment network's `segments` (no provider:* attributes then; api-ref network-multi-show-response)
+    segments: list[Segment] = field(default_factory=list)
 
 
 @dataclass
@@ -117,6 +125,11 @@ class Router:
     name: str
     l3_hosts: list[tuple[str, bool]]  # (host, alive)
     interface_ips: dict[str, str]  # subnet id -> the router's address on it
+    ha: bool = False  # the router's `ha` attribute (admin only)
+    distributed: bool = False  # `distributed` (DVR; admin only)
+    ha_states: dict[str, str | None] = field(default_factory=dict)  # host -> ha_state of its L3 agent
+    l3_modes: dict[str, str] = field(default_factory=dict)  # host -> its L3 agent's agent_mode (legacy, dvr, dvr_snat)
+    external_network_id: str | None = None  # external_gateway_info.network_id: the router has a gateway
 
 
 # --- click options shared by the OpenStack-aware commands --------------------------------------------
@@ -343,6 +356,10 @@ class Inventory:
             status=p.status or "",
             admin_state_up=p.is_admin_state_up is not False,
             name=p.name or "",
+            security_group_ids=list(p.security_group_ids or []),
+            # the SDK reads an absent port_security_enabled as False: ask the body itself
+            port_security_enabled=_raw(p, "port_security_enabled"),
+            allowed_address_pairs=list(p.allowed_address_pairs or []),
         )
 
     def network(self, name_or_id: str) -> Network:
@@ -356,6 +373,7 @@ class Inventory:
                 segmentation_id=n.provider_segmentation_id,
                 mtu=n.mtu,
                 subnet_ids=list(n.subnet_ids or []),
+                segments=[Segment.from_api(s) for s in n.segments or []],
             )
 
         return self._cached(("network", name_or_id), f"network {name_or_id}", fetch)
@@ -399,15 +417,26 @@ class Inventory:
 
         def fetch() -> list[Router]:
             out = []
-            interfaces = [
-                p for p in self.ports(network_id=network_id) if p.device_owner.startswith("network:router_interface")
-            ]
+            # legacy, HA and DVR interfaces alike (neutron_lib/constants.py ROUTER_INTERFACE_OWNERS)
+            interfaces = [p for p in self.ports(network_id=network_id) if is_router_interface(p.device_owner)]
             for router_id in sorted({p.device_id for p in interfaces}):
                 r = self.conn.network.get_router(router_id)
-                agents = [self._agent(a) for a in self.conn.network.routers_hosting_l3_agents(router_id)]
+                hosting = list(self.conn.network.routers_hosting_l3_agents(router_id))
+                agents = [self._agent(a) for a in hosting]
                 ips = {s: ip for p in interfaces if p.device_id == router_id for s, ip in p.fixed_ips}
                 out.append(
-                    Router(id=r.id, name=r.name or "", l3_hosts=[(a.host, a.alive) for a in agents], interface_ips=ips)
+                    Router(
+                        id=r.id,
+                        name=r.name or "",
+                        l3_hosts=[(a.host, a.alive) for a in agents],
+                        interface_ips=ips,
+                        ha=bool(r.is_ha),
+                        distributed=bool(r.is_distributed),
+                        # ha_state per agent: only in the l3-agents listing (api-ref router-l3-agent-list-response)
+                        ha_states={a.host: getattr(h, "ha_state", None) for a, h in zip(agents, hosting)},
+                        l3_modes={a.host: str(a.configurations.get("agent_mode") or "legacy") for a in agents},
+                        external_network_id=(r.external_gateway_info or {}).get("network_id"),
+                    )
                 )
             return out
 
@@ -417,12 +446,43 @@ class Inventory:
 
     def server(self, name_or_id: str) -> Server:
         def fetch() -> Server:
-            s = self.conn.compute.find_server(name_or_id, ignore_missing=False)
+            # all_projects: an admin's lookup by name must see every project's servers, as `openstack server
+            # list --all-projects` does (Nova lists the token's project only without all_tenants)
+            s = self.conn.compute.find_server(name_or_id, ignore_missing=False, all_projects=True)
             if s.compute_host is None:  # find_server may return a summary without the extended attributes
                 s = self.conn.compute.get_server(s.id)
             return Server(id=s.id, name=s.name or "", host=s.compute_host or None, status=s.status or "")
 
         return self._cached(("server", name_or_id), f"server {name_or_id}", fetch)
+
+    def security_group(self, group_id: str) -> SecurityGroup:
+        """One security group with its rules (api-ref: security-groups/security-group-show-response.json)."""
+
+        def fetch() -> SecurityGroup:
+            return SecurityGroup.from_api(self.conn.network.get_security_group(group_id).to_dict(computed=False))
+
+        return self._cached(("security-group", group_id), f"security group {group_id}", fetch)
+
+    def address_group(self, group_id: str) -> list[str]:
+        """An address group's CIDRs (api-ref: address-groups/address-group-show-response.json)."""
+
+        def fetch() -> list[str]:
+            return list(self.conn.network.get_address_group(group_id).addresses or [])
+
+        return self._cached(("address-group", group_id), f"address group {group_id}", fetch)
+
+    def port_filter(self, port: Port) -> PortFilter:
+        """The port's security groups with their rules, and the address groups those rules name."""
+        groups = [self.security_group(g) for g in port.security_group_ids]
+        named = sorted({r.remote_address_group_id for g in groups for r in g.rules if r.remote_address_group_id})
+        return PortFilter(port.port_security_enabled is not False, groups, {a: self.address_group(a) for a in named})
+
+
+def _raw(resource: Any, key: str) -> Any:
+    """An attribute as the API sent it (None when absent), not as the SDK defaults it."""
+    body = getattr(resource, "_body", None)
+    attributes = getattr(body, "attributes", None) or {}
+    return attributes.get(key)
 
 
 def _reason(exc: Exception) -> str:

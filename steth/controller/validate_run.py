@@ -21,7 +21,7 @@ from typing import Any
 
 from steth.controller.commands.bandwidth import SERVER_MARGIN_S, measure
 from steth.controller.commands.mesh import mesh_pairs
-from steth.controller.commands.vlan_check import build_pairs
+from steth.controller.commands.vlan_check import build_pairs, gather_once_more_if_late
 from steth.controller.params import wire_args
 from steth.controller.validate_report import (
     CellStatus,
@@ -45,6 +45,7 @@ from steth.controller.validate_requirements import (
     step_args,
 )
 from steth.schemas.envelope import Status
+from steth.schemas.probes.vlan_check import VlanCheckParams
 from steth.schemas.validate_plan import Plan, format_vlan_ranges
 
 Emit = Callable[[Progress], None]
@@ -455,7 +456,10 @@ async def _vlan(run: Run, req: Requirement) -> tuple[RequirementResult, list[Mat
             run.progress("step", req, step=f"batch {k}/{len(req.steps)}: {step.label} on {len(nodes)} nodes")
             args = step_args(req, step, {}, interfaces)
             token = secrets.token_hex(6)
-            gathered = await _send(run, "vlan-check", {n: {**a, "token": token} for n, a in args.items()})
+            per_node = {n: VlanCheckParams.model_validate({**a, "token": token}) for n, a in args.items()}
+            gathered = await gather_once_more_if_late(
+                lambda params: _send(run, "vlan-check", {n: p.model_dump() for n, p in params.items()}), per_node, nodes
+            )
             for p in build_pairs(gathered, nodes, list(step.vlans)):
                 pair = (p["from"], p["to"])
                 if p["result"] == "passed":

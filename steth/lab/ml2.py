@@ -201,6 +201,53 @@ def ovs_agent_configurations(node: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def security_group(project: str) -> dict[str, Any]:
+    """The project's default security group as GET /v2.0/security-groups/{id} shows it (api-ref
+    security-groups/security-group-show-response.json): Neutron's default rules (egress anywhere, ingress from
+    the group's own members; the rule templates of neutron/db/migration/alembic_migrations/versions/2023.2/
+    expand/c33da356b165_security_group_default_rules.py) plus the ICMP rule operators add so that VMs answer
+    ping. The lab filters nothing, and ICMP from anywhere is what this group admits that the defaults do not."""
+    sg_id = lab_uuid("security-group", "default")
+
+    def rule(name: str, direction: str, ethertype: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": lab_uuid("security-group-rule", name),
+            "security_group_id": sg_id,
+            "direction": direction,
+            "ethertype": ethertype,
+            "protocol": None,
+            "port_range_min": None,
+            "port_range_max": None,
+            "remote_ip_prefix": None,
+            "remote_group_id": None,
+            "remote_address_group_id": None,
+            "project_id": project,
+            "tenant_id": project,
+            "description": "",
+            "belongs_to_default_sg": True,
+            **extra,
+        }
+
+    return {
+        "id": sg_id,
+        "name": "default",
+        "description": "Default security group",
+        "project_id": project,
+        "tenant_id": project,
+        "stateful": True,
+        "shared": False,
+        "security_group_rules": [
+            rule("egress-v4", "egress", "IPv4"),
+            rule("egress-v6", "egress", "IPv6"),
+            rule("ingress-v4", "ingress", "IPv4", remote_group_id=sg_id),
+            rule("ingress-v6", "ingress", "IPv6", remote_group_id=sg_id),
+            rule(
+                "icmp-v4", "ingress", "IPv4", protocol="icmp", remote_ip_prefix="0.0.0.0/0", belongs_to_default_sg=False
+            ),
+        ],
+    }
+
+
 def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """The OpenStack API's view of the lab: exactly what `design` built."""
     demo, admin = lab_uuid("project", "demo").replace("-", ""), lab_uuid("project", "admin").replace("-", "")
@@ -227,8 +274,10 @@ def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[st
     )
     l3 = agent("L3 agent", host, "neutron-l3-agent", {"agent_mode": "legacy", "routers": 1})
     agents += [dhcp, l3, agent("Metadata agent", host, "neutron-metadata-agent", {})]
+    sg = security_group(demo)
     ports = []
     for p in d["ports"]:
+        vm = p["device_owner"].startswith("compute:")
         details = {
             "port_filter": True,
             "datapath_type": "netdev",
@@ -254,7 +303,11 @@ def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[st
                 "binding:vnic_type": "normal",
                 "binding:vif_details": details,
                 "binding:profile": {},
-                "security_groups": [],
+                # trusted network:* ports get no group (neutron/db/securitygroups_db.py
+                # _ensure_default_security_group_on_port); VM ports the project's default one
+                "security_groups": [sg["id"]] if vm else [],
+                "port_security_enabled": True,
+                "allowed_address_pairs": [],
             }
         )
     servers = []
@@ -376,8 +429,11 @@ def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[st
                 "status": "ACTIVE",
                 "admin_state_up": True,
                 "external_gateway_info": None,
+                "ha": False,
+                "distributed": False,
             }
         ],
+        "security_groups": [sg],
         "servers": servers,
         "network_dhcp_agents": {net["id"]: [dhcp["id"]]},
         "router_l3_agents": {d["router"]["id"]: [l3["id"]]},

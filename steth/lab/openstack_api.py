@@ -27,8 +27,20 @@ from urllib.parse import parse_qs, urlsplit
 
 NOVA_MAX_MICROVERSION = "2.96"
 ADMIN_ONLY_PREFIXES = ("binding:", "provider:", "OS-EXT-SRV-ATTR:")
-# Neutron's collections under /network/v2.0 and the key of one item.
-NEUTRON = {"ports": "port", "networks": "network", "subnets": "subnet", "agents": "agent", "routers": "router"}
+# a router's `ha` and `distributed` are admin-only (neutron/conf/policies/router.py: get_router:ha, :distributed)
+ADMIN_ONLY_KEYS = {"routers": ("ha", "distributed")}
+# Neutron's collections under /network/v2.0 and the key of one item (api-ref: neutron-lib api-ref/source/v2).
+NEUTRON = {
+    "ports": "port",
+    "networks": "network",
+    "subnets": "subnet",
+    "agents": "agent",
+    "routers": "router",
+    "security-groups": "security_group",
+    "security-group-rules": "security_group_rule",
+    "address-groups": "address_group",
+    "segments": "segment",
+}
 
 
 def _now(offset_s: float = 0.0) -> str:
@@ -48,9 +60,13 @@ def empty_cloud() -> dict[str, Any]:
         "subnets": [],
         "ports": [],
         "routers": [],
+        "security_groups": [],  # each with its security_group_rules, as GET /v2.0/security-groups/{id} shows it
+        "address_groups": [],
+        "segments": [],
         "servers": [],
         "network_dhcp_agents": {},  # network id -> [agent id]
         "router_l3_agents": {},  # router id -> [agent id]
+        "router_ha_states": {},  # router id -> {agent id: active|standby|unknown} (HA routers)
     }
 
 
@@ -87,11 +103,19 @@ def nova_error(status: int, message: str) -> ApiError:
     return ApiError(status, {key: {"code": status, "message": message}})
 
 
-def _visible(item: dict[str, Any], admin: bool) -> dict[str, Any]:
+def _visible(item: dict[str, Any], admin: bool, kind: str = "") -> dict[str, Any]:
     out = {k: v for k, v in item.items() if not k.startswith("_")}
     if not admin:
-        out = {k: v for k, v in out.items() if not k.startswith(ADMIN_ONLY_PREFIXES)}
+        hidden = ADMIN_ONLY_KEYS.get(kind, ())
+        out = {k: v for k, v in out.items() if not k.startswith(ADMIN_ONLY_PREFIXES) and k not in hidden}
     return out
+
+
+def _collection(cloud: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The items of a collection; security group rules are those of the groups (one source of truth)."""
+    if kind == "security-group-rules":
+        return [r for g in cloud["security_groups"] for r in g.get("security_group_rules", [])]
+    return cloud[kind.replace("-", "_")]
 
 
 def _matches(item: dict[str, Any], query: dict[str, list[str]]) -> bool:
@@ -302,22 +326,30 @@ class Handler(BaseHTTPRequestHandler):
             raise neutron_error(404, "HTTPNotFound", f"The resource could not be found: {kind}")
         if kind == "agents" and not admin:
             raise neutron_error(403, "PolicyNotAuthorized", "(rule:get_agent) is disallowed by policy")
-        items = [i for i in cloud[kind] if admin or i.get("project_id", token["project"]) == token["project"]]
+        items = [
+            i for i in _collection(cloud, kind) if admin or i.get("project_id", token["project"]) == token["project"]
+        ]
+        key = kind.replace("-", "_")
         if len(parts) == 1:
-            return {kind: [_visible(i, admin) for i in items if _matches(i, query)], f"{kind}_links": []}
+            return {key: [_visible(i, admin, kind) for i in items if _matches(i, query)], f"{key}_links": []}
         found = next((i for i in items if i["id"] == parts[1]), None)
         if found is None:
-            what = NEUTRON[kind].capitalize()
+            what = "".join(w.capitalize() for w in NEUTRON[kind].split("_"))
             raise neutron_error(404, f"{what}NotFound", f"{what} {parts[1]} could not be found.")
         if len(parts) == 2:
-            return {NEUTRON[kind]: _visible(found, admin)}
+            return {NEUTRON[kind]: _visible(found, admin, kind)}
         sub = "/".join(parts[2:])
         hosting = {("networks", "dhcp-agents"): "network_dhcp_agents", ("routers", "l3-agents"): "router_l3_agents"}
         if (kind, sub) in hosting:
             if not admin:
                 raise neutron_error(403, "PolicyNotAuthorized", "(rule:get_agent) is disallowed by policy")
             ids = cloud[hosting[(kind, sub)]].get(found["id"], [])
-            return {"agents": [_visible(a, admin) for a in cloud["agents"] if a["id"] in ids]}
+            agents = [_visible(a, admin) for a in cloud["agents"] if a["id"] in ids]
+            if kind == "routers":  # each L3 agent with the router's ha_state there (null unless HA; api-ref
+                # agents/router-l3-agent-list-response.json)
+                states = cloud["router_ha_states"].get(found["id"], {})
+                agents = [{**a, "ha_state": states.get(a["id"]) if found.get("ha") else None} for a in agents]
+            return {"agents": agents}
         raise neutron_error(404, "HTTPNotFound", f"The resource could not be found: {path}")
 
     # --- Nova ----------------------------------------------------------------------------------
@@ -354,8 +386,13 @@ class Handler(BaseHTTPRequestHandler):
                 raise nova_error(404, f"Hypervisor with ID {parts[1]} could not be found.")
             return {"hypervisor": _visible(found, admin)}
         if parts[:1] == ["servers"]:
+            # Nova lists the token's project only, unless an admin asks for all_tenants; an admin may GET any
+            # server by id (nova/api/openstack/compute/servers.py _get_servers: all_tenants, policy)
+            every = admin and query.get("all_tenants", ["0"])[0].lower() not in ("0", "false", "")
+            listed = [s for s in cloud["servers"] if every or s.get("tenant_id") == token["project"]]
             servers = [s for s in cloud["servers"] if admin or s.get("tenant_id") == token["project"]]
             if parts[1:] in ([], ["detail"]):
+                servers = listed
                 filters = {k: v for k, v in query.items() if k not in ("name",)}
                 picked = [s for s in servers if _matches(s, filters)]
                 if "name" in query:  # Nova filters names by regular expression

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -135,6 +136,13 @@ def test_pair_matrix_marks_unknown_when_an_end_did_not_run():
     g.nodes[0].result["rows"][0].update(frames=0, passed=False)
     pairs = {(p["from"], p["to"]): p for p in build_pairs(g, ["a", "b", "c"], [100])}
     assert pairs[("b", "a")]["result"] == "unknown" and "too late" in pairs[("b", "a")]["detail"]
+    # ...and the check is sent once more with a send delay that covers the lateness (bounded by the params')
+    from steth.controller.commands.vlan_check import retry_send_delay
+
+    late = list(pairs.values())
+    assert retry_send_delay(late, 1.5) == 3.1 and retry_send_delay(late, 0.2) == 1.8
+    assert retry_send_delay(late, 10.0) is None
+    assert retry_send_delay([p for p in late if p["result"] != "unknown" or "late" not in p], 1.5) is None
 
 
 def test_send_params_bounds():
@@ -260,7 +268,6 @@ def no_scapy_left(ovs_lab):
 
 def test_lab_status_shows_the_fabric(ovs_lab):
     done = ovs_lab.cli("lab", "status", "-o", "json")
-    import json
 
     fabric = json.loads(done.stdout)["ovs"]
     assert fabric["running"] and fabric["trunks"] == [0, 100, 101, 102] and len(fabric["ports"]) == 3
@@ -280,6 +287,15 @@ def test_vlan_check_passes_trunked_and_fails_untrunked(ovs_lab, no_scapy_left):
     code, doc = ovs_lab.cli_json("vlan-check", "--interface", "trunk0", "--vlan", "100,102", "--frames", "2")
     assert code == 0, doc
     assert doc["failing_vlans"] == [] and all(p["result"] == "passed" and p["frames"] == 2 for p in doc["pairs"])
+
+
+def test_vlan_check_with_a_send_delay_too_short_for_the_listeners(ovs_lab, no_scapy_left):
+    """0.2 s is less than a scapy child needs to start listening: the pairs a late listener missed are sent
+    once more with a longer delay, and the check completes instead of leaving them unknown or lost."""
+    done = ovs_lab.cli("vlan-check", "--interface", "trunk0", "--vlan", "100", "--send-delay", "0.2", "-o", "json")
+    doc = json.loads(done.stdout)
+    assert done.returncode == 0 and {p["result"] for p in doc["pairs"]} == {"passed"}, (doc["pairs"], done.stderr)
+    assert "a listener came up late; once more with --send-delay" in done.stderr, done.stderr
 
 
 def test_vlan_check_table_names_failing_vlans(ovs_lab, no_scapy_left):

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,8 +56,12 @@ def env_file_lines() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def side():
     """A qdhcp- namespace whose dnsmasq drops to `nobody` (as Neutron's does): neutron-ns must still find it."""
-    ns = f"qdhcp-{TEST_LAB}-{uuid.uuid4()}"
-    hosts = Path(f"/run/steth-lab-{TEST_LAB}-restricted-hosts")
+    network = str(uuid.uuid4())
+    ns = f"qdhcp-{network}"
+    top = Path(f"/run/steth-lab-{TEST_LAB}-restricted")
+    conf = top / network  # as Neutron's <dhcp_confs>/<network id>/: the command line names the network
+    conf.mkdir(parents=True, exist_ok=True)
+    hosts = conf / "host"
     hosts.write_text(f"{MAC},{DHCP_NET}.42\n")
     proc = None
     try:
@@ -68,7 +73,7 @@ def side():
         sh("ip", "-n", ns, "link", "set", "tapq0", "up")
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--user=nobody", "--port=0",
-             "--no-resolv", "--no-hosts", "--bind-interfaces", "--interface=tapq0", "--pid-file=",
+             "--no-resolv", "--no-hosts", "--bind-interfaces", "--interface=tapq0", f"--pid-file={conf / 'pid'}",
              f"--dhcp-range={DHCP_NET}.0,static", f"--dhcp-hostsfile={hosts}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -82,7 +87,7 @@ def side():
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         sh("ip", "netns", "del", ns, check=False)
-        hosts.unlink(missing_ok=True)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +225,7 @@ def test_every_probe_family_works_under_the_restrictions(lab, restricted, side, 
 
     code, doc = cli(lab, "ping", "node:compute-2", "--node", NODE, "--count", "3", "--interval", "0.05")
     assert code == 0 and one(doc)["result"]["targets"][0]["received"] == 3, doc
-    code, doc = cli(lab, "ping", f"{DHCP_NET}.1", "--netns", side, "--node", NODE, "--count", "1")  # ip netns exec
+    code, doc = cli(lab, "ping", f"{DHCP_NET}.1", "--netns", side, "--node", NODE, "--count", "1")  # nsenter --net
     assert code == 0, doc
 
     code, doc = cli(lab, "address-check", c2_ip, "--node", NODE)
@@ -261,7 +266,7 @@ def test_every_probe_family_works_under_the_restrictions(lab, restricted, side, 
     code, doc = cli(lab, "link", "teardown", "--node", NODE, LINK)
     assert code == 0 and lab.in_ns("compute-1", "ip", "link", "show", LINK, check=False).returncode != 0, doc
 
-    # neutron-ns: dnsmasq runs as nobody; `ip netns pids` and /proc/PID need CAP_SYS_PTRACE (ProtectProc).
+    # neutron-ns: dnsmasq runs as nobody; found by its command line, as Neutron does, without CAP_SYS_PTRACE.
     reply = neutron_ns(lab, side)
     assert reply["status"] == "ok", reply
     checks = {c["check"]: c for c in reply["result"]["checks"]}
@@ -338,21 +343,28 @@ NEEDS = {
     # capability: (argv in compute-1's namespace, text that shows it worked, text that shows it did not)
     "CAP_NET_ADMIN": (["ip", "link", "add", "rstcap0", "type", "veth"], None, "Operation not permitted"),
     "CAP_NET_RAW": (["ping", "-c", "1", "-W", "1", "127.0.0.1"], "1 received", "Operation not permitted"),
-    "CAP_SYS_ADMIN": (["ip", "netns", "exec", "{side}", "true"], None, "Operation not permitted"),
+    "CAP_SYS_ADMIN": (["nsenter", "--net=/run/netns/{side}", "true"], None, "Operation not permitted"),
     "CAP_SETUID CAP_SETGID": (
         ["timeout", "1", "tcpdump", "-i", "lo", "-Z", "root", "-c", "1", "-w", "/tmp/x.pcap"],
         "listening on lo",
         "Couldn't change to 'root'",
     ),
-    "CAP_SYS_PTRACE": (["sh", "-c", "ip netns pids {side} | grep -c ."], "1", "0"),
 }
+
+
+def under_unit(lab, unit: Path, argv: list[str]) -> str:
+    """argv in compute-1's namespace under unit's restrictions: what it printed (stdout and stderr)."""
+    ns = lab.node("compute-1")["namespace"]
+    wrap = ["ip", "netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "slave", "--"]
+    done = subprocess.run([*wrap, sys.executable, str(HELPER), str(unit), "--", *argv], capture_output=True)
+    sh("ip", "-n", ns, "link", "del", "rstcap0", check=False)
+    return (done.stdout + done.stderr).decode(errors="replace").strip()
 
 
 @pytest.mark.parametrize("dropped", sorted(NEEDS))
 def test_each_capability_of_the_unit_is_needed(lab, side, dropped, tmp_path):
     """The capability bounding set is minimal: the same wrapper with one capability less breaks a probe's tool
-    (ip link for links, ping/arping/tcpdump/scapy's sockets, ip netns exec, tcpdump -Z root, neutron-ns's
-    `ip netns pids` of a dnsmasq that runs as nobody)."""
+    (ip link for links, ping/arping/tcpdump/scapy's sockets, nsenter --net, tcpdump -Z root)."""
     argv, works, fails = NEEDS[dropped]
     argv = [a.format(side=side) for a in argv]
     text = UNIT.read_text()
@@ -360,14 +372,15 @@ def test_each_capability_of_the_unit_is_needed(lab, side, dropped, tmp_path):
     kept = [c for c in line.group(1).split() if c not in dropped.split()]
     weaker = tmp_path / "steth-agent.service"
     weaker.write_text(text.replace(line.group(0), "CapabilityBoundingSet=" + " ".join(kept)))
-    ns = lab.node("compute-1")["namespace"]
-
-    def run(unit: Path) -> str:
-        wrap = ["ip", "netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "slave", "--"]
-        done = subprocess.run([*wrap, sys.executable, str(HELPER), str(unit), "--", *argv], capture_output=True)
-        sh("ip", "-n", ns, "link", "del", "rstcap0", check=False)
-        return (done.stdout + done.stderr).decode(errors="replace").strip()
-
-    full, weak = run(UNIT), run(weaker)
+    full, weak = under_unit(lab, UNIT, argv), under_unit(lab, weaker, argv)
     assert (works in full) if works else fails not in full, full
     assert fails in weak and (works is None or works not in weak or works == "1" and weak == "0"), weak
+
+
+def test_the_unit_refuses_mount_namespaces_and_the_agent_needs_none(lab, side):
+    """RestrictNamespaces=net and no @mount hold under the wrapper's seccomp filter: `ip netns exec` and `ip -n`
+    (which unshare a mount namespace and remount /sys) are refused, nsenter --net (what the agent runs) is not."""
+    for argv in (["ip", "netns", "exec", side, "true"], ["ip", "-n", side, "link", "show", "lo"]):
+        assert "unshare failed: Operation not permitted" in under_unit(lab, UNIT, argv), argv
+    out = under_unit(lab, UNIT, ["nsenter", f"--net=/run/netns/{side}", "ip", "-brief", "link", "show", "tapq0"])
+    assert out.startswith("tapq0") and "Operation not permitted" not in out, out

@@ -17,16 +17,23 @@ exec'ing COMMAND:
   variables the caller passes with --setenv K=V (NOTIFY_SOCKET, an EnvironmentFile's lines, ...)
 - CapabilityBoundingSet=, AmbientCapabilities= and NoNewPrivileges= through `setpriv`
 
-What needs systemd itself (seccomp: SystemCallFilter=, RestrictAddressFamilies=, RestrictNamespaces=,
+- RestrictNamespaces= and a SystemCallFilter= without @mount: a seccomp filter (x86_64) that answers EPERM
+  to unshare()/clone()/setns() with a namespace type the unit does not list and to the @mount system calls,
+  as systemd's filter does (clone3() passes: its flags are in memory a filter cannot read)
+
+The rest of what needs systemd itself (SystemCallFilter='s other groups, RestrictAddressFamilies=,
 SystemCallArchitectures=, LockPersonality=, MemoryDenyWriteExecute=, RestrictRealtime=, RestrictSUIDSGID=;
 the device cgroup; RemoveIPC=) is not applied here: docs/deployment.md says how those are checked.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import re
 import shlex
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +202,68 @@ def protect_system_strict(writable: list[str]) -> list[str]:
     return failed
 
 
+# --- seccomp: RestrictNamespaces= and @mount (x86_64 numbers, as the kernel's syscall_64.tbl has them) ---
+
+NAMESPACE_FLAGS = {
+    "mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
+    "user": 0x10000000, "pid": 0x20000000, "net": 0x40000000,
+}  # fmt: skip
+NR_CLONE, NR_UNSHARE, NR_SETNS = 56, 272, 308
+# systemd 252's @mount: chroot mount umount2 pivot_root open_tree move_mount fsopen fsconfig fsmount fspick
+# mount_setattr (`systemd-analyze syscall-filter @mount`).
+MOUNT_SYSCALLS = (161, 165, 166, 155, 428, 429, 430, 431, 432, 433, 442)
+AUDIT_ARCH_X86_64 = 0xC000003E
+LD_W_ABS, JEQ_K, JSET_K, RET_K = 0x20, 0x15, 0x45, 0x06
+RET_ALLOW, RET_EPERM = 0x7FFF0000, 0x00050000 | 1
+
+
+def seccomp_program(denied_ns: int, deny_mount: bool) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program over struct seccomp_data (nr at 0, arch at 4, args[i] at 16 + 8 i, low half)."""
+    prog: list[tuple[int, int, int, int]] = [
+        (LD_W_ABS, 0, 0, 4),
+        (JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        (RET_K, 0, 0, RET_ALLOW),
+    ]
+    prog.append((LD_W_ABS, 0, 0, 0))
+    if deny_mount:
+        for nr in MOUNT_SYSCALLS:
+            prog += [(JEQ_K, 0, 1, nr), (RET_K, 0, 0, RET_EPERM)]
+    if denied_ns:
+        for nr, arg in ((NR_UNSHARE, 0), (NR_CLONE, 0), (NR_SETNS, 1)):
+            # nr matches: load the flags argument, EPERM when a denied type is set, else allow.
+            prog += [(JEQ_K, 0, 4, nr), (LD_W_ABS, 0, 0, 16 + 8 * arg), (JSET_K, 0, 1, denied_ns)]
+            prog += [(RET_K, 0, 0, RET_EPERM), (RET_K, 0, 0, RET_ALLOW)]
+    prog.append((RET_K, 0, 0, RET_ALLOW))
+    return prog
+
+
+def install_seccomp(d: dict[str, list[str]]) -> None:
+    restrict = last(d, "RestrictNamespaces").lower()
+    if restrict.startswith("~"):
+        raise SystemExit("unit_restrictions: RestrictNamespaces=~... (a deny list) is not handled")
+    denied_ns = 0
+    if restrict not in ("", "no", "false"):
+        allowed_ns = set() if restrict in ("yes", "true") else set(restrict.split())
+        denied_ns = sum(flag for name, flag in NAMESPACE_FLAGS.items() if name not in allowed_ns)
+    allow_lists = [v for v in d.get("SystemCallFilter", []) if not v.startswith("~")]
+    deny_mount = bool(allow_lists) and not any("@mount" in v.split() for v in allow_lists)
+    if not (denied_ns or deny_mount):
+        return
+    if platform.machine() != "x86_64":
+        raise SystemExit("unit_restrictions: the seccomp filter knows x86_64 system call numbers only")
+    prog = seccomp_program(denied_ns, deny_mount)
+    code = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(code, len(code))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog), ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise SystemExit(f"unit_restrictions: seccomp: {os.strerror(ctypes.get_errno())}")
+
+
 def main(argv: list[str]) -> None:
     unit, rest = argv[0], argv[1:]
     extra: dict[str, str] = {}
@@ -222,6 +291,7 @@ def main(argv: list[str]) -> None:
             print(f"unit_restrictions: cannot make read-only: {failure}", file=sys.stderr)
     if "UMask" in d:
         os.umask(int(last(d, "UMask"), 8))
+    install_seccomp(d)  # last: nothing above may mount once it is in place
     os.execvpe("setpriv", [*setpriv_argv(d), "--", *rest], environment(d, extra))
 
 

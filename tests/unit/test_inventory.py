@@ -10,9 +10,10 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from standin import serving
 
 from steth.controller.inventory import Inventory, InventoryError, NotFound, compare
-from steth.lab.openstack_api import ApiServer, clouds_yaml
+from steth.lab.openstack_api import clouds_yaml
 
 # openstacksdk's own deprecation notices (PendingDeprecationWarning) about its internals.
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -136,15 +137,8 @@ def description() -> dict:
 
 @pytest.fixture
 def api(tmp_path, monkeypatch):
-    cloud = description()
-    server = ApiServer(cloud).start()
-    path = tmp_path / "clouds.yaml"
-    path.write_text(clouds_yaml(server.auth_url, cloud))
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-    for var in ("OS_CLOUD", "OS_AUTH_URL"):
-        monkeypatch.delenv(var, raising=False)
-    yield server
-    server.stop()
+    with serving(description(), tmp_path, monkeypatch) as server:
+        yield server
 
 
 def test_hosts_agents_and_roles(api):

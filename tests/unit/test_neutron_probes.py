@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+import uuid
+
 import pytest
 from pydantic import ValidationError
 
@@ -115,19 +120,36 @@ def test_hosts_file_forms():
     }
 
 
-def test_find_dnsmasq_ignores_other_processes(monkeypatch):
+def test_find_dnsmasq_by_the_network_in_its_command_line(monkeypatch):
+    """As Neutron's ProcessManager.active: a dnsmasq naming the network (real processes, renamed with exec -a)."""
     from steth.agent.probes import neutron_ns
 
-    cmdlines = {
-        10: ["/usr/sbin/haproxy", "-f", "x"],
-        11: ["dnsmasq", "--no-hosts", "--dhcp-hostsfile=/var/lib/neutron/dhcp/n/host"],
-    }
-    monkeypatch.setattr(neutron_ns, "read_cmdline", lambda pid: cmdlines.get(pid, []))
-    monkeypatch.setattr(neutron_ns, "proc_state", lambda pid: "S")
-    assert find_dnsmasq([10, 11]) == (11, "/var/lib/neutron/dhcp/n/host")
-    assert find_dnsmasq([10]) == (None, None)
-    monkeypatch.setattr(neutron_ns, "proc_state", lambda pid: "Z")
-    assert find_dnsmasq([11]) == (None, None)  # a zombie serves nobody
+    net, other = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def fake_dnsmasq(network: str) -> subprocess.Popen:
+        code = "import time; time.sleep(60)"
+        argv = f"exec -a dnsmasq {sys.executable} -c '{code}' --dhcp-hostsfile=/var/lib/neutron/dhcp/{network}/host"
+        return subprocess.Popen(["bash", "-c", argv])
+
+    procs = [fake_dnsmasq(other), fake_dnsmasq(net)]
+    try:
+        deadline = time.monotonic() + 10
+        while not all(neutron_ns.read_cmdline(p.pid)[:1] == ["dnsmasq"] for p in procs):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        monkeypatch.setattr(neutron_ns, "same_netns", lambda pid, ns: None)  # the unit's case: no ptrace
+        assert find_dnsmasq(f"qdhcp-{net}") == (procs[1].pid, f"/var/lib/neutron/dhcp/{net}/host")
+        assert find_dnsmasq(f"qdhcp-{uuid.uuid4()}") == (None, None)
+        # Where the kernel says the process is in another namespace (another lab node's), it is not taken.
+        monkeypatch.setattr(neutron_ns, "same_netns", lambda pid, ns: False)
+        assert find_dnsmasq(f"qdhcp-{net}") == (None, None)
+        monkeypatch.setattr(neutron_ns, "same_netns", lambda pid, ns: None)
+        monkeypatch.setattr(neutron_ns, "proc_state", lambda pid: "Z")
+        assert find_dnsmasq(f"qdhcp-{net}") == (None, None)  # a zombie serves nobody
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def test_iface_for_picks_the_subnet():

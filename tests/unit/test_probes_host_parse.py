@@ -82,8 +82,9 @@ def test_interface_params_refuse_option_like_names():
         InterfaceParams(netns="-n")
 
 
-def test_ip_argv_namespace_before_json():
-    assert ip_argv(["addr", "show"], "qdhcp-1") == ["ip", "-n", "qdhcp-1", "-j", "addr", "show"]
+def test_ip_argv_enters_the_namespace_with_nsenter():
+    # Not `ip -n`: it unshares a mount namespace, which the unit's RestrictNamespaces=net refuses.
+    assert ip_argv(["addr", "show"], "qdhcp-1") == ["nsenter", "--net=/run/netns/qdhcp-1", "ip", "-j", "addr", "show"]
     assert ip_argv(["netns", "list"]) == ["ip", "-j", "netns", "list"]
 
 

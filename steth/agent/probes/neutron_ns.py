@@ -1,10 +1,19 @@
-"""neutron-ns: checks inside a qdhcp-/qrouter- namespace; dnsmasq is found through `ip netns pids`."""
+"""neutron-ns: checks inside a qdhcp-/qrouter- namespace, and the dnsmasq that serves a qdhcp- one.
+
+dnsmasq is found the way Neutron's own process manager decides it is running
+(neutron/agent/linux/external_process.py: ProcessManager.active, "the uuid in cmdline"): a dnsmasq whose
+command line names the network, whose id is the namespace name after `qdhcp-` (neutron/agent/linux/dhcp.py:
+NS_PREFIX; its files live in `<dhcp_confs>/<network id>/`, Dnsmasq._build_cmdline_callback). Reading the
+command line needs no CAP_SYS_PTRACE (`ip netns pids` does: it reads /proc/PID/ns/net of a dnsmasq that runs
+as nobody), so the unit can drop it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,12 +21,14 @@ from steth.agent import procs
 from steth.agent.errors import IpError
 from steth.agent.probes import Outcome, ProbeContext
 from steth.agent.probes import arping as arping_probe
+from steth.agent.tools.iproute import ip_argv
 from steth.schemas.checks import CheckRow
 from steth.schemas.envelope import Status
 from steth.schemas.probes.arping import ArpingParams
 from steth.schemas.probes.neutron_ns import NeutronNsParams, NeutronNsResult, NsInterface
 
-NETNS_DIR = Path("/run/netns")
+NETNS_DIR = Path(procs.NETNS_DIR)
+QDHCP_PREFIX = "qdhcp-"  # neutron/agent/linux/dhcp.py: NS_PREFIX
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -63,13 +74,35 @@ def proc_state(pid: int) -> str:
         return "?"
 
 
-def find_dnsmasq(pids: list[int]) -> tuple[int | None, str | None]:
-    """The live dnsmasq among the namespace's processes, and its --dhcp-hostsfile."""
-    for pid in pids:
+def same_netns(pid: int, netns: str) -> bool | None:
+    """Whether process pid is in the named namespace; None when the kernel will not say (reading
+    /proc/PID/ns/net of another user's process needs CAP_SYS_PTRACE, which the shipped unit does not keep)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == (NETNS_DIR / netns).stat().st_ino
+    except PermissionError:
+        return None
+    except OSError:
+        return False
+
+
+def find_dnsmasq(netns: str) -> tuple[int | None, str | None]:
+    """The live dnsmasq serving the namespace's network, and its --dhcp-hostsfile.
+
+    One host runs one dnsmasq per network. Where the kernel tells (the agent may ptrace), a dnsmasq of the
+    same network in another namespace is not taken: lab nodes share one process table.
+    """
+    network = netns.removeprefix(QDHCP_PREFIX)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
         argv = read_cmdline(pid)
-        if argv and Path(argv[0]).name == "dnsmasq" and proc_state(pid) not in ("Z", "X", "?"):
-            hosts = next((a.split("=", 1)[1] for a in argv if a.startswith("--dhcp-hostsfile=")), None)
-            return pid, hosts
+        if not argv or Path(argv[0]).name != "dnsmasq" or not any(network in a for a in argv[1:]):
+            continue
+        if proc_state(pid) in ("Z", "X", "?") or same_netns(pid, netns) is False:
+            continue
+        hosts = next((a.split("=", 1)[1] for a in argv if a.startswith("--dhcp-hostsfile=")), None)
+        return pid, hosts
     return None, None
 
 
@@ -98,7 +131,7 @@ async def _arping(ctx: ProbeContext, p: NeutronNsParams, target: str, iface: str
 
 async def _ping(ctx: ProbeContext, p: NeutronNsParams, target: str, payload: int) -> tuple[int, int, str]:
     argv = ["ping", "-n", "-q", "-c", str(p.count), "-i", "0.2", "-W", "1", "-M", "do", "-s", str(payload), target]
-    done = await procs.run(procs.in_netns(p.netns, argv), timeout=ctx.remaining(0.2))
+    done = await procs.run(argv, timeout=ctx.remaining(0.2), netns=p.netns)
     m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", done.stdout)
     err = (done.stderr.strip().splitlines() or [""])[-1]
     return (int(m.group(1)), int(m.group(2)), err) if m else (0, 0, err or f"ping exited {done.returncode}")
@@ -129,10 +162,9 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
             CheckRow(check="netns", target=params.netns, ok=False, detail="namespace does not exist on this node")
         )
         return Outcome(Status.FAILED, f"{params.netns} does not exist", res)
-    addr = await procs.run(["ip", "-n", params.netns, "-j", "addr", "show"], timeout=ctx.remaining(0.1))
-    pids = await procs.run(["ip", "netns", "pids", params.netns], timeout=ctx.remaining(0.1))
+    addr = await procs.run(ip_argv(["addr", "show"], params.netns), timeout=ctx.remaining(0.1))
     if addr.returncode != 0:
-        raise IpError(f"ip -n {params.netns}: {addr.stderr.strip() or addr.returncode}")
+        raise IpError(f"ip addr in {params.netns}: {addr.stderr.strip() or addr.returncode}")
     res.interfaces = parse_addr(addr.stdout)
     checks.append(CheckRow(check="netns", target=params.netns, detail=f"{len(res.interfaces)} interface(s)"))
     held = {ipaddress.ip_interface(a).ip: i for i in res.interfaces for a in i.addresses}
@@ -147,7 +179,7 @@ async def run(params: NeutronNsParams, ctx: ProbeContext) -> Outcome:
         else:
             checks.append(CheckRow(check="address", target=want, detail=f"on {iface.name}"))
     if params.dnsmasq or params.host_entries:
-        pid, hostsfile = find_dnsmasq([int(x) for x in pids.stdout.split() if x.isdigit()])
+        pid, hostsfile = find_dnsmasq(params.netns)
         res.dnsmasq_pid, res.hostsfile = pid, hostsfile
         checks.append(
             CheckRow(

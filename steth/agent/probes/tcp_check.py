@@ -23,7 +23,7 @@ def helper_argv(params: TcpCheckParams, allowed: list | None = None) -> list[str
 async def in_namespace(params: TcpCheckParams, ctx: ProbeContext, allowed: list | None) -> list[dict]:
     done = await procs.run(helper_argv(params, allowed), timeout=ctx.remaining(0.1), netns=params.netns)
     if done.returncode != 0:
-        # `ip netns exec` failed (no such namespace) or the helper did: the probe could not run.
+        # nsenter failed (no such namespace) or the helper did: the probe could not run.
         raise HelperFailed((done.stderr.strip().splitlines() or [f"helper exited {done.returncode}"])[-1])
     try:
         return json.loads(done.stdout)

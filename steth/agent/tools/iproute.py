@@ -15,8 +15,8 @@ SAFE_NETNS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 def ip_argv(args: list[str], netns: str | None = None) -> list[str]:
-    # `ip -n NS` is `ip netns exec NS ip` without the extra exec.
-    return ["ip", *(["-n", netns] if netns else []), "-j", *args]
+    # Not `ip -n NS`: like `ip netns exec` it unshares a mount namespace to remount /sys (procs.in_netns).
+    return procs.in_netns(netns, ["ip", "-j", *args])
 
 
 async def ip_json(args: list[str], *, netns: str | None = None, timeout: float = 5.0) -> Any:

@@ -1,6 +1,6 @@
 """TCP connect checks: imported by the tcp-check probe, and run as a program inside a network namespace.
 
-`ip netns exec NS python -m steth.agent.tools.tcpconnect --timeout S [--allow CIDR,...] -- HOST:PORT...` prints
+`nsenter --net=/run/netns/NS python -m steth.agent.tools.tcpconnect --timeout S [--allow CIDR,...] -- HOST:PORT...` prints
 one JSON list. With --allow (the agent's allowed_target_cidrs) an address a host name resolved to outside
 them is not connected to: the row's error starts with REFUSED, and the probe answers `aborted`.
 A process, not setns() in the agent: the namespace switch then cannot leak into the agent's other threads.

@@ -4,17 +4,19 @@ import time
 
 import click
 
-from steth.controller.diagnosis import invocation
+from steth.controller.diagnosis import host_map_option, invocation
 from steth.controller.inventory import os_options
 from steth.controller.options import output_options, run_async
 
 
 @click.command("network-check")
 @click.argument("network")
+@host_map_option
 @os_options
 @output_options
 def command(
     network: str,
+    host_map: dict[str, str],
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -39,7 +41,7 @@ def command(
     started = time.monotonic()
     r = resolve(Inventory.from_options(), network)
     openstack_s = time.monotonic() - started
-    diag = run_async(check(inv, r, inv.timeout))
+    diag = run_async(check(inv, r, inv.timeout, host_map))
     diag.started = started
     diag.timings = {"openstack": openstack_s, **diag.timings}
     click.get_current_context().exit(diag.emit(inv.output))

@@ -24,6 +24,7 @@ def command(
     port_id: str,
     listen_s: float,
     no_inject: bool,
+    host_map: dict[str, str],
     full_window: bool = False,
     output: str | None = None,
     timeout: float | None = None,
@@ -57,7 +58,15 @@ def command(
     openstack_s = time.monotonic() - started
     diag = run_async(
         check_ports(
-            inv, [ctx], listen_s, not no_inject, inv.timeout, "port-check", ctx.subject(), finish_early=not full_window
+            inv,
+            [ctx],
+            listen_s,
+            not no_inject,
+            inv.timeout,
+            "port-check",
+            ctx.subject(),
+            host_map,
+            finish_early=not full_window,
         )
     )
     diag.started = started

@@ -39,7 +39,7 @@ def build_pairs(gathered, nodes: list[str], vlans: list[int]) -> list[dict]:
                     if row is not None and not (late and not row.passed):
                         pair.update(result="passed" if row.passed else "lost", frames=row.frames, detail=row.detail)
                     elif late:  # no frame, but the receiver was not listening yet when they were sent
-                        pair["detail"] = f"{receiver} listened {late:.2f} s too late: raise --send-delay"
+                        pair.update(late=late, detail=f"{receiver} listened {late:.2f} s too late: raise --send-delay")
                 pairs.append(pair)
     return pairs
 
@@ -48,6 +48,34 @@ def _late(receiver: VlanCheckResult | None, sender: VlanCheckResult | None) -> f
     """Seconds by which the receiver's listener came up after the sender sent (0: in time)."""
     listening, sent = receiver and receiver.listening_since, sender and sender.sent_at
     return max(0.0, listening - sent) if listening and sent else 0.0
+
+
+RETRY_DELAY_MAX_S = 10.0  # VlanCheckParams.send_delay_s's bound
+
+
+def retry_send_delay(pairs: list[dict], send_delay_s: float) -> float | None:
+    """The send delay for one more round when a listener came up after its peers sent (a loaded host starts
+    its capture late), or None when no pair is left unknown for that reason or the delay cannot grow."""
+    late = max((p.get("late", 0.0) for p in pairs if p["result"] == "unknown"), default=0.0)
+    if late <= 0 or send_delay_s >= RETRY_DELAY_MAX_S:
+        return None
+    return round(min(RETRY_DELAY_MAX_S, max(2 * send_delay_s, send_delay_s + 2 * late + 1.0)), 1)
+
+
+async def gather_once_more_if_late(send_round, per_node: dict[str, VlanCheckParams], nodes: list[str], note=None):
+    """send_round(per_node) -> Gathered; when a listener came up late, one more round with a longer send delay
+    and a fresh token (vlan-check, network-check and validate all go through here)."""
+    gathered = await send_round(per_node)
+    first = next(iter(per_node.values()))
+    delay = retry_send_delay(build_pairs(gathered, nodes, first.vlans), first.send_delay_s)
+    if delay is None:
+        return gathered
+    if note is not None:
+        note(f"a listener came up late; once more with --send-delay {delay:g}")
+    token = secrets.token_hex(6)
+    return await send_round(
+        {n: p.model_copy(update={"send_delay_s": delay, "token": token}) for n, p in per_node.items()}
+    )
 
 
 def failing_vlans(pairs: list[dict]) -> list[int]:
@@ -160,14 +188,14 @@ def command(inv: Invocation, vlan_text: str, **options) -> None:
             params = collect(
                 VlanCheckParams, options, {"vlans": "--vlan"}, vlans=vlans, nodes=chosen, token=secrets.token_hex(6)
             )
-            args = wire_args(params)
-            gathered = await s.run(
-                "vlan-check",
-                inv.selection,
-                inv.timeout_or(spec.timeout_for(params)),
-                per_node_args={n: args for n in chosen},
-            )
-            return gathered, chosen
+
+            async def send_round(per_node: dict[str, VlanCheckParams]):
+                longest = max(spec.timeout_for(p) for p in per_node.values())
+                wire = {n: wire_args(p) for n, p in per_node.items()}
+                return await s.run("vlan-check", inv.selection, inv.timeout_or(longest), per_node_args=wire)
+
+            note = lambda text: click.echo(f"vlan-check: {text}", err=True)  # noqa: E731
+            return await gather_once_more_if_late(send_round, {n: params for n in chosen}, chosen, note), chosen
 
     gathered, chosen = run_async(go())
     pairs = build_pairs(gathered, chosen, vlans)

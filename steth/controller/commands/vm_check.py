@@ -19,6 +19,7 @@ def command(
     port_ids: tuple[str, ...],
     listen_s: float,
     no_inject: bool,
+    host_map: dict[str, str],
     full_window: bool = False,
     output: str | None = None,
     timeout: float | None = None,
@@ -65,7 +66,15 @@ def command(
         )
     diag = run_async(
         check_ports(
-            inv, contexts, listen_s, not no_inject, inv.timeout, "vm-check", subject, finish_early=not full_window
+            inv,
+            contexts,
+            listen_s,
+            not no_inject,
+            inv.timeout,
+            "vm-check",
+            subject,
+            host_map,
+            finish_early=not full_window,
         )
     )
     diag.started = started

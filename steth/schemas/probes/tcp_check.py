@@ -43,7 +43,7 @@ SPEC = ProbeSpec(
         Column("CONNECT", "connect_ms", "ms"),
         Column("ERROR", "error"),
     ),
-    tools=("python asyncio (in a namespace: ip netns exec NS python -m steth.agent.tools.tcpconnect)",),
+    tools=("python asyncio (in a namespace: nsenter --net=/run/netns/NS python -m steth.agent.tools.tcpconnect)",),
     command=Command(
         argument="targets",
         metavar="HOST:PORT",
@@ -51,7 +51,7 @@ SPEC = ProbeSpec(
         "service. HOST is an IPv4 address, [IPv6] or a host name (resolved on the node). The connection is "
         "closed at once, no data is sent. Errors read `refused`, `timeout after N s`, `no route to host`, "
         "`cannot resolve: ...`. Any target not connected is a finding (exit 1). With --netns the connects run "
-        "inside that namespace (a small helper started with `ip netns exec`).",
+        "inside that namespace (a small helper started with `nsenter --net`; it resolves names with the host's /etc/hosts and resolv.conf).",
         examples=(
             "steth tcp-check 10.0.0.10:5672 10.0.0.10:3306 --role compute",
             "steth tcp-check keystone.example.org:5000 --connect-timeout 1 -o json",
