@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=10, help="runs per mode and port")
     ap.add_argument("--listen", type=float, default=5.0, help="the DHCP window (port-check --listen)")
-    add_lab_options(ap, "stbp", "10.87.0.0/24", "10.86.0.0/24", "port_check")
+    add_lab_options(ap, "stbp", "10.74.0.0/24", "10.73.0.0/24", "port_check")
     args = ap.parse_args()
     own_lab(args)
     from steth.lab import fleet, ml2
