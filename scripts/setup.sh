@@ -3,7 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump arping ethtool openvswitch-switch dnsmasq-base nftables iptables procps psmisc prometheus systemd)
+# mariadb-server rabbitmq-server conntrack udhcpc: the real-Neutron lab (steth lab up --openstack --neutron real):
+# its database and message broker, conntrack for Neutron's iptables firewall, a DHCP client in its VMs.
+APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump arping ethtool openvswitch-switch dnsmasq-base nftables iptables procps psmisc prometheus systemd
+  mariadb-server rabbitmq-server conntrack udhcpc)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
@@ -28,3 +31,10 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v -E "^WARNING: Location" >&2 || true
 .venv/bin/python -c 'import steth, nats, msgpack, pydantic, click' || { echo "setup: the venv is incomplete" >&2; exit 1; }
+
+# Neutron itself (PyPI neutron 29.x, uwsgi) in a venv of its own for the real-Neutron lab; its pins differ from
+# the project's. As root only (the lab needs root); about 80 s the first time.
+if [ "$(id -u)" = 0 ]; then
+  .venv/bin/python -c 'from steth.lab import neutron_venv as v; v.ensure(lambda m: print("setup: " + m, flush=True))' >&2 \
+    || { echo "setup: the Neutron venv could not be made (the real-Neutron lab will try again)" >&2; }
+fi

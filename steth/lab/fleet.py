@@ -74,6 +74,8 @@ def up(
     metrics_port: int | None = 9273,
     extra_config=None,
     insecure: bool = False,
+    standins: bool = True,
+    private_mounts: bool = False,
 ) -> dict[str, Any]:
     """Build the fleet and return its state once every agent is present.
 
@@ -136,7 +138,7 @@ def up(
             # Agent identities may only look the bucket and the stream up: the admin makes them, as on a site.
             progress("creating the presence bucket and the results stream (steth setup, as the lab's admin)")
             _setup_streams(state, heartbeat_s * 3)
-        if root:
+        if root and standins:
             progress("starting the control-plane stand-ins (controller: keystone, rabbitmq, mariadb)")
             _start_standins(state, directory, nats_host)
         for k, (name, roles) in enumerate(node_names(compute, network), start=1):
@@ -150,6 +152,10 @@ def up(
                     state, ns, k, f"{node['mgmt_address']}/{mgmt.prefixlen}", f"{node['data_address']}/{data.prefixlen}"
                 )
                 _hosts_file(state, ns, nats_host)
+                if private_mounts:
+                    from steth.lab import node_host
+
+                    node["holder_pid"] = node_host.start(state, name, ns)
                 if state.get("ovs"):
                     from steth.lab import ovs as lab_ovs
 
@@ -177,7 +183,13 @@ def up(
             )
             node["config"] = str(config)
             node["pid"] = _start_agent(
-                state, directory, name, config, ns if root else None, agent_env(name) if agent_env else None
+                state,
+                directory,
+                name,
+                config,
+                ns if root else None,
+                agent_env(name) if agent_env else None,
+                node.get("holder_pid"),
             )
             state["nodes"].append(node)
             save_state(state)
@@ -348,10 +360,18 @@ def _write_config(
 
 
 def _start_agent(
-    state: dict, directory: Path, name: str, config: Path, netns: str | None, extra_env: dict[str, str] | None = None
+    state: dict,
+    directory: Path,
+    name: str,
+    config: Path,
+    netns: str | None,
+    extra_env: dict[str, str] | None = None,
+    holder_pid: int | None = None,
 ) -> int:
     argv = [sys.executable, "-m", "steth.agent.main", "run", "--config", str(config)]
-    if netns:
+    if holder_pid:  # a node with its own mount namespace: the agent sees the node's /run/netns
+        argv = ["nsenter", "-t", str(holder_pid), "-n", "-m", *argv]
+    elif netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STETH_")}
     env.update(extra_env or {})
@@ -553,6 +573,10 @@ def down(progress=lambda msg: None) -> bool:
     state = load_state()
     if not state:
         return False
+    if state.get("node_hosts"):  # the real-Neutron lab: its daemons and what they spawned, all at once
+        from steth.lab import node_host
+
+        node_host.sweep(state, progress)
     agents = [name for name in state.get("pids", {}) if name != "nats-server"]
     for name in agents:  # agents first, so they leave presence while NATS is still there
         progress(f"stopping agent {name}")
@@ -601,6 +625,7 @@ def status() -> dict[str, Any] | None:
         "nats_running": alive(state.get("pids", {}).get("nats-server", 0)),
         "secure": is_secure(state),
         "control_plane": state.get("control_plane", {}),
+        "neutron": (state.get("neutron") or {}).get("mode", "standin" if state.get("openstack") else None),
         "nodes": nodes,
     }
     if state.get("ovs"):

@@ -47,10 +47,18 @@ def command() -> None:
     "qdhcp with dnsmasq, qrouter) and an OpenStack API describing it; writes clouds.yaml (see `steth lab env`).",
 )
 @click.option(
+    "--neutron",
+    type=click.Choice(["standin", "real"]),
+    default="standin",
+    show_default=True,
+    help="With --openstack: `real` runs Neutron itself (API under uWSGI, RPC server, MariaDB, RabbitMQ) and its "
+    "OVS, DHCP and L3 agents on the nodes, each node a host of its own; `standin` the hand-written miniature.",
+)
+@click.option(
     "--ovs-use-veth",
     is_flag=True,
-    help="With --openstack: wire the DHCP port as Neutron's ovs_use_veth = True does (a veth, tap<port> on "
-    "br-int, ns-<port> in qdhcp). Default: Neutron's default, an OVS internal port moved into qdhcp.",
+    help="With --openstack --neutron standin: wire the DHCP port as Neutron's ovs_use_veth = True does (a veth, "
+    "tap<port> on br-int, ns-<port> in qdhcp). Default: Neutron's default, an OVS internal port moved into qdhcp.",
 )
 @click.option(
     "--insecure",
@@ -68,6 +76,7 @@ def up_cmd(
     ovs: bool,
     trunks: str,
     openstack: bool = False,
+    neutron: str = "standin",
     ovs_use_veth: bool = False,
     insecure: bool = False,
 ) -> None:
@@ -82,8 +91,25 @@ def up_cmd(
         vlans = parse_trunks(trunks)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if neutron == "real" and not openstack:
+        raise click.UsageError("--neutron real needs --openstack")
+    if ovs_use_veth and (neutron == "real" or not openstack):
+        raise click.UsageError("--ovs-use-veth goes with --openstack and the stand-in Neutron (--neutron standin)")
     try:
-        if openstack:  # steth.lab.ml2 (issue 4): the fleet with ovs=True, then the ML2 pieces and the API
+        if openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
+            from steth.lab import neutron_lab
+
+            state = neutron_lab.up(
+                compute,
+                network,
+                mgmt_cidr,
+                data_cidr,
+                heartbeat,
+                allow_mutating,
+                progress=lambda m: click.echo(f"lab: {m}", err=True),
+                insecure=insecure,
+            )
+        elif openstack:  # steth.lab.ml2 (issue 4): the fleet with ovs=True, then the ML2 pieces and the API
             from steth.lab import ml2
 
             state = ml2.up(
@@ -110,7 +136,6 @@ def up_cmd(
                 ovs=ovs,
                 trunks=vlans,
                 insecure=insecure,
-                dhcp_wiring="veth" if ovs_use_veth else "internal",
             )
     except LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
@@ -165,8 +190,9 @@ def status_cmd() -> None:
             f"({'running' if st['nats_running'] else 'not running'}; {'secure' if st['secure'] else 'INSECURE'})"
         )
     if st and st.get("control_plane"):
-        stand_ins = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
-        after.append(f"control-plane stand-ins (nodes resolve the address as `controller`): {stand_ins}")
+        services = ", ".join(f"{name} {addr}" for name, addr in st["control_plane"].items())
+        kind = "control plane (real Neutron)" if st.get("neutron") == "real" else "control-plane stand-ins"
+        after.append(f"{kind} (nodes resolve the address as `controller`): {services}")
     if st and st.get("ovs"):
         o = st["ovs"]
         after.append(
