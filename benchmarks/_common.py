@@ -77,6 +77,21 @@ class NatsServer:
                 self.proc.wait()
 
 
+def add_lab_options(ap, lab: str, mgmt_cidr: str, data_cidr: str, output: str) -> None:
+    """--lab, --mgmt-cidr, --data-cidr and --output for a benchmark that builds its own lab."""
+    ap.add_argument("--lab", default=lab, help="lab name (namespaces, bridges)")
+    ap.add_argument("--mgmt-cidr", default=mgmt_cidr)
+    ap.add_argument("--data-cidr", default=data_cidr)
+    ap.add_argument("--output", default=output, help=f"results/{output}.json, or another name ('-' for none)")
+
+
+def own_lab(args) -> None:
+    """Root, and STETH_LAB_NAME set to the benchmark's lab, before steth.lab is imported."""
+    if os.geteuid() != 0:
+        sys.exit("needs root: it builds a lab in network namespaces")
+    os.environ["STETH_LAB_NAME"] = args.lab
+
+
 def summarize(samples: list[float]) -> dict:
     """Median, p90 (inclusive quantiles), min, max, in seconds; the raw samples too."""
     ordered = sorted(samples)

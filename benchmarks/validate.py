@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HERE, machine, summarize, write_result  # noqa: E402
+from _common import HERE, add_lab_options, machine, own_lab, summarize, write_result  # noqa: E402
 
 TARGET_S = 60.0
 
@@ -42,14 +42,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=2.0, help="seconds of iperf3 per bandwidth pair")
-    ap.add_argument("--lab", default="stbv", help="lab name (namespaces, bridges)")
-    ap.add_argument("--mgmt-cidr", default="10.89.0.0/24")
-    ap.add_argument("--data-cidr", default="10.88.0.0/24")
-    ap.add_argument("--output", default="validate", help="results/<name>.json ('-' for none)")
+    add_lab_options(ap, "stbv", "10.89.0.0/24", "10.88.0.0/24", "validate")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("needs root: it builds a lab in network namespaces")
-    os.environ["STETH_LAB_NAME"] = args.lab
+    own_lab(args)
     from steth.lab import fleet
 
     fleet.down()

@@ -125,6 +125,15 @@ def build(bridges: list[dict], ports: list[dict], ifaces: list[dict]) -> tuple[l
                 "trunks": sorted(as_list(port.get("trunks", []))),
                 "vlan_mode": scalar(port.get("vlan_mode")) or "",
                 "interfaces": sorted(i["name"] for i in members_if),
+                "members": [  # every Interface of the Port (a bond has several): steth.agent.uplinks
+                    {
+                        "name": i["name"],
+                        "type": i.get("type") or "",
+                        "ofport": scalar(i.get("ofport")),
+                        "link_state": scalar(i.get("link_state")),
+                    }
+                    for i in sorted(members_if, key=lambda i: i["name"])
+                ],
                 "mac_in_use": scalar(iface.get("mac_in_use")),
                 "link_state": scalar(iface.get("link_state")),
                 "admin_state": scalar(iface.get("admin_state")),

@@ -12,7 +12,6 @@ Sniffing uses no BPF filter: on a veth the kernel moves the 802.1Q tag into meta
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import sys
@@ -20,6 +19,7 @@ import time
 from typing import Any
 
 from steth.agent import procs
+from steth.agent.childproc import child_main
 from steth.agent.errors import HelperFailed
 
 VLAN_ETHERTYPE = 0x88B5  # IEEE "local experimental": no host stack acts on it
@@ -53,17 +53,6 @@ async def run_job(job: dict[str, Any], timeout: float, module: str = "steth.agen
 async def probe_job(job: dict[str, Any], ctx, module: str = "steth.agent.packets") -> dict[str, Any] | None:
     """run_job bounded by the probe's deadline (HelperFailed, ToolMissing: `aborted`); None at the deadline."""
     return await run_job(job, timeout=ctx.remaining(0.1), module=module)
-
-
-def child_main(run_child) -> None:
-    """The child's entry point: one JSON job in argv, one JSON line out, then exit at once."""
-    try:
-        result = run_child(json.loads(sys.argv[1]))
-    except Exception as exc:  # one line for the agent: it becomes the probe's message
-        result = {"error": f"{exc.__class__.__name__}: {exc}"}
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-    os._exit(0)  # scapy's sniffer threads must not keep the process alive
 
 
 def interface_mac(interface: str) -> str | None:

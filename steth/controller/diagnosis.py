@@ -66,7 +66,8 @@ class Diagnosis:
                 "node": silent[0].node,
                 "check": silent[0].check,
                 "message": f"{silent[0].node}: {silent[0].detail}",
-                "cause": f"nothing could be checked on {', '.join(nodes)}: is steth-agent running there?",
+                "cause": silent[0].cause
+                or f"nothing could be checked on {', '.join(nodes)}: is steth-agent running there?",
             }
         return {"status": "ok", "stage": "", "node": "", "check": "", "message": "every hop passed", "cause": ""}
 
@@ -170,13 +171,18 @@ def options(f):
         "--no-inject", is_flag=True, help="Do not inject a DHCP DISCOVER: only listen (what the VM sends itself)."
     )(f)
     f = click.option(
+        "--full-window",
+        is_flag=True,
+        help="Listen the whole --listen window even after the DHCP exchange was seen (timing comparisons).",
+    )(f)
+    f = click.option(
         "--listen",
         "listen_s",
         type=click.FloatRange(3.0, 30.0),
         default=5.0,
         show_default=True,
         metavar="S",
-        help="How long every node listens for the port's DHCP exchange.",
+        help="The longest every node listens for the port's DHCP exchange (each stops once it saw it pass).",
     )(f)
     return os_options(output_options(f))
 

@@ -167,8 +167,9 @@ async def check(
         if done.uplinks is not None:  # the second round: the VLAN check on each host's uplink
             for n in done.uplinks.nodes:
                 found = n.parsed(OVS_UPLINKS)
-                if n.status is Status.OK and found and found.uplinks:
-                    done.uplink_of[n.node] = found.uplinks[0].interface
+                usable = [u for u in (found.uplinks if found else []) if not u.not_applicable]
+                if n.status is Status.OK and usable:  # a bond's first member; never a DPDK port
+                    done.uplink_of[n.node] = usable[0].interface
             if len(done.uplink_of) > 1 and net.segmentation_id:
                 token = secrets.token_hex(6)
                 nodes = sorted(done.uplink_of)
@@ -257,6 +258,11 @@ def segment_hops(diag: Diagnosis, r: NetworkContext, hosts: list[str], done: Net
                 continue
             res = ups.by_node().get(h) if ups is not None else None
             if unanswered(diag, "segment", h, "ovs-uplinks", res, present):
+                continue
+            found = res.parsed(OVS_UPLINKS) if res.status is Status.OK else None
+            if found and h not in done.uplink_of:  # uplinks, but none a kernel device (DPDK): nothing to probe
+                reasons = sorted({f"{u.interface}: {u.not_applicable}" for u in found.uplinks})
+                diag.add("segment", h, "uplink", SKIPPED, "; ".join(reasons))
                 continue
             diag.add(
                 "segment",

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from steth.controller.diagnosis import FAIL, OK, SKIPPED, UNREACHED, Diagnosis, send, unanswered
+from steth.controller.diagnosis import FAIL, NOT_RUN, OK, SKIPPED, UNREACHED, Diagnosis, send, unanswered
 from steth.controller.diagnosis_neutron import (
     align_hosts,
     dvr_note,
@@ -51,6 +52,9 @@ from steth.schemas.probes.vif import SPEC as VIF
 from steth.schemas.probes.vif import VifParams
 
 DEFAULT_LISTEN_S = 5.0
+# The compute node's first DISCOVER, after its own listeners are up: the DHCP hosts' listeners start as fast
+# (a child without scapy, about 50 ms), so this is a margin for a loaded node, not a wait for slow ones.
+INJECT_DELAY_S = 0.5
 
 
 def devs(port_id: str) -> dict[str, str]:
@@ -189,9 +193,45 @@ class PortAnswers:
         return {label: document(g) for name, label in self.LABELS.items() if (g := getattr(self, name)) is not None}
 
 
-def plan(ctx: PortContext, listen_s: float, inject: bool) -> PortPlan:
-    """Every request the port's checks need, node by node."""
+def dhcp_watch_calls(
+    ctx: PortContext, listen_s: float, inject: bool, finish_early: bool = True
+) -> dict[str, dict[str, Any]]:
+    """dhcp-watch per node: the compute host (the device chain, its uplinks, the injection) and every DHCP host
+    (its uplinks and the DHCP port, found inside qdhcp- when Neutron moved it there). One xid for all, so each
+    node follows the injected exchange only and stops as soon as it saw it pass every listener."""
     d = devs(ctx.port.id)
+    xid = random.randint(1, 0xFFFFFFFF) if inject else 0
+    calls: dict[str, dict[str, Any]] = {}
+    chain = [d["tap"], d["qbr"], d["qvb"], d["qvo"]] if ctx.hybrid else [d["tap"]]
+    common = {"mac": ctx.port.mac, "listen_s": listen_s, "xid": xid, "finish_early": finish_early}
+    compute: dict[str, Any] = {**common, "interfaces": chain}
+    if ctx.host in ctx.provider_bridges:
+        compute["uplink_bridges"] = [ctx.provider_bridges[ctx.host]]
+    if inject:
+        # hybrid: written on qvb, so it enters br-int through qvo; native: packet-out as from the tap. The
+        # devices behind that point see only the OFFER.
+        if ctx.hybrid:
+            compute.update(inject="send", inject_port=d["qvb"], offer_only=[d["tap"], d["qbr"]])
+        else:
+            compute.update(inject="ovs", inject_port=d["tap"], offer_only=[d["tap"]])
+        compute["inject_delay_s"] = INJECT_DELAY_S
+    calls[ctx.host] = compute
+    for host, _ in ctx.dhcp_hosts:
+        args = calls.setdefault(host, {**common, "interfaces": []})
+        dport = ctx.dhcp_ports.get(host)
+        if dport is not None and devs(dport.id)["tap"] not in args["interfaces"]:
+            # neutron/agent/linux/interface.py OVSInterfaceDriver.plug_new: with ovs_use_veth = False (the
+            # default, neutron/conf/agent/common.py) tap<port id[:11]> is an OVS internal port moved into
+            # qdhcp-<network id>; with True it is a veth whose tap end stays here on br-int (ns-... inside).
+            args["interfaces"] = [*args["interfaces"], devs(dport.id)["tap"]]
+            args["netns"] = f"qdhcp-{ctx.network.id}"
+        if host in ctx.provider_bridges and ctx.provider_bridges[host] not in args.get("uplink_bridges", []):
+            args["uplink_bridges"] = [*args.get("uplink_bridges", []), ctx.provider_bridges[host]]
+    return calls
+
+
+def plan(ctx: PortContext, listen_s: float, inject: bool, finish_early: bool = True) -> PortPlan:
+    """Every request the port's checks need, node by node."""
     mtu = ctx.network.mtu
     calls: dict[str, dict[str, dict[str, Any]]] = {"vif": {}, "dhcp_watch": {}, "dhcp_ns": {}, "router_ns": {}}
     vif = {"port_id": ctx.port.id, "mac": ctx.port.mac}
@@ -205,24 +245,9 @@ def plan(ctx: PortContext, listen_s: float, inject: bool) -> PortPlan:
         calls["vif"][ctx.host] = vif
     v4 = ctx.v4_addresses()
     if ctx.dhcp_hosts:
-        chain = [d["tap"], d["qbr"], d["qvb"], d["qvo"]] if ctx.hybrid else [d["tap"]]
-        compute = {"mac": ctx.port.mac, "interfaces": chain, "listen_s": listen_s}
-        if ctx.host in ctx.provider_bridges:
-            compute["uplink_bridges"] = [ctx.provider_bridges[ctx.host]]
-        if inject:
-            compute.update(inject="send", inject_port=d["qvb"]) if ctx.hybrid else compute.update(
-                inject="ovs", inject_port=d["tap"]
-            )
-            # Later injection for a longer window: slow nodes get more time to start listening first.
-            compute.update(inject_delay_s=max(1.0, min(listen_s * 0.4, listen_s - 2.0)))
-        calls["dhcp_watch"][ctx.host] = compute
+        calls["dhcp_watch"] = dhcp_watch_calls(ctx, listen_s, inject, finish_early)
         for host, _ in ctx.dhcp_hosts:
-            args = calls["dhcp_watch"].setdefault(host, {"mac": ctx.port.mac, "interfaces": [], "listen_s": listen_s})
             dport = ctx.dhcp_ports.get(host)
-            if dport is not None and devs(dport.id)["tap"] not in args["interfaces"]:
-                args["interfaces"] = [*args["interfaces"], devs(dport.id)["tap"]]
-            if host in ctx.provider_bridges and ctx.provider_bridges[host] not in args.get("uplink_bridges", []):
-                args["uplink_bridges"] = [*args.get("uplink_bridges", []), ctx.provider_bridges[host]]
             ns = {
                 "netns": f"qdhcp-{ctx.network.id}",
                 "dnsmasq": True,
@@ -339,9 +364,11 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
 
     last_sent = comp_res and comp_res.last_injected_at
 
-    def add(node: str, iface: str, kind: str, result, cause: str, label: str = "") -> bool:
+    def add(node: str, iface: str, kind: str, result, cause: str, label: str = "", server_side: bool = False) -> bool:
         """One path hop; True when it passed (or could not be tested)."""
         check = f"{kind.upper()} at {label or iface}"
+        if server_side and dhcp_port_unobserved(diag, ctx, node, check, _hop(result, iface)):
+            return False
         if not traffic:
             diag.add("dhcp-path", node, check, SKIPPED, "not tested (nothing injected)")
             return True
@@ -349,14 +376,17 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
         watched = result.parsed(DHCP_WATCH) if result is not None else None
         since = watched and watched.listening_since
         if got is False and injected and last_sent and since and since > last_sent:
-            # A loaded node started listening after the last DISCOVER left: silence there proves nothing.
+            # A loaded node started listening after the last DISCOVER left: silence there proves nothing, and
+            # at the DHCP port it leaves the server side untested, which must not pass as OK.
             diag.add(
                 "dhcp-path",
                 node,
                 check,
-                SKIPPED,
-                f"listening began {since - last_sent:.1f} s after the last DISCOVER "
-                "(a slow node): give a longer --listen",
+                NOT_RUN if server_side else SKIPPED,
+                f"listening began {since - last_sent:.1f} s after the last DISCOVER (a slow node): run it again",
+                f"{node} was too slow to watch its DHCP port in time: the server side went untested"
+                if server_side
+                else "",
             )
             return True
         if got is None:
@@ -366,7 +396,11 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
         if not got and any(h.status == FAIL for h in diag.hops if h.stage in ("port", "dhcp-path", "dhcp-server")):
             diag.add("dhcp-path", node, check, UNREACHED, "not seen (after the failure above)")
             return False
-        diag.add("dhcp-path", node, check, OK if got else FAIL, "seen" if got else "not seen", "" if got else cause)
+        h = _hop(result, iface)
+        where = f" in {h.netns}" if h and h.netns else ""
+        diag.add(
+            "dhcp-path", node, check, OK if got else FAIL, ("seen" if got else "not seen") + where, "" if got else cause
+        )
         return got
 
     comp_up = uplink_names(comp) if comp_ok else []
@@ -411,6 +445,7 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
                 f"{ctx.provider_bridges.get(host, 'provider bridge')} -> br-int on {host}: "
                 "flows or the DHCP port's tag",
                 f"DHCP port {devs(dport.id)['tap']}",
+                server_side=True,
             )
         servers.append((host, net))
     # The DHCP server itself, on every DHCP host
@@ -429,6 +464,7 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
                 net,
                 f"dnsmasq on {host} did not answer the DISCOVER (see dhcp-server)",
                 f"DHCP port {devs(dport.id)['tap']}",
+                server_side=True,
             )
         for up in uplink_names(net):
             if host == ctx.host and up in comp_up:
@@ -453,6 +489,44 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
                 f"provider bridge -> br-int -> {d[a]} on {ctx.host}: the VLAN translation back "
                 "to the local tag, the port's tag, or the qbr bridge",
             )
+
+
+def dhcp_port_unobserved(diag: Diagnosis, ctx: PortContext, node: str, check: str, hop: DhcpHop | None) -> bool:
+    """The DHCP port could not be watched: a finding or an incomplete verdict, never a silent skip (the server
+    side of the path would go blind). True when a hop was added."""
+    if hop is None or (hop.exists and not hop.error):
+        return False
+    if any(h.node == node and h.check.endswith(hop.interface) and h.status in (FAIL, NOT_RUN) for h in diag.hops):
+        return True  # said once, at the DISCOVER
+    netns = f"qdhcp-{ctx.network.id}"
+    if not hop.exists:
+        diag.add(
+            "dhcp-path",
+            node,
+            check,
+            FAIL,
+            f"{hop.interface} is neither in the host namespace nor in {netns}",
+            f"the DHCP agent on {node} has not plugged its port (neutron-dhcp-agent: its log, interface_driver)",
+        )
+    elif hop.error == "interface is down":
+        diag.add(
+            "dhcp-path",
+            node,
+            check,
+            FAIL,
+            f"{hop.interface} is down" + (f" in {hop.netns}" if hop.netns else ""),
+            f"the DHCP port is down: neutron-dhcp-agent on {node} (or someone) set it down",
+        )
+    else:
+        diag.add(
+            "dhcp-path",
+            node,
+            check,
+            NOT_RUN,
+            hop.error,
+            f"the DHCP port on {node} could not be watched, so the server side of the path is untested",
+        )
+    return True
 
 
 def _checks(r) -> list:
@@ -540,6 +614,7 @@ async def check_ports(
     command: str,
     subject: dict[str, Any],
     host_map: dict[str, str] | None = None,
+    finish_early: bool = True,
 ) -> Diagnosis:
     """Run every port's checks at once; one Diagnosis with each port's hops in path order."""
     diag = Diagnosis(command, subject)
@@ -548,7 +623,7 @@ async def check_ports(
         present = await s.presence() or {}
         for c in contexts:  # OpenStack's host names as the steth agents call their nodes
             align_hosts(c, sorted(present), host_map or {})
-        plans = [plan(c, listen_s, inject) for c in contexts]
+        plans = [plan(c, listen_s, inject, finish_early) for c in contexts]
         results = await asyncio.gather(*(run_plan(s, p, timeout) for p in plans))
     diag.timings["probes"] = time.monotonic() - started
     for ctx, res in zip(contexts, results):

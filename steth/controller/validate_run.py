@@ -428,7 +428,7 @@ async def _trunks(run: Run, req: Requirement, nodes: Sequence[str]) -> tuple[dic
         gathered = await _send(run, "ovs-uplinks", ask)
         for node in gathered.nodes:
             result = node.parsed(OVS_UPLINKS)
-            uplinks = [u for u in (result.uplinks if result else []) if u.type in ("", "system")]
+            uplinks = [u for u in (result.uplinks if result else []) if not u.not_applicable]  # bond members, no DPDK
             if uplinks:
                 found[node.node] = uplinks[0].interface
             else:

@@ -14,8 +14,11 @@ Per node (network namespace), an Open vSwitch of its own (userspace datapath; da
   (tap on br-int). OVS ports carry external_ids iface-id / attached-mac / vm-uuid / iface-status and
   other_config net_uuid / network_type / physical_network / segmentation_id, as Nova and Neutron set them.
 
-network-1 holds qdhcp-<network id> (dnsmasq on ns-<port>, with Neutron's arguments and host file, the veth
-peer tap<port> on br-int, as with ovs_use_veth) and qrouter-<router id> (qr-<port> with the gateway).
+network-1 holds qdhcp-<network id> with dnsmasq (Neutron's arguments and host file) on the DHCP port, wired as
+Neutron's OVSInterfaceDriver does (neutron/agent/linux/interface.py): by default (`ovs_use_veth = False`,
+neutron/conf/agent/common.py) tap<port> is an OVS internal port on br-int moved into qdhcp; with
+`dhcp_wiring="veth"` (`steth lab up --openstack --ovs-use-veth`) a veth pair, tap<port> on br-int in the node's
+namespace and ns-<port> inside qdhcp. qrouter-<router id> holds qr-<port> with the gateway (a veth).
 
 The API stand-in (steth.lab.openstack_api) runs as a process and describes exactly this: hosts, agents,
 network, subnet, ports (MACs, addresses, binding:host_id, vif_details), servers. clouds.yaml is written to
@@ -49,6 +52,7 @@ TUNNEL_TYPE = "vxlan"  # what the OVS agents report ([agent] tunnel_types); the 
 VXLAN_NETWORK_ID = 1001
 VXLAN_NETWORK_MTU = NETWORK_MTU - 50  # Neutron's MTU for a VXLAN network on a 1500 underlay (IPv4)
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+DHCP_WIRINGS = ("internal", "veth")  # Neutron's ovs_use_veth = False (its default), True
 
 
 # --- names and ids ---------------------------------------------------------------------------------
@@ -95,7 +99,7 @@ def _run(argv: list[str], env: dict[str, str], check: bool) -> subprocess.Comple
 # --- the design: what the lab will be (also what the API describes) --------------------------------
 
 
-def design(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+def design(nodes: list[dict[str, Any]], dhcp_wiring: str = "internal") -> dict[str, Any]:
     """Ids, names, MACs and addresses of everything, from the node list of the fleet."""
     net = ipaddress.ip_network(TENANT_CIDR)
     computes = [n["name"] for n in nodes if "compute" in n["roles"]]
@@ -160,7 +164,15 @@ def design(nodes: list[dict[str, Any]]) -> dict[str, Any]:
         "servers": servers,
         "qdhcp": f"qdhcp-{network_id}",
         "qrouter": f"qrouter-{router_id}",
+        "dhcp_wiring": dhcp_wiring,
     }
+
+
+def dhcp_device(d: dict) -> str:
+    """The DHCP port's device inside qdhcp, where dnsmasq listens: tap<id> (an internal port moved in) or
+    ns-<id> (the veth's inner end), as neutron/agent/linux/interface.py OVSInterfaceDriver names them."""
+    port = next(p for p in d["ports"] if p["role"] == "dhcp")
+    return dev("ns-" if d.get("dhcp_wiring") == "veth" else "tap", port["id"])
 
 
 def ovs_agent_configurations(node: dict[str, Any]) -> dict[str, Any]:
@@ -441,8 +453,11 @@ def up(
     progress=lambda msg: None,
     trunks: list[int] | None = None,
     insecure: bool = False,
+    dhcp_wiring: str = "internal",
 ) -> dict[str, Any]:
     """The fleet with its OVS fabric, then the ML2/OVS pieces on it, then the API; returns the state."""
+    if dhcp_wiring not in DHCP_WIRINGS:
+        raise LabError(f"dhcp_wiring must be one of {', '.join(DHCP_WIRINGS)}, not {dhcp_wiring!r}")
     if os.geteuid() != 0:
         raise LabError("the OpenStack lab needs root (network namespaces, Open vSwitch)")
     if compute < 1 or network < 1:
@@ -461,7 +476,7 @@ def up(
         insecure=insecure,
     )
     try:
-        d = design(state["nodes"])
+        d = design(state["nodes"], dhcp_wiring)
         state["openstack"] = {"design": d, "ovs": {}}
         save_state(state)
         for node in state["nodes"]:
@@ -611,13 +626,17 @@ def _veth(ns_a: str, a: str, ns_b: str, b: str, mac_b: str | None = None) -> Non
         in_ns(ns, "ip", "link", "set", name, "mtu", str(NETWORK_MTU), "up")
 
 
-def _ovs_port(node: str, name: str, d: dict, port: dict, vm_uuid: str | None = None) -> None:
+def _ovs_port(node: str, name: str, d: dict, port: dict, vm_uuid: str | None = None, internal: bool = False) -> None:
     net = d["network"]
-    ext = [
-        f"external_ids:iface-id={port['id']}",
-        f"external_ids:attached-mac={port['mac']}",
-        "external_ids:iface-status=active",
-    ] + ([f"external_ids:vm-uuid={vm_uuid}"] if vm_uuid else [])
+    ext = (
+        [
+            f"external_ids:iface-id={port['id']}",
+            f"external_ids:attached-mac={port['mac']}",
+            "external_ids:iface-status=active",
+        ]
+        + ([f"external_ids:vm-uuid={vm_uuid}"] if vm_uuid else [])
+        + (["type=internal"] if internal else [])
+    )
     vsctl(
         node,
         "--",
@@ -671,12 +690,34 @@ def _plug(state: dict, d: dict, port: dict) -> None:
         else:  # native: the tap itself on br-int
             _ovs_port(port["host"], dev("tap", pid), d, port, server_id)
         return
-    # dhcp and router ports: a namespace on the network node, ns-/qr- inside, tap<id> on br-int (ovs_use_veth)
+    if port["role"] == "dhcp" and d.get("dhcp_wiring") != "veth":
+        _namespace(state, d["qdhcp"])
+        _internal_port_into(port["host"], host_ns, d, port, d["qdhcp"])
+        return
+    # veth wiring (router ports; the DHCP port with ovs_use_veth): ns-/qr- inside, tap<id> on br-int
     ns, inner = (d["qdhcp"], dev("ns-", pid)) if port["role"] == "dhcp" else (d["qrouter"], dev("qr-", pid))
     _namespace(state, ns)
     _veth(host_ns, dev("tap", pid), ns, inner, port["mac"])
     in_ns(ns, "ip", "addr", "add", f"{port['ip']}/{prefix}", "dev", inner)
     _ovs_port(port["host"], dev("tap", pid), d, port)
+
+
+def _internal_port_into(node: str, host_ns: str, d: dict, port: dict, ns: str) -> None:
+    """Neutron's default DHCP port (neutron/agent/linux/interface.py OVSInterfaceDriver.plug_new with
+    ovs_use_veth = False): an OVS internal port tap<id> on br-int, moved into the namespace, given the port's
+    MAC and address there. The userspace datapath keeps forwarding to it once moved (LAB-NOTES)."""
+    name = dev("tap", port["id"])
+    _ovs_port(node, name, d, port, internal=True)
+    _wait(
+        lambda: in_ns(host_ns, "ip", "link", "show", name, check=False).returncode == 0,
+        10,
+        f"Open vSwitch on {node} did not create the internal port {name}",
+    )
+    in_ns(host_ns, "ip", "link", "set", name, "netns", ns)
+    in_ns(ns, "ip", "link", "set", name, "address", port["mac"])
+    in_ns(ns, "ethtool", "-K", name, "tx", "off", check=False)
+    in_ns(ns, "ip", "link", "set", name, "mtu", str(NETWORK_MTU), "up")
+    in_ns(ns, "ip", "addr", "add", f"{port['ip']}/{d['subnet']['prefixlen']}", "dev", name)
 
 
 def dhcp_dir(d: dict) -> Path:
@@ -686,7 +727,6 @@ def dhcp_dir(d: dict) -> Path:
 def dnsmasq_argv(d: dict) -> list[str]:
     """Neutron's dnsmasq command line (neutron.agent.linux.dhcp.Dnsmasq), files in the lab dir."""
     conf, sub = dhcp_dir(d), d["subnet"]
-    port = next(p for p in d["ports"] if p["role"] == "dhcp")
     mask = str(ipaddress.ip_network(sub["cidr"]).netmask)
     tag = f"subnet-{sub['id']}"
     return [
@@ -704,7 +744,7 @@ def dnsmasq_argv(d: dict) -> list[str]:
         "--dhcp-match=set:ipxe,175",
         "--local-service",
         "--bind-interfaces",
-        f"--interface={dev('ns-', port['id'])}",
+        f"--interface={dhcp_device(d)}",
         "--except-interface=lo",
         f"--dhcp-range=set:{tag},{ipaddress.ip_network(sub['cidr']).network_address},static,{mask},86400s",
         f"--dhcp-option-force=option:mtu,{d['network']['mtu']}",
@@ -730,7 +770,7 @@ def _dnsmasq(state: dict, d: dict) -> None:
         f"tag:{tag},option:dns-server,{dhcp_ip}\ntag:{tag},option:router,{d['subnet']['gateway_ip']}\n"
     )
     (conf / "leases").touch()
-    (conf / "interface").write_text(dev("ns-", next(p["id"] for p in d["ports"] if p["role"] == "dhcp")) + "\n")
+    (conf / "interface").write_text(dhcp_device(d) + "\n")
     start_dnsmasq(state, d)
 
 

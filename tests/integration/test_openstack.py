@@ -8,6 +8,7 @@ shared `lab` fixture and the OVS lab of test_probes_ovs_vlan.py. Each diagnosis'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -56,13 +57,16 @@ class StackLab(Lab):
             raise AssertionError(f"not JSON (exit {done.returncode}): {done.stdout!r} {done.stderr!r}") from None
 
 
-@pytest.fixture(scope="module")
-def stack():
+@contextlib.contextmanager
+def stack_lab(**options):
+    """The lab (2 compute nodes, 1 network node, injection allowed) for a module's tests; down afterwards."""
     with lab_named(OS_LAB):
         from steth.lab import fleet, ml2
 
         fleet.down()
-        state = ml2.up(compute=2, network=1, mgmt_cidr=OS_MGMT, data_cidr=OS_DATA, heartbeat_s=1.0, allow_mutating=True)
+        state = ml2.up(
+            compute=2, network=1, mgmt_cidr=OS_MGMT, data_cidr=OS_DATA, heartbeat_s=1.0, allow_mutating=True, **options
+        )
     the_lab = StackLab(state, name=OS_LAB)
     try:
         yield the_lab
@@ -74,6 +78,12 @@ def stack():
 
             the_lab.stop_extra()
             fleet.down()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with stack_lab() as the_lab:
+        yield the_lab
 
 
 def hop(doc: dict, stage: str, check_prefix: str) -> dict:
@@ -111,6 +121,15 @@ def test_healthy_port_passes_every_check(stack, server, plugging):
     # The whole DHCP exchange was seen: DISCOVER injected where the VM sends, OFFER back at the VM's tap.
     assert hop(doc, "dhcp-path", "DISCOVER at uplink")["status"] == "ok"
     assert hop(doc, "dhcp-path", f"OFFER at tap{port['id'][:11]}")["status"] == "ok"
+    # Neutron's default wiring: the DHCP port is an OVS internal port inside qdhcp, and it was watched there.
+    qdhcp = stack.design["qdhcp"]
+    assert hop(doc, "dhcp-path", "DISCOVER at DHCP port")["detail"] == f"seen in {qdhcp}"
+    assert hop(doc, "dhcp-path", "OFFER at DHCP port")["detail"] == f"seen in {qdhcp}"
+    # Every node saw the one injected exchange end to end and stopped listening then, not at the window's end.
+    watches = doc["probes"][port["id"]]["dhcp-watch"]["nodes"]
+    assert {w["node"] for w in watches} == {port["host"], "network-1"}
+    assert all(w["result"]["complete"] and w["result"]["finished_at"] for w in watches), watches
+    assert len({w["result"]["xid"] for w in watches}) == 1
     stages = [h["stage"] for h in doc["hops"]]
     assert (
         stages.index("port")
@@ -215,6 +234,26 @@ def _link(lab: StackLab, node: str, *args: str):
     subprocess.run(["ip", "-n", lab.node(node)["namespace"], "link", "set", *args], check=True)
 
 
+def _dhcp_tap(lab: StackLab) -> str:
+    return f"tap{next(p for p in lab.design['ports'] if p['role'] == 'dhcp')['id'][:11]}"
+
+
+def _dhcp_tap_state(lab: StackLab, state: str):
+    subprocess.run(["ip", "-n", lab.design["qdhcp"], "link", "set", _dhcp_tap(lab), state], check=True)
+
+
+def _replug_dhcp_port(lab: StackLab):
+    """The DHCP agent's plugging again (an internal port moved into qdhcp), then dnsmasq on it afresh."""
+    with lab_named(OS_LAB):
+        from steth.lab import ml2
+
+        port = next(p for p in lab.design["ports"] if p["role"] == "dhcp")
+        host_ns = lab.node(port["host"])["namespace"]
+        ml2._internal_port_into(port["host"], host_ns, lab.design, port, lab.design["qdhcp"])
+    _kill_dnsmasq(lab)
+    _start_dnsmasq(lab)
+
+
 VM1 = "vm-1"  # hybrid plugging on compute-1
 FAULTS = {
     # name: (server, apply, revert, expected stage, expected check prefix, expected node)
@@ -250,6 +289,22 @@ FAULTS = {
         "port",
         "device tap",
         "compute-2",
+    ),
+    "DHCP port unplugged": (
+        VM1,
+        lambda lab: lab.ovs("network-1", "del-port", "br-int", _dhcp_tap(lab)),
+        _replug_dhcp_port,
+        "dhcp-path",
+        "DISCOVER at DHCP port",
+        "network-1",
+    ),
+    "DHCP port down in qdhcp": (
+        "vm-2",
+        lambda lab: _dhcp_tap_state(lab, "down"),
+        lambda lab: _dhcp_tap_state(lab, "up"),
+        "dhcp-path",
+        "DISCOVER at DHCP port",
+        "network-1",
     ),
     "fabric MTU lowered": (
         VM1,
@@ -391,3 +446,62 @@ def test_expect_from_openstack_names_a_hypervisor_without_agent(stack):
     # presence alone does not know compute-9 (an agent another test just stopped may still be leaving)
     plain_rows = {n["node"]: n for n in plain["nodes"]}
     assert "compute-9" not in plain_rows and plain_rows["compute-1"]["status"] == "ok", plain
+
+
+# --- bond and DPDK uplinks, on network-1's real Open vSwitch ---------------------------------------------
+
+
+def _request(lab: StackLab, probe: str, node: str, args: dict, timeout: float = 15):
+    import asyncio
+
+    from steth.controller.session import Selection, Session
+
+    async def go():
+        async with Session(lab.nats_options(), signer=lab.signer()) as s:
+            return await s.run(probe, Selection(nodes=(node,)), timeout, per_node_args={node: args})
+
+    return asyncio.run(go()).nodes[0]
+
+
+@pytest.fixture
+def bond_and_dpdk_bridge(stack):
+    """br-upl on network-1: a bond of two veths (bond0) and a DPDK row (dpdk0), which this vswitchd, built
+    without DPDK, keeps with ofport -1 and an error; removed afterwards."""
+    ns = stack.node("network-1")["namespace"]
+    for a in ("upla", "uplb"):
+        subprocess.run(["ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", f"{a}-p"], check=True)
+        for dev in (a, f"{a}-p"):
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+    try:
+        stack.ovs("network-1", "add-br", "br-upl", "--", "set", "bridge", "br-upl", "datapath_type=netdev")
+        stack.ovs("network-1", "add-bond", "br-upl", "bond0", "upla", "uplb")
+        done = subprocess.run(
+            ["ovs-vsctl", "--timeout=10", "add-port", "br-upl", "dpdk0", "--", "set", "interface", "dpdk0"]
+            + ["type=dpdk", "options:dpdk-devargs=0000:00:04.0"],
+            env={**os.environ, "OVS_RUNDIR": str(stack.dir / "ovs" / "network-1")},
+            capture_output=True,
+            text=True,
+        )
+        assert "could not open network device dpdk0" in done.stderr  # the row stays; vswitchd cannot open it
+        yield
+    finally:
+        stack.ovs("network-1", "--if-exists", "del-br", "br-upl")
+        for a in ("upla", "uplb"):
+            subprocess.run(["ip", "-n", ns, "link", "del", a], check=False)
+
+
+def test_a_bond_uplink_is_its_members_and_a_dpdk_uplink_not_a_device(stack, bond_and_dpdk_bridge):
+    found = _request(stack, "ovs-uplinks", "network-1", {"bridges": ["br-upl"]})
+    rows = {u["interface"]: u for u in found.result["uplinks"]}
+    assert sorted(rows) == ["dpdk0", "upla", "uplb"], rows
+    assert rows["upla"]["port"] == rows["uplb"]["port"] == "bond0" and rows["upla"]["bond"]
+    assert not rows["upla"]["not_applicable"] and not rows["uplb"]["not_applicable"]
+    assert rows["dpdk0"]["type"] == "dpdk"
+    assert rows["dpdk0"]["not_applicable"] == "not applicable: DPDK port, not a kernel device"
+    # dhcp-watch listens on the bond's members and says why it does not on the DPDK port
+    mac = stack.vm_port(VM1)["mac"]
+    watched = _request(stack, "dhcp-watch", "network-1", {"mac": mac, "uplink_bridges": ["br-upl"], "listen_s": 0.5})
+    hops = {h["interface"]: h for h in watched.result["hops"]}
+    assert sorted(hops) == ["dpdk0", "upla", "uplb"], hops
+    assert hops["upla"]["error"] == hops["uplb"]["error"] == ""
+    assert hops["dpdk0"]["error"] == "not applicable: DPDK port, not a kernel device"

@@ -10,9 +10,9 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from steth.agent.probes.dhcp_watch import uplinks
 from steth.agent.probes.neutron_ns import find_dnsmasq, iface_for, parse_hosts
 from steth.agent.probes.vif import device_names, evaluate
+from steth.agent.uplinks import uplink_interfaces
 from steth.controller.diagnosis import FAIL, NO_REPLY, OK, UNREACHED, Diagnosis
 from steth.schemas.probes.dhcp_watch import DhcpWatchParams
 from steth.schemas.probes.neutron_ns import NeutronNsParams, NsInterface
@@ -168,7 +168,21 @@ def test_uplinks_are_neither_patch_nor_internal():
         {"bridge": "br-phys", "name": "eth1", "type": ""},
         {"bridge": "br-int", "name": "tap1", "type": ""},
     ]
-    assert uplinks(ports, ["br-phys"]) == ["eth1"]
+    assert [u["interface"] for u in uplink_interfaces(ports, ["br-phys"])] == ["eth1"]
+
+
+def test_a_bond_gives_its_members_and_a_dpdk_uplink_is_no_kernel_device():
+    member = lambda name, kind="": {"name": name, "type": kind, "ofport": 3, "link_state": "up"}  # noqa: E731
+    ports = [
+        {"bridge": "br-phys", "name": "bond0", "type": "", "members": [member("eth1"), member("eth2")]},
+        {"bridge": "br-ex", "name": "dpdk0", "type": "dpdk", "members": [member("dpdk0", "dpdk")]},
+    ]
+    rows = {u["interface"]: u for u in uplink_interfaces(ports, ["br-phys", "br-ex"])}
+    assert sorted(rows) == ["dpdk0", "eth1", "eth2"]
+    assert rows["eth1"]["port"] == rows["eth2"]["port"] == "bond0" and rows["eth1"]["bond"]
+    assert not rows["eth1"]["not_applicable"]
+    assert rows["dpdk0"]["not_applicable"] == "not applicable: DPDK port, not a kernel device"
+    assert not rows["dpdk0"]["bond"]
 
 
 def test_params_are_bounded():

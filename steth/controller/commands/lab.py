@@ -55,6 +55,12 @@ def command() -> None:
     "OVS, DHCP and L3 agents on the nodes, each node a host of its own; `standin` the hand-written miniature.",
 )
 @click.option(
+    "--ovs-use-veth",
+    is_flag=True,
+    help="With --openstack --neutron standin: wire the DHCP port as Neutron's ovs_use_veth = True does (a veth, "
+    "tap<port> on br-int, ns-<port> in qdhcp). Default: Neutron's default, an OVS internal port moved into qdhcp.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="An open lab: NATS without TLS or identities, agents accepting unsigned requests (insecure = true). "
@@ -71,6 +77,7 @@ def up_cmd(
     trunks: str,
     openstack: bool = False,
     neutron: str = "standin",
+    ovs_use_veth: bool = False,
     insecure: bool = False,
 ) -> None:
     """Build the fleet; returns once every agent is present."""
@@ -86,6 +93,8 @@ def up_cmd(
         raise click.UsageError(str(exc)) from None
     if neutron == "real" and not openstack:
         raise click.UsageError("--neutron real needs --openstack")
+    if ovs_use_veth and (neutron == "real" or not openstack):
+        raise click.UsageError("--ovs-use-veth goes with --openstack and the stand-in Neutron (--neutron standin)")
     try:
         if openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
             from steth.lab import neutron_lab
@@ -113,6 +122,7 @@ def up_cmd(
                 progress=lambda m: click.echo(f"lab: {m}", err=True),
                 trunks=vlans,
                 insecure=insecure,
+                dhcp_wiring="veth" if ovs_use_veth else "internal",
             )
         else:
             state = fleet.up(

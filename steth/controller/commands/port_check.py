@@ -25,6 +25,7 @@ def command(
     listen_s: float,
     no_inject: bool,
     host_map: dict[str, str],
+    full_window: bool = False,
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -56,7 +57,17 @@ def command(
     ctx = resolve(os_inv, port_id)
     openstack_s = time.monotonic() - started
     diag = run_async(
-        check_ports(inv, [ctx], listen_s, not no_inject, inv.timeout, "port-check", ctx.subject(), host_map)
+        check_ports(
+            inv,
+            [ctx],
+            listen_s,
+            not no_inject,
+            inv.timeout,
+            "port-check",
+            ctx.subject(),
+            host_map,
+            finish_early=not full_window,
+        )
     )
     diag.started = started
     diag.timings = {"openstack": openstack_s, **diag.timings}

@@ -20,6 +20,7 @@ def command(
     listen_s: float,
     no_inject: bool,
     host_map: dict[str, str],
+    full_window: bool = False,
     output: str | None = None,
     timeout: float | None = None,
     _debug: bool = False,
@@ -63,7 +64,19 @@ def command(
         subject[f"port {c.port.id[:8]}"] = (
             f"{c.port.mac} {', '.join(c.port.addresses)} on {c.host}, network {c.network.name or c.network.id}"
         )
-    diag = run_async(check_ports(inv, contexts, listen_s, not no_inject, inv.timeout, "vm-check", subject, host_map))
+    diag = run_async(
+        check_ports(
+            inv,
+            contexts,
+            listen_s,
+            not no_inject,
+            inv.timeout,
+            "vm-check",
+            subject,
+            host_map,
+            finish_early=not full_window,
+        )
+    )
     diag.started = started
     diag.timings = {"openstack": openstack_s, **diag.timings}
     click.get_current_context().exit(diag.emit(inv.output))

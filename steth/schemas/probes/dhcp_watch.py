@@ -6,6 +6,11 @@ bridge's uplinks) and on the DHCP agents' hosts (their uplinks and the DHCP port
 DISCOVER and OFFER show where a DHCP exchange stops. Injection: `send` writes the frame on an interface
 (hybrid plugging: qvb, so it enters br-int through qvo); `ovs` hands it to the bridge with an OpenFlow
 packet-out as if it came in on an OVS port (native plugging: the tap).
+
+Every listener is a packet socket; an interface not in the agent's namespace is looked for inside `netns`
+(Neutron's DHCP port: with `ovs_use_veth = False`, its default, an OVS internal port moved into
+qdhcp-<network>). The probe ends as soon as one exchange (one xid) was seen at every listener: the DISCOVER
+and its OFFER, only the OFFER on the interfaces in `offer_only`; `listen_s` bounds a broken path.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pydantic import Field, model_validator
 
 from steth.schemas.neutron_types import MacAddress
 from steth.schemas.probe import CAPTURE, Column, ProbeSpec
-from steth.schemas.types import InterfaceName, Params, Result
+from steth.schemas.types import InterfaceName, NetnsName, Params, Result
 
 
 class DhcpWatchParams(Params):
@@ -27,7 +32,18 @@ class DhcpWatchParams(Params):
         max_length=4,
         description="also listen on these OVS bridges' uplinks (ports neither patch nor internal)",
     )
-    listen_s: float = Field(4.0, ge=0.5, le=30.0, description="how long to listen")
+    netns: NetnsName | None = Field(
+        None, description="look for interfaces missing here inside this network namespace (e.g. qdhcp-<network id>)"
+    )
+    listen_s: float = Field(4.0, ge=0.5, le=30.0, description="the longest to listen (a broken path)")
+    finish_early: bool = Field(
+        True, description="stop as soon as one exchange was seen at every listener (else listen the whole window)"
+    )
+    offer_only: list[InterfaceName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="listeners an injected DISCOVER does not pass (behind the injection point): only its OFFER counts",
+    )
     inject: Literal["none", "send", "ovs"] = Field(
         "none", description="inject a DISCOVER: send on inject_port, or ovs packet-out from it"
     )
@@ -36,9 +52,9 @@ class DhcpWatchParams(Params):
     )
     bridge: InterfaceName = Field("br-int", description="the bridge of inject_port (ovs injection)")
     inject_delay_s: float = Field(
-        1.5, ge=0.0, le=10.0, description="wait this long after listening starts (peers start listening too)"
+        0.5, ge=0.0, le=10.0, description="wait this long after listening starts (peers start listening too)"
     )
-    inject_count: int = Field(3, ge=1, le=5, description="DISCOVERs to inject, 0.4 s apart")
+    inject_count: int = Field(3, ge=1, le=5, description="DISCOVERs to inject, 0.4 s apart, until the exchange is seen")
     xid: int = Field(0, ge=0, le=0xFFFFFFFF, description="transaction id of the injected DISCOVER (0: random)")
 
     @model_validator(mode="after")
@@ -52,7 +68,7 @@ class DhcpWatchParams(Params):
         return self
 
     def expected_duration_s(self) -> float:
-        return self.listen_s + 2.0  # the scapy child's start, then the window
+        return self.listen_s + 2.0  # reading OVSDB and the child's start, then the window
 
 
 class DhcpHop(Result):
@@ -63,6 +79,7 @@ class DhcpHop(Result):
     offer: int = 0
     vlans: list[int] = []  # 802.1Q tags the frames carried here (0: untagged)
     error: str = ""
+    netns: str = ""  # the namespace the interface was found in ("": the agent's own)
 
 
 class DhcpOffer(Result):
@@ -80,6 +97,8 @@ class DhcpWatchResult(Result):
     inject_note: str = ""
     listening_since: float | None = None  # epoch: every listener of this node was up (frames before it are missed)
     last_injected_at: float | None = None  # epoch: the last DISCOVER went out
+    complete: bool = False  # one exchange was seen at every listener
+    finished_at: float | None = None  # epoch: when it was (the probe stopped listening then)
     hops: list[DhcpHop] = []
     offers: list[DhcpOffer] = []
 
@@ -99,8 +118,9 @@ SPEC = ProbeSpec(
         Column("DISCOVER", "discover"),
         Column("OFFER", "offer"),
         Column("VLANS", "vlans"),
+        Column("NETNS", "netns"),
         Column("ERROR", "error"),
     ),
-    tools=("scapy (child process)", "ovs-vsctl, ovs-ofctl packet-out (ovs injection)"),
+    tools=("packet sockets (child process)", "ovs-vsctl, ovs-ofctl packet-out (ovs injection)"),
     description="Injection needs the agent's mutating policy; without it the probe listens only.",
 )

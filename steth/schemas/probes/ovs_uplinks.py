@@ -1,6 +1,9 @@
 """ovs-uplinks: the ports that lead out of OVS bridges (neither patch nor internal), e.g. of the provider
 bridge named in the Neutron OVS agent's bridge_mappings. The controller uses them as each host's trunk
-interface for the VLAN check of a network, since their names differ from host to host."""
+interface for the VLAN check of a network, since their names differ from host to host.
+
+One row per Interface: a bond Port (several Interfaces) gives its members, which are the kernel devices; a DPDK
+Interface (type dpdk) is no kernel device, and its row says so in `not_applicable`."""
 
 from __future__ import annotations
 
@@ -19,8 +22,11 @@ class OvsUplinksParams(Params):
 
 class Uplink(Result):
     bridge: str
+    port: str = ""  # the OVS Port: the bond's name for its members, else the interface's own
     interface: str
     type: str = ""
+    bond: bool = False
+    not_applicable: str = ""  # why this is no kernel device (DPDK), else empty
     ofport: int | None = None
     link_state: str | None = None
     tag: int | None = None
@@ -41,11 +47,13 @@ SPEC = ProbeSpec(
     rows_key="uplinks",
     columns=(
         Column("BRIDGE", "bridge"),
+        Column("PORT", "port"),
         Column("UPLINK", "interface"),
         Column("TYPE", "type"),
         Column("OFPORT", "ofport"),
         Column("LINK", "link_state"),
         Column("TRUNKS", "trunks"),
+        Column("NOTE", "not_applicable"),
     ),
     tools=("ovs-vsctl",),
 )
