@@ -46,10 +46,11 @@ async def variant(ctx: ProbeContext) -> str:
 
 
 def arping_argv(kind: str, p: ArpingParams) -> list[str]:
-    # One request a second with both tools; the deadline leaves a second for the last reply.
+    # iputils sends one request a second, Habets' one per --interval; the deadline leaves a second for the last reply.
     if kind == "iputils":
         return ["arping", "-c", str(p.count), "-w", str(p.count + 1), "-I", p.interface, p.target]
-    return ["arping", "-c", str(p.count), "-W", "1", "-w", str(p.count + 1), "-i", p.interface, p.target]
+    wait = f"{p.interval_s:g}"
+    return ["arping", "-c", str(p.count), "-W", wait, "-w", str(p.count + 1), "-i", p.interface, p.target]
 
 
 def parse_arping(kind: str, p: ArpingParams, stdout: str, stderr: str, returncode: int | None) -> ArpingResult:

@@ -22,9 +22,12 @@ class ArpingParams(Params):
     interface: InterfaceName = Field(description="send the requests on this interface")
     count: int = Field(3, ge=1, le=100, description="ARP requests to send")
     netns: NetnsName | None = Field(None, description="run inside this network namespace on the node")
+    interval_s: float = Field(
+        1.0, ge=0.1, le=5.0, description="seconds between requests (Habets' arping; iputils' sends one a second)"
+    )
 
     def expected_duration_s(self) -> float:
-        return self.count * 1.0 + 1.0  # iputils arping sends one request a second
+        return self.count * max(1.0, self.interval_s) + 1.0  # iputils arping sends one request a second
 
 
 class ArpingResult(Result):
