@@ -254,6 +254,28 @@ def _lab_processes(name: str) -> list[int]:
     return found
 
 
+def test_port_check_passes_every_hop_of_a_healthy_port(neutron_lab):
+    """On real Neutron (VXLAN, ovs_use_veth = False, the default security group): both VMs pass, the DHCP
+    exchange is seen end to end (the DHCP port inside qdhcp too), and the MTU ping the default group drops is
+    `skipped` quoting the group, never an MTU failure."""
+    for vm, hybrid in (("vm-1", True), ("vm-2", False)):
+        done = neutron_lab.cli("vm-check", vm, "-o", "json")
+        doc = json.loads(done.stdout)
+        verdict, hops = doc["verdict"], doc["hops"]
+        assert done.returncode == 0 and verdict["status"] == "ok", (verdict, done.stderr)
+        assert not [h for h in hops if h["status"] not in ("ok", "skipped")], hops
+        seen = {h["check"]: h for h in hops if h["stage"] == "dhcp-path"}
+        dhcp_port = [h for c, h in seen.items() if c.startswith("OFFER at DHCP port")]
+        assert dhcp_port and dhcp_port[0]["status"] == "ok" and "qdhcp-" in dhcp_port[0]["detail"], seen
+        assert any(c.startswith("OFFER at tap") and h["status"] == "ok" for c, h in seen.items()), seen
+        mtu = [h for h in hops if h["check"].startswith("MTU qdhcp")]
+        if vm == "vm-1":  # the default group only: no ICMP from the DHCP port
+            assert mtu[0]["status"] == "skipped" and "security group default" in mtu[0]["detail"], mtu
+        else:  # default + icmp
+            assert mtu[0]["status"] == "ok", mtu
+        assert any(h["check"] == f"plugging {'hybrid' if hybrid else 'native'}" for h in hops), hops
+
+
 def test_lab_down_leaves_nothing(neutron_lab):
     """Last in the module: the lab goes, and with it every process, namespace, link, listener and file."""
     state = neutron_lab.state
