@@ -73,6 +73,23 @@ class PortContext:
     server_host: str | None = None
     notes: list[str] = field(default_factory=list)
     port_filter: PortFilter | None = None  # its security groups (None: not read)
+    tunnel_ips: dict[str, str] = field(default_factory=dict)  # host -> its OVS agent's tunneling_ip
+
+    def tunnel(self, src: str, dst: str) -> str:
+        """A tunnel network's path between two hosts, as the OVS agent builds it: br-int -> patch-tun -> br-tun
+        -> a `<type>-<remote ip in hex>` port to each remote tunneling_ip, with l2population's flood and
+        unicast flows for the network's VNI (neutron/plugins/ml2/drivers/openvswitch/agent/ovs_neutron_agent.py:
+        setup_tunnel_br, get_tunnel_name; l2pop fdb_add). '' for a VLAN or flat network."""
+        n = self.network
+        if n.network_type not in ("vxlan", "gre", "geneve"):
+            return ""
+        ips = f" ({self.tunnel_ips.get(src, '?')} -> {self.tunnel_ips.get(dst, '?')})"
+        vni = f", VNI {n.segmentation_id}" if n.segmentation_id is not None else ""
+        return (
+            f"tunnel {src} -> {dst}{ips}{vni}: the underlay between them (routes, MTU, a firewall on UDP "
+            f"{'4789' if n.network_type == 'vxlan' else n.network_type}), or br-tun's tunnel port and "
+            "l2population flows for the network on either end"
+        )
 
     @property
     def not_applicable(self) -> str:
@@ -137,6 +154,7 @@ def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> Por
         port, network, subnets, [(a.host, a.alive) for a in dhcp], dhcp_ports, routers, bridges, server_host
     )
     ctx.port_filter = inv.port_filter(port)
+    ctx.tunnel_ips = {h: c["tunneling_ip"] for h, c in ovs.items() if c.get("tunneling_ip")}
     if segment_note:
         ctx.notes.append(segment_note)
     if not any(s.enable_dhcp for s in subnets):
@@ -288,6 +306,17 @@ def _result(gathered, node: str):
 
 
 def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
+    # First: a port bound to another host than its server's explains every wiring check that fails after it.
+    if ctx.server_host and not same_host(ctx.server_host, ctx.host):
+        diag.add(
+            "port",
+            ctx.host,
+            "binding:host_id",
+            FAIL,
+            f"port bound to {ctx.host}, server runs on {ctx.server_host}",
+            "the port binding is stale (a failed migration or evacuation), or the port was bound by hand: "
+            f"the VM is plugged on {ctx.server_host}",
+        )
     if ctx.not_applicable:
         diag.add("port", ctx.host, "vif", SKIPPED, f"not applicable: {ctx.not_applicable}")
         return
@@ -313,15 +342,6 @@ def vif_hops(diag: Diagnosis, ctx: PortContext, gathered, present) -> None:
             OK if c.ok else FAIL,
             c.detail,
             "" if c.ok else causes.get(c.check, ""),
-        )
-    if ctx.server_host and not same_host(ctx.server_host, ctx.host):
-        diag.add(
-            "port",
-            ctx.host,
-            "binding:host_id",
-            FAIL,
-            f"port bound to {ctx.host}, server runs on {ctx.server_host}",
-            "the port binding is stale (a failed migration or evacuation)",
         )
 
 
@@ -442,7 +462,8 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
                 devs(dport.id)["tap"],
                 "discover",
                 net,
-                f"{ctx.provider_bridges.get(host, 'provider bridge')} -> br-int on {host}: "
+                (host != ctx.host and ctx.tunnel(ctx.host, host))
+                or f"{ctx.provider_bridges.get(host, 'provider bridge')} -> br-int on {host}: "
                 "flows or the DHCP port's tag",
                 f"DHCP port {devs(dport.id)['tap']}",
                 server_side=True,
@@ -480,15 +501,19 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
                 f"the fabric from the DHCP host(s) back to {ctx.host}: {seg}",
                 f"uplink {up}",
             )
+        # Over a tunnel the first device back on the compute host is where the way back shows.
+        back = next((ctx.tunnel(h, ctx.host) for h, _ in ctx.dhcp_hosts if h != ctx.host), "")
         for a in ["qvo", "qvb", "qbr", "tap"] if ctx.hybrid else ["tap"]:
             add(
                 ctx.host,
                 d[a],
                 "offer",
                 comp,
-                f"provider bridge -> br-int -> {d[a]} on {ctx.host}: the VLAN translation back "
+                back
+                or f"provider bridge -> br-int -> {d[a]} on {ctx.host}: the VLAN translation back "
                 "to the local tag, the port's tag, or the qbr bridge",
             )
+            back = ""
 
 
 def dhcp_port_unobserved(diag: Diagnosis, ctx: PortContext, node: str, check: str, hop: DhcpHop | None) -> bool:
