@@ -58,11 +58,14 @@ def vsctl(instance: dict[str, Any], *args: str, check: bool = True) -> subproces
     return sh("ovs-vsctl", f"--db={db_url(instance['dir'])}", "--timeout=10", *args, check=check)
 
 
-def start(directory: str | Path, netns: str | None, on_pid=lambda name, pid: None) -> dict[str, Any]:
+def start(
+    directory: str | Path, netns: str | None, on_pid=lambda name, pid: None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """ovsdb-server and ovs-vswitchd for `directory`, both in `netns`; returns the instance record.
 
     `on_pid(name, pid)` is called as soon as each daemon exists, so a caller can record it before anything
-    else can fail (a crash then still leaves enough to stop it).
+    else can fail (a crash then still leaves enough to stop it). `env` is added to the daemons' environment
+    (OVS_RUNDIR: where vswitchd makes its bridges' OpenFlow sockets, <bridge>.mgmt, that ovn-controller finds).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,6 +88,7 @@ def start(directory: str | Path, netns: str | None, on_pid=lambda name, pid: Non
             f"--log-file={directory / 'ovsdb.log'}",
         ],
         directory / "ovsdb.out",
+        env,
     )
     on_pid("ovsdb-server", instance["pids"]["ovsdb-server"])
     _wait_for(lambda: sock.exists(), 5, f"ovsdb-server did not create {sock}: see {directory / 'ovsdb.log'}")
@@ -99,6 +103,7 @@ def start(directory: str | Path, netns: str | None, on_pid=lambda name, pid: Non
             f"--log-file={directory / 'vswitchd.log'}",
         ],
         directory / "vswitchd.out",
+        env,
     )
     on_pid("ovs-vswitchd", instance["pids"]["ovs-vswitchd"])
     _wait_for(
@@ -124,11 +129,16 @@ def stop(instance: dict[str, Any] | None) -> None:
             _terminate(pid, name)
 
 
-def _spawn(argv: list[str], out: Path) -> int:
+def _spawn(argv: list[str], out: Path, env: dict[str, str] | None = None) -> int:
     log = open(out, "ab")
     try:
         return subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         ).pid
     finally:
         log.close()

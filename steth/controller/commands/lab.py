@@ -61,6 +61,13 @@ def command() -> None:
     "tap<port> on br-int, ns-<port> in qdhcp). Default: Neutron's default, an OVS internal port moved into qdhcp.",
 )
 @click.option(
+    "--ovn",
+    is_flag=True,
+    help="OVN of real daemons: NB, SB and ovn-northd in a central namespace; on every node its own Open vSwitch "
+    "and ovn-controller with Geneve over the data network (network nodes are gateway chassis); a logical "
+    "switch with OVN's DHCP, a VM per compute node and a router. Agents get an [ovn] table.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="An open lab: NATS without TLS or identities, agents accepting unsigned requests (insecure = true). "
@@ -78,6 +85,7 @@ def up_cmd(
     openstack: bool = False,
     neutron: str = "standin",
     ovs_use_veth: bool = False,
+    ovn: bool = False,
     insecure: bool = False,
 ) -> None:
     """Build the fleet; returns once every agent is present."""
@@ -95,8 +103,23 @@ def up_cmd(
         raise click.UsageError("--neutron real needs --openstack")
     if ovs_use_veth and (neutron == "real" or not openstack):
         raise click.UsageError("--ovs-use-veth goes with --openstack and the stand-in Neutron (--neutron standin)")
+    if ovn and (openstack or ovs):
+        raise click.UsageError("--ovn builds its own Open vSwitch per node: not with --openstack or --ovs")
     try:
-        if openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
+        if ovn:  # steth.lab.ovn (issue 11): the fleet, then OVN central, a chassis per node and the VMs
+            from steth.lab import ovn as lab_ovn
+
+            state = lab_ovn.up(
+                compute,
+                network,
+                mgmt_cidr,
+                data_cidr,
+                heartbeat,
+                allow_mutating,
+                progress=lambda m: click.echo(f"lab: {m}", err=True),
+                insecure=insecure,
+            )
+        elif openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
             from steth.lab import neutron_lab
 
             state = neutron_lab.up(
@@ -149,6 +172,12 @@ def up_cmd(
         )
     else:
         click.echo("lab INSECURE (--insecure): anyone who reaches NATS steers the agents")
+    if state.get("ovn"):
+        o = state["ovn"]
+        click.echo(
+            f"lab OVN: NB {o['design']['nb_connection']}, SB {o['design']['sb_connection']}, "
+            f"up in {o['timings']['total_s']} s"
+        )
     if state.get("openstack", {}).get("auth_url"):
         click.echo(
             f"lab OpenStack API at {state['openstack']['auth_url']}, clouds.yaml {state['openstack']['clouds_yaml']}"
