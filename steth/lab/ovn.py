@@ -19,6 +19,7 @@ removes all of it. Lab names and addresses are derived from the lab, so labs run
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import subprocess
 import time
@@ -218,6 +219,7 @@ def up(
         # Every chassis current: ovn-controller writes SB_Global's nb_cfg back (Chassis_Private.nb_cfg, and
         # br-int's external_ids:ovn-nb-cfg), which the ovn-chassis probe compares.
         nbctl("--wait=hv", "sync")
+        wait_for(lambda: not bfd_not_up(state), 30, "BFD did not come up on every tunnel", interval=0.2)
         timings["ready_s"] = round(time.monotonic() - mark, 2)
         timings["total_s"] = round(time.monotonic() - started, 2)
         save_state(state)
@@ -331,12 +333,18 @@ def _chassis(state: dict, d: dict, node: dict) -> None:
     if "network" in node["roles"]:
         settings.append(f"external_ids:ovn-cms-options={GATEWAY_CMS_OPTIONS}")
     lab_ovs.vsctl(instance, "set", "Open_vSwitch", ".", *settings)
-    _spawn(
+    start_controller(state, node)
+
+
+def start_controller(state: dict, node: dict) -> int:
+    """ovn-controller of a chassis (again, after a test stopped it): pidfile and control socket in OVN_RUNDIR."""
+    folder = node_dir(node["name"])
+    return _spawn(
         state,
-        f"ovn-controller@{name}",
-        ns,
+        f"ovn-controller@{node['name']}",
+        node["namespace"],
         ["ovn-controller", f"unix:{folder / 'db.sock'}", "--pidfile", "--log-file"],
-        env,
+        node_env(node["name"]),
         folder / "ovn-controller.out",
     )
 
@@ -467,6 +475,18 @@ def _plug(state: dict, d: dict, vm: dict) -> None:
         f"external_ids:attached-mac={vm['mac']}",
         f"external_ids:vm-uuid={vm['vm_uuid']}",
     )
+
+
+def bfd_not_up(state: dict) -> list[str]:
+    """Tunnels whose BFD is enabled (ovn-controller turns it on towards gateway chassis) but not up."""
+    out = []
+    for node in state["nodes"]:
+        listing = vsctl(node["name"], "--format=json", "--columns=name,type,bfd,bfd_status", "list", "Interface")
+        doc = json.loads(listing.stdout)
+        for name, kind, bfd, status in doc["data"]:
+            if kind == "geneve" and dict(bfd[1]).get("enable") == "true" and dict(status[1]).get("state") != "up":
+                out.append(f"{node['name']}:{name}")
+    return out
 
 
 def _chassis_count() -> int:
