@@ -41,7 +41,10 @@ SWITCH = "private"
 ROUTER = "router-1"
 TENANT_CIDR = "10.30.0.0/24"  # lives only in the VM namespaces and OVN's logical network
 EXTERNAL_CIDR = "10.31.0.0/24"  # the router's gateway port (no external switch is needed for BFD)
-GENEVE_OVERHEAD = 58  # IPv4 underlay: what Neutron's OVN driver subtracts (neutron/plugins/ml2/drivers/type_geneve.py)
+# Neutron's MTU for a Geneve network on a 1500 underlay: neutron/plugins/ml2/drivers/type_geneve.py
+# GeneveTypeDriver.get_mtu takes [ml2_type_geneve] max_header_size (38) off what the tunnel driver leaves after
+# the IPv4 header (20): 58 in all, the overhead LAB-NOTES measured.
+GENEVE_OVERHEAD = 58
 NETWORK_MTU = 1500 - GENEVE_OVERHEAD
 # neutron/common/ovn/constants.py: OVN_CMS_OPTIONS = 'ovn-cms-options', CMS_OPT_CHASSIS_AS_GW =
 # 'enable-chassis-as-gw': the chassis Neutron's OVN driver schedules router gateway ports on.
@@ -402,7 +405,9 @@ def _logical(d: dict) -> None:
     for vm in d["vms"]:
         lsp = vm["port_id"]
         # As Neutron's OVN driver writes a port (neutron/plugins/ml2/drivers/ovn/mech_driver/ovsdb/
-        # ovn_client.py: _get_port_options): addresses and port_security "MAC IP", requested-chassis the host.
+        # ovn_client.py: addresses and port_security "MAC IP"; _configure_requested_chassis_options sets
+        # options:requested-chassis to the binding host, neutron/common/ovn/constants.py
+        # LSP_OPTIONS_REQUESTED_CHASSIS_KEY).
         nbctl(
             "lsp-add",
             d["switch"],

@@ -7,7 +7,6 @@ import asyncio
 import time
 
 from steth.agent import ovn, ovsdb
-from steth.agent.errors import CouldNotRun
 from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.envelope import Status
 from steth.schemas.probes.ovn_chassis import OvnChassisParams, OvnChassisResult, OvnTunnel
@@ -40,12 +39,9 @@ async def run(params: OvnChassisParams, ctx: ProbeContext) -> Outcome:
     config = ctx.extra.get("ovn")
     remote = getattr(config, "sb_connection", None)
     if remote:
-        try:
-            sb = ovn.parse_sb(await ovn.ovn_tool(ovn.sb_argv(remote), remote, timeout=min(6.0, ctx.remaining(0.5))))
-        except CouldNotRun as exc:
-            result.sb_error = str(exc)
-            findings.append(str(exc))
-            sb = None
+        sb, result.sb_error = await ovn.read_sb(remote, timeout=min(6.0, ctx.remaining(0.5)))
+        if result.sb_error:
+            findings.append(result.sb_error)
         if sb:
             result.sb_nb_cfg = sb["nb_cfg"]
             result.sb_chassis = [c["name"] for c in sb["chassis"]]
@@ -78,6 +74,6 @@ async def _sb_findings(params: OvnChassisParams, ctx: ProbeContext, db: str, res
         if (result.nb_cfg or 0) < result.sb_nb_cfg:
             found.append(
                 f"nb_cfg behind: this chassis acknowledged {result.nb_cfg if result.nb_cfg is not None else 'none'}, "
-                f"the SB is at {result.sb_nb_cfg} (waited {grace:g} s)"
+                f"the SB is at {result.sb_nb_cfg}" + (f" (waited {grace:g} s)" if grace else "")
             )
     return found
