@@ -14,14 +14,13 @@ The OVN facts relied on, with their upstream sources (ovn-org/ovn):
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from steth.agent import procs
-from steth.agent.errors import CouldNotRun, OvsdbUnavailable
-from steth.agent.ovsdb import as_list, rows, scalar
+from steth.agent.errors import CouldNotRun
+from steth.agent.ovsdb import as_list, json_tables, listing_argv, rows, run_vsctl, scalar
 
 TUNNEL_TYPES = ("geneve", "vxlan", "stt")
 GATEWAY_OPTION = "enable-chassis-as-gw"  # neutron/common/ovn/constants.py CMS_OPT_CHASSIS_AS_GW
@@ -47,35 +46,21 @@ def ovn_rundir() -> Path:
 
 def local_argv(db: str) -> list[str]:
     """One ovs-vsctl call: Open_vSwitch, Bridge, Port and Interface rows (db is a validated remote)."""
-    return [
+    return listing_argv(
         "ovs-vsctl",
-        f"--db={db}",
-        "--timeout=5",
-        "--format=json",
-        "--",
-        "--columns=external_ids",
-        "list",
-        "Open_vSwitch",
-        "--",
-        "--columns=_uuid,name,ports,external_ids",
-        "list",
-        "Bridge",
-        "--",
-        "--columns=_uuid,name,interfaces,external_ids",
-        "list",
-        "Port",
-        "--",
-        "--columns=_uuid,name,type,ofport,options,external_ids,bfd,bfd_status,link_state,admin_state,error",
-        "list",
-        "Interface",
-    ]
+        db,
+        [
+            ("Open_vSwitch", "external_ids"),
+            ("Bridge", "_uuid,name,ports,external_ids"),
+            ("Port", "_uuid,name,interfaces,external_ids"),
+            ("Interface", "_uuid,name,type,ofport,options,external_ids,bfd,bfd_status,link_state,admin_state,error"),
+        ],
+    )
 
 
 def parse_local(stdout: str) -> dict[str, Any]:
     """local_argv's four JSON tables as {"ovs": external_ids, "bridges", "ports", "ifaces"}."""
-    docs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    if len(docs) != 4:
-        raise ValueError(f"expected 4 JSON tables from ovs-vsctl, got {len(docs)}")
+    docs = json_tables(stdout, 4, "ovs-vsctl")
     ovs = rows(docs[0])
     return {
         "ovs": (ovs[0].get("external_ids") or {}) if ovs else {},
@@ -195,14 +180,7 @@ def bindings(local: dict[str, Any], iface_ids: list[str]) -> list[dict[str, Any]
 
 
 async def read_local(db: str, timeout: float) -> dict[str, Any]:
-    done = await procs.run(local_argv(db), timeout=timeout)
-    if done.timed_out:
-        raise OvsdbUnavailable(f"ovs-vsctl did not answer within {timeout:.1f} s ({db})")
-    if done.returncode != 0:
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        why = lines[0].removeprefix("ovs-vsctl: ").removeprefix(f"{db}: ") if lines else f"exit {done.returncode}"
-        raise OvsdbUnavailable(f"cannot read OVSDB at {db}: {why}")
-    return parse_local(done.stdout)
+    return parse_local(await run_vsctl(local_argv(db), db, timeout))
 
 
 # --- ovn-controller -------------------------------------------------------------------------------
@@ -236,31 +214,16 @@ async def connection_status(rundir: Path, pid: int, timeout: float) -> str | Non
 
 
 def sb_argv(remote: str) -> list[str]:
-    return [
+    return listing_argv(
         "ovn-sbctl",
-        f"--db={remote}",
-        "--timeout=5",
-        "--format=json",
-        "--",
-        "--columns=nb_cfg",
-        "list",
-        "SB_Global",
-        "--",
-        "--columns=_uuid,name,hostname,encaps",
-        "list",
-        "Chassis",
-        "--",
-        "--columns=_uuid,ip,type",
-        "list",
-        "Encap",
-    ]
+        remote,
+        [("SB_Global", "nb_cfg"), ("Chassis", "_uuid,name,hostname,encaps"), ("Encap", "_uuid,ip,type")],
+    )
 
 
 def parse_sb(stdout: str) -> dict[str, Any]:
     """{"nb_cfg": int | None, "chassis": [{"name", "hostname", "encap_ips"}]}"""
-    docs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    if len(docs) != 3:
-        raise ValueError(f"expected 3 JSON tables from ovn-sbctl, got {len(docs)}")
+    docs = json_tables(stdout, 3, "ovn-sbctl")
     glob, chassis, encaps = rows(docs[0]), rows(docs[1]), rows(docs[2])
     ip_of = {e["_uuid"]: e.get("ip") for e in encaps}
     return {
@@ -285,35 +248,31 @@ PB_COLUMNS = "logical_port,chassis,up,requested_chassis"
 
 def nb_ports_argv(remote: str, ports: list[str]) -> list[str]:
     """One `find` per port (names validated as port ids), then every DHCP_Options row."""
-    argv = ["ovn-nbctl", f"--db={remote}", "--timeout=5", "--format=json"]
+    argv = listing_argv("ovn-nbctl", remote, [])
     for name in ports:
         argv += ["--", f"--columns={LSP_COLUMNS}", "find", "Logical_Switch_Port", f"name={name}"]
     return argv + ["--", "--columns=_uuid,cidr,options", "list", "DHCP_Options"]
 
 
 def sb_ports_argv(remote: str, ports: list[str]) -> list[str]:
-    argv = ["ovn-sbctl", f"--db={remote}", "--timeout=5", "--format=json"]
+    argv = listing_argv("ovn-sbctl", remote, [])
     for name in ports:
         argv += ["--", f"--columns={PB_COLUMNS}", "find", "Port_Binding", f"logical_port={name}"]
     return argv + ["--", "--columns=_uuid,name", "list", "Chassis"]
 
 
-def _docs(stdout: str, expected: int, tool: str) -> list[dict]:
-    docs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    if len(docs) != expected:
-        raise ValueError(f"expected {expected} JSON tables from {tool}, got {len(docs)}")
-    return docs
+def found_rows(stdout: str, ports: list[str], tool: str) -> tuple[dict[str, dict], list[dict]]:
+    """({port: its row} for the ports a `find` per port found, the rows of the final `list`)."""
+    docs = json_tables(stdout, len(ports) + 1, tool)
+    found = {name: rows(doc)[0] for name, doc in zip(ports, docs) if rows(doc)}
+    return found, rows(docs[-1])
 
 
 def parse_nb_ports(stdout: str, ports: list[str]) -> dict[str, dict[str, Any]]:
-    docs = _docs(stdout, len(ports) + 1, "ovn-nbctl")
-    dhcp = {d["_uuid"]: d for d in rows(docs[-1])}
+    found, dhcp_rows = found_rows(stdout, ports, "ovn-nbctl")
+    dhcp = {d["_uuid"]: d for d in dhcp_rows}
     out: dict[str, dict[str, Any]] = {}
-    for name, doc in zip(ports, docs):
-        found = rows(doc)
-        if not found:
-            continue
-        lsp = found[0]
+    for name, lsp in found.items():
         options = lsp.get("options") or {}
         dhcp_row = dhcp.get(scalar(lsp.get("dhcpv4_options")) or "", {})
         out[name] = {
@@ -330,14 +289,10 @@ def parse_nb_ports(stdout: str, ports: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def parse_sb_ports(stdout: str, ports: list[str]) -> dict[str, dict[str, Any]]:
-    docs = _docs(stdout, len(ports) + 1, "ovn-sbctl")
-    chassis = {c["_uuid"]: c["name"] for c in rows(docs[-1])}
+    found, chassis_rows = found_rows(stdout, ports, "ovn-sbctl")
+    chassis = {c["_uuid"]: c["name"] for c in chassis_rows}
     out: dict[str, dict[str, Any]] = {}
-    for name, doc in zip(ports, docs):
-        found = rows(doc)
-        if not found:
-            continue
-        pb = found[0]
+    for name, pb in found.items():
         bound, requested = scalar(pb.get("chassis")), scalar(pb.get("requested_chassis"))
         out[name] = {
             "chassis": chassis.get(bound, bound) if bound else None,

@@ -29,7 +29,8 @@ from typing import Any
 
 from steth.lab import fleet
 from steth.lab import ovs as lab_ovs
-from steth.lab.shell import LabError, in_ns, sh
+from steth.lab.ml2 import mac_for
+from steth.lab.shell import LabError, in_ns, sh, wait_for
 from steth.lab.state import lab_dir, lab_name, namespace_for, save_state
 
 NB_SCHEMA = Path("/usr/share/ovn/ovn-nb.ovsschema")
@@ -52,12 +53,8 @@ GATEWAY_CMS_OPTIONS = "enable-chassis-as-gw"
 
 
 def lab_uuid(kind: str, name: str) -> str:
+    """Ids derived from the lab's name: a lab describes itself the same way each time."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"steth-lab-ovn:{lab_name()}:{kind}:{name}"))
-
-
-def mac_for(port_id: str) -> str:
-    b = uuid.UUID(port_id).bytes
-    return f"fa:16:3e:{b[0]:02x}:{b[1]:02x}:{b[2]:02x}"
 
 
 def node_dir(node: str) -> Path:
@@ -83,35 +80,16 @@ def sb_local() -> str:
     return f"unix:{central_dir() / 'sb.sock'}"
 
 
-def run(argv: list[str], env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if check and done.returncode != 0:
-        raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
-    return done
-
-
 def nbctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["ovn-nbctl", f"--db={nb_local()}", "--timeout=10", *args], check=check)
+    return sh("ovn-nbctl", f"--db={nb_local()}", "--timeout=10", *args, check=check)
 
 
 def sbctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["ovn-sbctl", f"--db={sb_local()}", "--timeout=10", *args], check=check)
+    return sh("ovn-sbctl", f"--db={sb_local()}", "--timeout=10", *args, check=check)
 
 
 def vsctl(node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["ovs-vsctl", "--timeout=10", *args], node_env(node), check)
-
-
-def ofctl(node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["ovs-ofctl", *args], node_env(node), check)
-
-
-def wait_for(condition, timeout: float, message: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise LabError(message)
-        time.sleep(interval)
+    return sh("ovs-vsctl", "--timeout=10", *args, check=check, env=node_env(node))
 
 
 # --- the design -------------------------------------------------------------------------------------

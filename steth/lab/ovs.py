@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steth.lab.shell import LabError, in_ns, sh
+from steth.lab.shell import LabError, in_ns, sh, wait_for
 from steth.lab.state import lab_name, namespace_for, save_state
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -91,7 +91,7 @@ def start(
         env,
     )
     on_pid("ovsdb-server", instance["pids"]["ovsdb-server"])
-    _wait_for(lambda: sock.exists(), 5, f"ovsdb-server did not create {sock}: see {directory / 'ovsdb.log'}")
+    wait_for(lambda: sock.exists(), 5, f"ovsdb-server did not create {sock}: see {directory / 'ovsdb.log'}")
     vsctl(instance, "--no-wait", "init")
     instance["pids"]["ovs-vswitchd"] = _spawn(
         prefix
@@ -106,7 +106,7 @@ def start(
         env,
     )
     on_pid("ovs-vswitchd", instance["pids"]["ovs-vswitchd"])
-    _wait_for(
+    wait_for(
         lambda: (directory / "vswitchd.ctl").exists(),
         5,
         f"ovs-vswitchd did not start: see {directory / 'vswitchd.log'}",
@@ -142,14 +142,6 @@ def _spawn(argv: list[str], out: Path, env: dict[str, str] | None = None) -> int
         ).pid
     finally:
         log.close()
-
-
-def _wait_for(condition, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise LabError(message)
-        time.sleep(0.02)
 
 
 def _read_pid(path: Path) -> int:
