@@ -521,3 +521,26 @@ def controller_pid(node: str) -> int:
         return int((node_dir(node) / "ovn-controller.pid").read_text().strip())
     except (OSError, ValueError):
         return 0
+
+
+def status(state: dict) -> dict[str, Any] | None:
+    """What `steth lab status` says of the OVN part: the databases and which of its daemons run."""
+    from steth.lab.shell import alive
+
+    record = state.get("ovn")
+    if not record:
+        return None
+    daemons = {
+        name: alive(pid)
+        for name, pid in state.get("pids", {}).items()
+        if name.startswith(("ovsdb-server", "ovs-vswitchd", "ovn-")) and "@" in name
+    }
+    return {
+        "nb_connection": record["design"]["nb_connection"],
+        "sb_connection": record["design"]["sb_connection"],
+        "gateways": record["design"]["gateways"],
+        "vms": {vm["name"]: vm["host"] for vm in record["design"]["vms"]},
+        "timings": record.get("timings", {}),
+        "daemons_running": sorted(n for n, up in daemons.items() if up),
+        "daemons_stopped": sorted(n for n, up in daemons.items() if not up),
+    }

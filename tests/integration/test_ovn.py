@@ -209,6 +209,27 @@ def test_ovn_controller_stopped(ovn_lab):
     wait_until(lambda: ovn_lab.probe("ovn-chassis", "--node", node)[0] == 0, 30, "compute-2 healthy again")
 
 
+def test_ovn_controller_not_connected(ovn_lab):
+    """ovn-remote pointed at a port where no SB listens: ovn-controller runs but says `not connected`."""
+    node = "compute-1"
+    remote = ovn_lab.design["sb_connection"]
+    wrong = remote.rsplit(":", 1)[0] + ":6699"
+    ovn_lab.ovs(node, "ovs-vsctl", "set", "Open_vSwitch", ".", f"external_ids:ovn-remote={wrong}")
+
+    def not_connected():
+        code, doc = ovn_lab.probe("ovn-chassis", "--node", node)
+        r = node_result(doc, node)["result"]
+        return (code, r) if r["controller_status"] == "not connected" else None
+
+    try:
+        code, r = wait_until(not_connected, 30, "ovn-controller reports not connected")
+        assert code == 1 and r["controller_pid"]
+        assert r["findings"][0] == f"ovn-controller is not connected to the SB {wrong}: not connected", r["findings"]
+    finally:
+        ovn_lab.ovs(node, "ovs-vsctl", "set", "Open_vSwitch", ".", f"external_ids:ovn-remote={remote}")
+    wait_until(lambda: ovn_lab.probe("ovn-chassis", "--node", node)[0] == 0, 30, "compute-1 connected again")
+
+
 def test_geneve_blocked_to_one_chassis(ovn_lab):
     """An OpenFlow drop on network-1's underlay bridge for Geneve from compute-1 (LAB-NOTES: iptables in the
     namespace does not see userspace Geneve). BFD on that tunnel goes down on both ends; the others stay up."""

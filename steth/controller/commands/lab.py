@@ -228,6 +228,18 @@ def status_cmd() -> None:
             f"OVS fabric: bridge {o['bridge']} in namespace {o['netns']} ({'running' if o['running'] else 'NOT running'}), "
             f"db {o['db']}, trunk0 of each node carries VLANs {','.join(map(str, o['trunks']))}"
         )
+    if st:
+        from steth.lab import ovn as lab_ovn
+        from steth.lab.state import load_state
+
+        ovn = lab_ovn.status(load_state() or {})
+        if ovn:
+            doc["ovn"] = ovn
+            after.append(
+                f"OVN: NB {ovn['nb_connection']}, SB {ovn['sb_connection']}, gateway chassis "
+                f"{', '.join(ovn['gateways']) or 'none'}; {len(ovn['daemons_running'])} daemons running"
+                + (f", NOT running: {', '.join(ovn['daemons_stopped'])}" if ovn["daemons_stopped"] else "")
+            )
     columns = [
         Column("NODE", "name"),
         Column("ROLES"),
