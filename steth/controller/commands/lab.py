@@ -105,61 +105,32 @@ def up_cmd(
         raise click.UsageError("--ovs-use-veth goes with --openstack and the stand-in Neutron (--neutron standin)")
     if ovn and (openstack or ovs):
         raise click.UsageError("--ovn builds its own Open vSwitch per node: not with --openstack or --ovs")
+    # What every kind of lab takes; each adds its own below.
+    common = dict(
+        compute=compute,
+        network=network,
+        mgmt_cidr=mgmt_cidr,
+        data_cidr=data_cidr,
+        heartbeat_s=heartbeat,
+        allow_mutating=allow_mutating,
+        progress=lambda m: click.echo(f"lab: {m}", err=True),
+        insecure=insecure,
+    )
     try:
         if ovn:  # steth.lab.ovn (issue 11): the fleet, then OVN central, a chassis per node and the VMs
             from steth.lab import ovn as lab_ovn
 
-            state = lab_ovn.up(
-                compute,
-                network,
-                mgmt_cidr,
-                data_cidr,
-                heartbeat,
-                allow_mutating,
-                progress=lambda m: click.echo(f"lab: {m}", err=True),
-                insecure=insecure,
-            )
+            state = lab_ovn.up(**common)
         elif openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
             from steth.lab import neutron_lab
 
-            state = neutron_lab.up(
-                compute,
-                network,
-                mgmt_cidr,
-                data_cidr,
-                heartbeat,
-                allow_mutating,
-                progress=lambda m: click.echo(f"lab: {m}", err=True),
-                insecure=insecure,
-            )
+            state = neutron_lab.up(**common)
         elif openstack:  # steth.lab.ml2 (issue 4): the fleet with ovs=True, then the ML2 pieces and the API
             from steth.lab import ml2
 
-            state = ml2.up(
-                compute,
-                network,
-                mgmt_cidr,
-                data_cidr,
-                heartbeat,
-                allow_mutating,
-                progress=lambda m: click.echo(f"lab: {m}", err=True),
-                trunks=vlans,
-                insecure=insecure,
-                dhcp_wiring="veth" if ovs_use_veth else "internal",
-            )
+            state = ml2.up(**common, trunks=vlans, dhcp_wiring="veth" if ovs_use_veth else "internal")
         else:
-            state = fleet.up(
-                compute,
-                network,
-                mgmt_cidr,
-                data_cidr,
-                heartbeat,
-                allow_mutating,
-                progress=lambda m: click.echo(f"lab: {m}", err=True),
-                ovs=ovs,
-                trunks=vlans,
-                insecure=insecure,
-            )
+            state = fleet.up(**common, ovs=ovs, trunks=vlans)
     except LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
     names = ", ".join(n["name"] for n in state["nodes"])
