@@ -325,22 +325,22 @@ def port_findings(name: str, nb: dict[str, Any] | None, sb: dict[str, Any] | Non
     return found
 
 
-def _tool_error(done: procs.Completed, remote: str, timeout: float) -> str | None:
+def tool_error(done: procs.Completed, remote: str, timeout: float) -> str | None:
     """Why an ovn-nbctl/ovn-sbctl call gave no answer, in one line; None when it did."""
     tool = done.argv[0] if done.argv else "the tool"
     if done.timed_out:
         return f"{tool} did not answer within {timeout:.1f} s ({remote})"
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        why = lines[0].removeprefix(f"{tool}: ") if lines else f"exit {done.returncode}"
-        return f"cannot read {remote}: {why}"
+        why = lines[0].removeprefix(f"{tool}: ").removeprefix(f"{remote}: ") if lines else f"exit {done.returncode}"
+        return f"cannot read {remote}: {why.removesuffix(' ()')}"  # "()": the tool's empty errno text
     return None
 
 
 async def ovn_tool(argv: list[str], remote: str, timeout: float) -> str:
     """The tool's stdout; a database that does not answer means the probe could not run (aborted)."""
     done = await procs.run(argv, timeout=timeout)
-    error = _tool_error(done, remote, timeout)
+    error = tool_error(done, remote, timeout)
     if error:
         raise CouldNotRun(error)
     return done.stdout
@@ -349,5 +349,5 @@ async def ovn_tool(argv: list[str], remote: str, timeout: float) -> str:
 async def read_sb(remote: str, timeout: float) -> tuple[dict[str, Any] | None, str | None]:
     """(parse_sb of the SB, None) or (None, why not): for ovn-chassis an unreachable SB is a finding."""
     done = await procs.run(sb_argv(remote), timeout=timeout)
-    error = _tool_error(done, remote, timeout)
+    error = tool_error(done, remote, timeout)
     return (None, error) if error else (parse_sb(done.stdout), None)

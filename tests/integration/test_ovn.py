@@ -230,6 +230,29 @@ def test_ovn_controller_not_connected(ovn_lab):
     wait_until(lambda: ovn_lab.probe("ovn-chassis", "--node", node)[0] == 0, 30, "compute-1 connected again")
 
 
+def test_sb_unreachable_from_the_node(ovn_lab):
+    """An nftables drop in compute-1's namespace towards the SB's port: the agent's ovn-sbctl gets no answer,
+    which ovn-chassis reports as a finding (not as `aborted`: the local part of the chassis was read)."""
+    node = "compute-1"
+    central, port = ovn_lab.design["sb_connection"].removeprefix("tcp:").rsplit(":", 1)
+    table = "stethovntest"
+    ovn_lab.in_ns(node, "nft", "add", "table", "inet", table)
+    try:
+        ovn_lab.in_ns(node, "nft", "add", "chain", "inet", table, "out", "{ type filter hook output priority 0 ; }")
+        ovn_lab.in_ns(
+            node, "nft", "add", "rule", "inet", table, "out", "ip", "daddr", central, "tcp", "dport", port, "drop"
+        )
+        code, doc = ovn_lab.probe("ovn-chassis", "--node", node)
+        r = node_result(doc, node)
+        assert code == 1 and r["status"] == "failed", r
+        assert r["result"]["sb_error"] and r["result"]["sb_error"] in r["result"]["findings"], r["result"]
+        assert r["result"]["system_id"] == node and r["result"]["sb_nb_cfg"] is None
+        print(f"\nSB blocked: {r['message']} ({r['duration_s']:.1f} s)")
+    finally:
+        ovn_lab.in_ns(node, "nft", "delete", "table", "inet", table, check=False)
+    wait_until(lambda: ovn_lab.probe("ovn-chassis", "--node", node)[0] == 0, 60, "compute-1 reaches the SB again")
+
+
 def test_geneve_blocked_to_one_chassis(ovn_lab):
     """An OpenFlow drop on network-1's underlay bridge for Geneve from compute-1 (LAB-NOTES: iptables in the
     namespace does not see userspace Geneve). BFD on that tunnel goes down on both ends; the others stay up."""

@@ -185,3 +185,19 @@ def test_ovn_config_remotes(remote, ok):
     else:
         with pytest.raises(ValidationError):
             AgentConfig.model_validate({"ovn": {"sb_connection": remote}})
+
+
+def test_an_sb_that_does_not_answer_is_one_line():
+    # ovn-sbctl's stderr when nftables dropped the node's packets to the SB (tests/integration/test_ovn.py).
+    from steth.agent.procs import Completed
+
+    remote = "tcp:10.49.0.5:6642"
+    argv = ovn.sb_argv(remote)
+    stderr = f"ovn-sbctl: {remote}: database connection failed ()\n"
+    assert (
+        ovn.tool_error(Completed(argv, 1, "", stderr), remote, 5) == f"cannot read {remote}: database connection failed"
+    )
+    assert (
+        ovn.tool_error(Completed(argv, None, "", ""), remote, 5) == f"ovn-sbctl did not answer within 5.0 s ({remote})"
+    )
+    assert ovn.tool_error(Completed(argv, 0, "{}", ""), remote, 5) is None
