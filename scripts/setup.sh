@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 
 # mariadb-server rabbitmq-server conntrack udhcpc: the real-Neutron lab (steth lab up --openstack --neutron real):
 # its database and message broker, conntrack for Neutron's iptables firewall, a DHCP client in its VMs.
+# ovn-central ovn-host: the OVN lab (steth lab up --ovn): NB/SB schemas, ovn-northd, ovn-controller.
 APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump arping ethtool openvswitch-switch dnsmasq-base nftables iptables procps psmisc prometheus systemd
-  mariadb-server rabbitmq-server conntrack udhcpc)
+  mariadb-server rabbitmq-server conntrack udhcpc ovn-central ovn-host)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

@@ -134,6 +134,21 @@ class MetricsConfig(_Section):
         return v
 
 
+class OvnConfig(_Section):
+    """[ovn]: where this node reaches OVN's databases, as Neutron's ml2_conf.ini [ovn] ovn_nb_connection /
+    ovn_sb_connection name them. Only these remotes are ever read by the OVN probes (a request names none)."""
+
+    nb_connection: str | None = None  # "tcp:192.0.2.5:6641" or "unix:/var/run/ovn/ovnnb_db.sock"
+    sb_connection: str | None = None  # "tcp:192.0.2.5:6642"
+
+    @field_validator("nb_connection", "sb_connection")
+    @classmethod
+    def _remote(cls, v: str | None) -> str | None:
+        from steth.schemas.types import ovsdb_remote
+
+        return ovsdb_remote(v) if v else None  # one method, unix:/path or tcp:IP:PORT, rebuilt from its parts
+
+
 class AgentConfig(_Section):
     # The agent refuses to start without TLS, without NATS credentials or while it accepts unsigned requests
     # (security_gaps below), unless this says so in so many words. Loopback is no exception.
@@ -158,6 +173,7 @@ class AgentConfig(_Section):
     schedule: list[ScheduleConfig] = Field(default_factory=list)  # [[schedule]] tables: probes on a timer
     mesh: MeshConfig = Field(default_factory=MeshConfig)
     results: ResultsConfig = Field(default_factory=ResultsConfig)
+    ovn: OvnConfig = Field(default_factory=OvnConfig)
 
     @field_validator("node")
     @classmethod

@@ -22,30 +22,27 @@ PORT_COLUMNS = "_uuid,name,interfaces,tag,trunks,vlan_mode,other_config,external
 IFACE_COLUMNS = "_uuid,name,type,ofport,options,external_ids,link_state,admin_state,error,mac_in_use"
 
 
+def listing_argv(tool: str, db: str, tables: list[tuple[str, str]]) -> list[str]:
+    """One call of an OVSDB client (ovs-vsctl, ovn-nbctl, ovn-sbctl) listing each (table, columns) as a JSON
+    document a line. db is validated by the params model or the config (unix:/path or tcp:IP:PORT) and
+    travels inside one argument."""
+    argv = [tool, f"--db={db}", "--timeout=5", "--format=json"]
+    for table, columns in tables:
+        argv += ["--", f"--columns={columns}", "list", table]
+    return argv
+
+
 def vsctl_argv(db: str) -> list[str]:
-    # db is validated by the params model (unix:/path or tcp:IP:PORT) and travels inside one argument.
-    return [
+    return listing_argv(
         "ovs-vsctl",
-        f"--db={db}",
-        "--timeout=5",
-        "--format=json",
-        "--",
-        f"--columns={BRIDGE_COLUMNS}",
-        "list",
-        "Bridge",
-        "--",
-        f"--columns={PORT_COLUMNS}",
-        "list",
-        "Port",
-        "--",
-        f"--columns={IFACE_COLUMNS}",
-        "list",
-        "Interface",
-        "--",
-        "--columns=ovs_version",
-        "list",
-        "Open_vSwitch",
-    ]
+        db,
+        [
+            ("Bridge", BRIDGE_COLUMNS),
+            ("Port", PORT_COLUMNS),
+            ("Interface", IFACE_COLUMNS),
+            ("Open_vSwitch", "ovs_version"),
+        ],
+    )
 
 
 def decode(value: Any) -> Any:
@@ -80,9 +77,7 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def parse_output(stdout: str) -> tuple[list[dict], list[dict], list[dict], str | None]:
     """The four JSON documents of vsctl_argv's output: bridges, ports, interfaces, ovs_version."""
-    docs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    if len(docs) != 4:
-        raise ValueError(f"expected 4 JSON tables from ovs-vsctl, got {len(docs)}")
+    docs = json_tables(stdout, 4, "ovs-vsctl")
     version = None
     ovs = rows(docs[3])
     if ovs:
@@ -191,15 +186,28 @@ def requested_findings(bridges: list[dict], ports: list[dict], bridge: str | Non
     return found
 
 
-async def read(db: str, timeout: float) -> tuple[list[dict], list[dict], str | None]:
-    """(bridges, ports, ovs_version) from the OVSDB at db."""
-    done = await procs.run(vsctl_argv(db), timeout=timeout)
+async def run_vsctl(argv: list[str], db: str, timeout: float) -> str:
+    """ovs-vsctl's stdout; OvsdbUnavailable (aborted) in the operator's words when the database does not answer."""
+    done = await procs.run(argv, timeout=timeout)
     if done.timed_out:
         raise OvsdbUnavailable(f"ovs-vsctl did not answer within {timeout:.1f} s ({db})")
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         why = lines[0].removeprefix("ovs-vsctl: ").removeprefix(f"{db}: ") if lines else f"exit {done.returncode}"
         raise OvsdbUnavailable(f"cannot read OVSDB at {db}: {why}")
-    bridges, ports, ifaces, version = parse_output(done.stdout)
+    return done.stdout
+
+
+def json_tables(stdout: str, expected: int, tool: str) -> list[dict]:
+    """The JSON documents of a multi-command `--format=json` call, one a line; ValueError when not `expected`."""
+    docs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    if len(docs) != expected:
+        raise ValueError(f"expected {expected} JSON tables from {tool}, got {len(docs)}")
+    return docs
+
+
+async def read(db: str, timeout: float) -> tuple[list[dict], list[dict], str | None]:
+    """(bridges, ports, ovs_version) from the OVSDB at db."""
+    bridges, ports, ifaces, version = parse_output(await run_vsctl(vsctl_argv(db), db, timeout))
     out_bridges, out_ports = build(bridges, ports, ifaces)
     return out_bridges, out_ports, version

@@ -506,5 +506,5 @@ class AgentRuntime:
             data_plane=self.info.data_plane,
             allow_mutating=self.config.policy.allow_mutating,
             deadline=deadline,
-            extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy},
+            extra={"jobs": self.jobs, "request_id": run_id, "policy": self.policy, "ovn": self.config.ovn},
         )

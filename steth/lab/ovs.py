@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steth.lab.shell import LabError, in_ns, sh
+from steth.lab.shell import LabError, in_ns, sh, wait_for
 from steth.lab.state import lab_name, namespace_for, save_state
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -58,11 +58,14 @@ def vsctl(instance: dict[str, Any], *args: str, check: bool = True) -> subproces
     return sh("ovs-vsctl", f"--db={db_url(instance['dir'])}", "--timeout=10", *args, check=check)
 
 
-def start(directory: str | Path, netns: str | None, on_pid=lambda name, pid: None) -> dict[str, Any]:
+def start(
+    directory: str | Path, netns: str | None, on_pid=lambda name, pid: None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """ovsdb-server and ovs-vswitchd for `directory`, both in `netns`; returns the instance record.
 
     `on_pid(name, pid)` is called as soon as each daemon exists, so a caller can record it before anything
-    else can fail (a crash then still leaves enough to stop it).
+    else can fail (a crash then still leaves enough to stop it). `env` is added to the daemons' environment
+    (OVS_RUNDIR: where vswitchd makes its bridges' OpenFlow sockets, <bridge>.mgmt, that ovn-controller finds).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,9 +88,10 @@ def start(directory: str | Path, netns: str | None, on_pid=lambda name, pid: Non
             f"--log-file={directory / 'ovsdb.log'}",
         ],
         directory / "ovsdb.out",
+        env,
     )
     on_pid("ovsdb-server", instance["pids"]["ovsdb-server"])
-    _wait_for(lambda: sock.exists(), 5, f"ovsdb-server did not create {sock}: see {directory / 'ovsdb.log'}")
+    wait_for(lambda: sock.exists(), 5, f"ovsdb-server did not create {sock}: see {directory / 'ovsdb.log'}")
     vsctl(instance, "--no-wait", "init")
     instance["pids"]["ovs-vswitchd"] = _spawn(
         prefix
@@ -99,9 +103,10 @@ def start(directory: str | Path, netns: str | None, on_pid=lambda name, pid: Non
             f"--log-file={directory / 'vswitchd.log'}",
         ],
         directory / "vswitchd.out",
+        env,
     )
     on_pid("ovs-vswitchd", instance["pids"]["ovs-vswitchd"])
-    _wait_for(
+    wait_for(
         lambda: (directory / "vswitchd.ctl").exists(),
         5,
         f"ovs-vswitchd did not start: see {directory / 'vswitchd.log'}",
@@ -124,22 +129,19 @@ def stop(instance: dict[str, Any] | None) -> None:
             _terminate(pid, name)
 
 
-def _spawn(argv: list[str], out: Path) -> int:
+def _spawn(argv: list[str], out: Path, env: dict[str, str] | None = None) -> int:
     log = open(out, "ab")
     try:
         return subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         ).pid
     finally:
         log.close()
-
-
-def _wait_for(condition, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise LabError(message)
-        time.sleep(0.02)
 
 
 def _read_pid(path: Path) -> int:

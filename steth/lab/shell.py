@@ -16,8 +16,9 @@ class LabError(RuntimeError):
     pass
 
 
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True)
+def sh(*argv: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run argv (with `env` added to the environment); LabError with its stderr when it fails and check is set."""
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env} if env else None)
     if check and done.returncode != 0:
         raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
     return done
@@ -25,6 +26,15 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def in_ns(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
     return sh("ip", "netns", "exec", ns, *argv, check=check)
+
+
+def wait_for(condition, timeout: float, message: str, interval: float = 0.02) -> None:
+    """Poll `condition` until it holds; LabError(message) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise LabError(message)
+        time.sleep(interval)
 
 
 def alive(pid: int) -> bool:

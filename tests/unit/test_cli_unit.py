@@ -99,6 +99,9 @@ def test_help_through_the_entry_point_exits_0():
         (["nope"], "No such command 'nope'"),
         (["probes", "show", "nope"], "no probe 'nope'"),
         (["lab", "up", "--compute", "0", "--network", "0"], "a lab needs at least one node"),
+        (["lab", "up", "--ovn", "--ovs"], "--ovn builds its own Open vSwitch per node"),
+        (["ovn-binding", "not-a-port-id"], "IFACE_ID not-a-port-id: String should match pattern"),
+        (["ovn-port", "--node", "network-1"], "PORT_ID"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line_before_any_network(args, words):

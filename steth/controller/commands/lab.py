@@ -61,6 +61,13 @@ def command() -> None:
     "tap<port> on br-int, ns-<port> in qdhcp). Default: Neutron's default, an OVS internal port moved into qdhcp.",
 )
 @click.option(
+    "--ovn",
+    is_flag=True,
+    help="OVN of real daemons: NB, SB and ovn-northd in a central namespace; on every node its own Open vSwitch "
+    "and ovn-controller with Geneve over the data network (network nodes are gateway chassis); a logical "
+    "switch with OVN's DHCP, a VM per compute node and a router. Agents get an [ovn] table.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="An open lab: NATS without TLS or identities, agents accepting unsigned requests (insecure = true). "
@@ -78,6 +85,7 @@ def up_cmd(
     openstack: bool = False,
     neutron: str = "standin",
     ovs_use_veth: bool = False,
+    ovn: bool = False,
     insecure: bool = False,
 ) -> None:
     """Build the fleet; returns once every agent is present."""
@@ -95,48 +103,34 @@ def up_cmd(
         raise click.UsageError("--neutron real needs --openstack")
     if ovs_use_veth and (neutron == "real" or not openstack):
         raise click.UsageError("--ovs-use-veth goes with --openstack and the stand-in Neutron (--neutron standin)")
+    if ovn and (openstack or ovs):
+        raise click.UsageError("--ovn builds its own Open vSwitch per node: not with --openstack or --ovs")
+    # What every kind of lab takes; each adds its own below.
+    common = dict(
+        compute=compute,
+        network=network,
+        mgmt_cidr=mgmt_cidr,
+        data_cidr=data_cidr,
+        heartbeat_s=heartbeat,
+        allow_mutating=allow_mutating,
+        progress=lambda m: click.echo(f"lab: {m}", err=True),
+        insecure=insecure,
+    )
     try:
-        if openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
+        if ovn:  # steth.lab.ovn (issue 11): the fleet, then OVN central, a chassis per node and the VMs
+            from steth.lab import ovn as lab_ovn
+
+            state = lab_ovn.up(**common)
+        elif openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
             from steth.lab import neutron_lab
 
-            state = neutron_lab.up(
-                compute,
-                network,
-                mgmt_cidr,
-                data_cidr,
-                heartbeat,
-                allow_mutating,
-                progress=lambda m: click.echo(f"lab: {m}", err=True),
-                insecure=insecure,
-            )
+            state = neutron_lab.up(**common)
         elif openstack:  # steth.lab.ml2 (issue 4): the fleet with ovs=True, then the ML2 pieces and the API
             from steth.lab import ml2
 
-            state = ml2.up(
-                compute,
-                network,
-                mgmt_cidr,
-                data_cidr,
-                heartbeat,
-                allow_mutating,
-                progress=lambda m: click.echo(f"lab: {m}", err=True),
-                trunks=vlans,
-                insecure=insecure,
-                dhcp_wiring="veth" if ovs_use_veth else "internal",
-            )
+            state = ml2.up(**common, trunks=vlans, dhcp_wiring="veth" if ovs_use_veth else "internal")
         else:
-            state = fleet.up(
-                compute,
-                network,
-                mgmt_cidr,
-                data_cidr,
-                heartbeat,
-                allow_mutating,
-                progress=lambda m: click.echo(f"lab: {m}", err=True),
-                ovs=ovs,
-                trunks=vlans,
-                insecure=insecure,
-            )
+            state = fleet.up(**common, ovs=ovs, trunks=vlans)
     except LabError as exc:
         raise StethError(f"lab up failed: {exc}") from None
     names = ", ".join(n["name"] for n in state["nodes"])
@@ -149,6 +143,12 @@ def up_cmd(
         )
     else:
         click.echo("lab INSECURE (--insecure): anyone who reaches NATS steers the agents")
+    if state.get("ovn"):
+        o = state["ovn"]
+        click.echo(
+            f"lab OVN: NB {o['design']['nb_connection']}, SB {o['design']['sb_connection']}, "
+            f"up in {o['timings']['total_s']} s"
+        )
     if state.get("openstack", {}).get("auth_url"):
         click.echo(
             f"lab OpenStack API at {state['openstack']['auth_url']}, clouds.yaml {state['openstack']['clouds_yaml']}"
@@ -199,6 +199,18 @@ def status_cmd() -> None:
             f"OVS fabric: bridge {o['bridge']} in namespace {o['netns']} ({'running' if o['running'] else 'NOT running'}), "
             f"db {o['db']}, trunk0 of each node carries VLANs {','.join(map(str, o['trunks']))}"
         )
+    if st:
+        from steth.lab import ovn as lab_ovn
+        from steth.lab.state import load_state
+
+        ovn = lab_ovn.status(load_state() or {})
+        if ovn:
+            doc["ovn"] = ovn
+            after.append(
+                f"OVN: NB {ovn['nb_connection']}, SB {ovn['sb_connection']}, gateway chassis "
+                f"{', '.join(ovn['gateways']) or 'none'}; {len(ovn['daemons_running'])} daemons running"
+                + (f", NOT running: {', '.join(ovn['daemons_stopped'])}" if ovn["daemons_stopped"] else "")
+            )
     columns = [
         Column("NODE", "name"),
         Column("ROLES"),
