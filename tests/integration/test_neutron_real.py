@@ -8,6 +8,7 @@ Needs root, the Debian packages of scripts/setup.sh and the Neutron venv (made o
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -274,6 +275,74 @@ def test_port_check_passes_every_hop_of_a_healthy_port(neutron_lab):
         else:  # default + icmp
             assert mtu[0]["status"] == "ok", mtu
         assert any(h["check"] == f"plugging {'hybrid' if hybrid else 'native'}" for h in hops), hops
+
+
+def verdict_of(neutron_lab, vm: str) -> tuple[int, dict]:
+    done = neutron_lab.cli("vm-check", vm, "-o", "json")
+    return done.returncode, json.loads(done.stdout)["verdict"]
+
+
+def data_address(neutron_lab, node: str) -> str:
+    return next(n["data_address"] for n in neutron_lab.state["nodes"] if n["name"] == node)
+
+
+@contextlib.contextmanager
+def vxlan_dropped(neutron_lab, on: str, source: str):
+    """VXLAN from `source` dropped where it enters `on` (an OpenFlow rule on the node's underlay bridge)."""
+    match = f"udp,nw_src={data_address(neutron_lab, source)},tp_dst=4789"
+    neutron_lab.on(on, "ovs-ofctl", "add-flow", "br-phy", f"priority=200,{match},actions=drop")
+    try:
+        yield
+    finally:
+        neutron_lab.on(on, "ovs-ofctl", "del-flows", "br-phy", match)
+
+
+@pytest.mark.parametrize(
+    ("on", "source", "failing"), [("network-1", "compute-2", "DISCOVER"), ("compute-2", "network-1", "OFFER")]
+)
+def test_a_blocked_tunnel_is_named_with_its_ends_and_vni(neutron_lab, on, source, failing):
+    """Issue 10's wording: `tunnel compute-1 -> network-1 (10.0.0.11 -> 10.0.0.13), VNI 1042`."""
+    with vxlan_dropped(neutron_lab, on, source):
+        code, v = verdict_of(neutron_lab, "vm-2")
+    assert code == 1 and v["check"].startswith(failing), v
+    vni = neutron_lab.cloud["network"]["vni"]
+    ends = f"({data_address(neutron_lab, source)} -> {data_address(neutron_lab, on)}), VNI {vni}"
+    assert v["cause"].startswith(f"tunnel {source} -> {on} {ends}"), v
+    assert verdict_of(neutron_lab, "vm-2")[0] == 0  # healthy again once the rule is gone
+
+
+def test_a_port_bound_to_another_host_is_the_finding(neutron_lab):
+    from steth.lab.neutron_client import NeutronClient
+
+    api = NeutronClient(neutron_lab.state["neutron"]["url"])
+    port = neutron_lab.vm("vm-1")["port_id"]
+    api.put(f"/v2.0/ports/{port}", {"port": {"binding:host_id": "compute-2"}})
+    try:
+        code, v = verdict_of(neutron_lab, "vm-1")
+    finally:
+        api.put(f"/v2.0/ports/{port}", {"port": {"binding:host_id": "compute-1"}})
+    assert code == 1 and (v["node"], v["check"]) == ("compute-2", "binding:host_id"), v
+    assert "server runs on compute-1" in v["message"], v
+    deadline = time.monotonic() + 60  # the OVS agent on compute-1 wires the port again
+    while verdict_of(neutron_lab, "vm-1")[0] != 0:
+        assert time.monotonic() < deadline, "vm-1 did not pass again after its binding was restored"
+        time.sleep(1)
+
+
+def test_the_routers_gateway_missing_is_named(neutron_lab):
+    router, gateway = neutron_lab.cloud["router"]["id"], neutron_lab.cloud["subnet"]["gateway_ip"]
+    prefix = neutron_lab.cloud["subnet"]["cidr"].split("/")[1]
+    qr = next(
+        line.split()[0]
+        for line in neutron_lab.on("network-1", "ip", "-br", "-n", f"qrouter-{router}", "addr").stdout.splitlines()
+        if line.startswith("qr-")
+    )
+    neutron_lab.on("network-1", "ip", "-n", f"qrouter-{router}", "addr", "del", f"{gateway}/{prefix}", "dev", qr)
+    try:
+        code, v = verdict_of(neutron_lab, "vm-1")
+    finally:
+        neutron_lab.on("network-1", "ip", "-n", f"qrouter-{router}", "addr", "add", f"{gateway}/{prefix}", "dev", qr)
+    assert code == 1 and (v["node"], v["check"]) == ("network-1", f"gateway {gateway}"), v
 
 
 def test_lab_down_leaves_nothing(neutron_lab):
