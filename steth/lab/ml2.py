@@ -38,9 +38,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from steth.lab import fleet
+from steth.lab import fleet, nova_samples
 from steth.lab.shell import LabError, in_ns, sh
-from steth.lab.state import lab_dir, lab_name, namespace_for, save_state
+from steth.lab.state import lab_dir, lab_uuid, namespace_for, save_state
 
 PHYSNET = "physnet1"
 PROVIDER_BRIDGE = "br-phys"
@@ -56,10 +56,6 @@ DHCP_WIRINGS = ("internal", "veth")  # Neutron's ovs_use_veth = False (its defau
 
 
 # --- names and ids ---------------------------------------------------------------------------------
-
-
-def lab_uuid(kind: str, name: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"steth-lab:{lab_name()}:{kind}:{name}"))
 
 
 def mac_for(port_id: str) -> str:
@@ -313,59 +309,10 @@ def cloud_description(d: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[st
     servers = []
     for s in d["servers"]:
         port = next(p for p in d["ports"] if p.get("server") == s["name"])
-        servers.append(
-            {
-                "id": s["id"],
-                "name": s["name"],
-                "status": "ACTIVE",
-                "tenant_id": demo,
-                "user_id": "demo",
-                "OS-EXT-SRV-ATTR:host": s["host"],
-                "OS-EXT-SRV-ATTR:hypervisor_hostname": s["host"],
-                "OS-EXT-SRV-ATTR:instance_name": f"instance-{s['id'][:8]}",
-                "OS-EXT-STS:vm_state": "active",
-                "addresses": {
-                    net["name"]: [
-                        {
-                            "addr": port["ip"],
-                            "version": 4,
-                            "OS-EXT-IPS:type": "fixed",
-                            "OS-EXT-IPS-MAC:mac_addr": port["mac"],
-                        }
-                    ]
-                },
-                "flavor": {"original_name": "m1.tiny"},
-                "image": "",
-                "created": "2024-01-01T00:00:00Z",
-            }
-        )
-    hypervisors = [
-        {
-            "id": lab_uuid("hypervisor", n["name"]),
-            "hypervisor_hostname": n["name"],
-            "state": "up",
-            "status": "enabled",
-            "host_ip": n.get("data_address", ""),
-            "hypervisor_type": "QEMU",
-            "hypervisor_version": 8002000,
-            "service": {"host": n["name"], "id": lab_uuid("service", n["name"]), "disabled_reason": None},
-        }
-        for n in nodes
-        if "compute" in n["roles"]
-    ]
+        servers.append(nova_samples.server(s["id"], s["name"], s["host"], demo, net["name"], port["ip"], port["mac"]))
     return {
-        "region": "RegionOne",
-        "projects": [{"id": admin, "name": "admin"}, {"id": demo, "name": "demo"}],
-        "users": [
-            {
-                "name": "admin",
-                "password": "steth-lab-admin",
-                "project": "admin",
-                "roles": ["admin", "member", "reader"],
-            },
-            {"name": "demo", "password": "steth-lab-demo", "project": "demo", "roles": ["member", "reader"]},
-        ],
-        "hypervisors": hypervisors,
+        **nova_samples.identity(admin, demo),
+        "hypervisors": nova_samples.hypervisors(nodes, lab_uuid),
         "agents": agents,
         "networks": [
             {

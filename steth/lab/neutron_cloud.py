@@ -24,14 +24,13 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from steth.lab import neutron_conf, neutron_nodes, neutron_services, neutron_venv, node_host
 from steth.lab.neutron_client import NeutronClient
 from steth.lab.shell import LabError, in_ns, sh
-from steth.lab.state import lab_dir, lab_name, namespace_for, save_state
+from steth.lab.state import lab_dir, lab_name, lab_uuid, namespace_for, save_state
 
 OSVIF_PLUG = Path(__file__).with_name("osvif_plug.py")  # run by the Neutron venv's Python
 TENANT_CIDR = "10.20.0.0/24"  # exists only inside the VMs, qdhcp- and qrouter- namespaces
@@ -50,10 +49,6 @@ case "$1" in
 esac
 exit 0
 """
-
-
-def lab_uuid(kind: str, name: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"steth-lab:{lab_name()}:{kind}:{name}"))
 
 
 def project_id(name: str) -> str:

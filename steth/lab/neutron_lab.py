@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steth.lab import fleet, neutron_cloud, neutron_nodes, neutron_services, neutron_venv
+from steth.lab import fleet, neutron_cloud, neutron_nodes, neutron_services, neutron_venv, nova_samples
 from steth.lab.neutron_client import NeutronClient
 from steth.lab.shell import LabError
-from steth.lab.state import lab_dir, save_state
+from steth.lab.state import lab_dir, lab_uuid, save_state
 
 # What the lab runs from Debian (scripts/setup.sh installs them), by the command it looks for.
 DEBIAN_TOOLS = {
@@ -134,54 +134,12 @@ def nova_description(state: dict, cloud: dict[str, Any]) -> dict[str, Any]:
     users the token stand-in knows, a hypervisor per compute node, a server per VM with its real port."""
     admin, demo = neutron_cloud.project_id("admin"), cloud["project_id"]
     servers = [
-        {
-            "id": vm["id"],
-            "name": vm["name"],
-            "status": "ACTIVE",
-            "tenant_id": demo,
-            "user_id": "demo",
-            "OS-EXT-SRV-ATTR:host": vm["host"],
-            "OS-EXT-SRV-ATTR:hypervisor_hostname": vm["host"],
-            "OS-EXT-SRV-ATTR:instance_name": f"instance-{vm['id'][:8]}",
-            "OS-EXT-STS:vm_state": "active",
-            "addresses": {
-                cloud["network"]["name"]: [
-                    {"addr": vm["ip"], "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": vm["mac"]}
-                ]
-            },
-            "flavor": {"original_name": "m1.tiny"},
-            "image": "",
-            "created": "2024-01-01T00:00:00Z",
-        }
+        nova_samples.server(vm["id"], vm["name"], vm["host"], demo, cloud["network"]["name"], vm["ip"], vm["mac"])
         for vm in cloud["vms"]
     ]
-    hypervisors = [
-        {
-            "id": neutron_cloud.lab_uuid("hypervisor", n["name"]),
-            "hypervisor_hostname": n["name"],
-            "state": "up",
-            "status": "enabled",
-            "host_ip": n.get("data_address", ""),
-            "hypervisor_type": "QEMU",
-            "hypervisor_version": 8002000,
-            "service": {"host": n["name"], "id": neutron_cloud.lab_uuid("service", n["name"]), "disabled_reason": None},
-        }
-        for n in state["nodes"]
-        if "compute" in n["roles"]
-    ]
     return {
-        "region": "RegionOne",
-        "projects": [{"id": admin, "name": "admin"}, {"id": demo, "name": "demo"}],
-        "users": [
-            {
-                "name": "admin",
-                "password": "steth-lab-admin",
-                "project": "admin",
-                "roles": ["admin", "member", "reader"],
-            },
-            {"name": "demo", "password": "steth-lab-demo", "project": "demo", "roles": ["member", "reader"]},
-        ],
-        "hypervisors": hypervisors,
+        **nova_samples.identity(admin, demo),
+        "hypervisors": nova_samples.hypervisors(state["nodes"], lab_uuid),
         "servers": servers,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,8 @@ def save_state(state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(path)
+
+
+def lab_uuid(kind: str, name: str) -> str:
+    """Ids derived from the lab's name: a lab describes itself the same way each time."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"steth-lab:{lab_name()}:{kind}:{name}"))
