@@ -13,25 +13,16 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import select
 import socket
-import struct
 import subprocess
 import time
 from typing import Any
 
-from steth.agent import dhcp_frames
+from steth.agent import dhcp_frames, rawsock
 from steth.agent.childproc import child_main
 
-ETH_P_ALL = 0x0003
-SOL_PACKET, PACKET_AUXDATA = 263, 8
-TP_STATUS_VLAN_VALID = 0x10
-AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata (linux/if_packet.h)
-SIOCGIFFLAGS, IFF_UP = 0x8913, 0x1
-SO_RCVBUFFORCE = 33
-RCVBUF_BYTES = 4 << 20
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"  # where `ip netns add` pins named namespaces (iproute2)
 INJECT_SPACING_S = 0.4
@@ -67,33 +58,10 @@ class _Netns:
             os.close(self._home)
 
 
-def _open(iface: str) -> socket.socket:
-    """A packet socket on `iface` in the current namespace; OSError(ENODEV) when there is no such interface,
-    ENETDOWN when it is down (a packet socket on a down interface sees nothing)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    try:
-        sock.bind((iface, ETH_P_ALL))
-        flags = struct.unpack_from(
-            "16sH", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16sH", iface.encode(), 0)), 0
-        )[1]
-        if not flags & IFF_UP:
-            raise OSError(errno.ENETDOWN, "interface is down")
-        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
-        except OSError:  # without CAP_NET_ADMIN: up to rmem_max
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        sock.setblocking(False)
-        return sock
-    except BaseException:
-        sock.close()
-        raise
-
-
 def open_listener(iface: str, netns: str) -> tuple[socket.socket | None, str, str]:
     """(socket, namespace it is in ("" here), error): here first, then inside `netns`."""
     try:
-        return _open(iface), "", ""
+        return rawsock.open_packet_socket(iface), "", ""
     except OSError as exc:
         if exc.errno != errno.ENODEV:
             return None, "", "interface is down" if exc.errno == errno.ENETDOWN else f"cannot listen: {exc}"
@@ -101,7 +69,7 @@ def open_listener(iface: str, netns: str) -> tuple[socket.socket | None, str, st
         return None, "", "no such interface"
     try:
         with _Netns(netns):
-            return _open(iface), netns, ""
+            return rawsock.open_packet_socket(iface), netns, ""
     except OSError as exc:
         if exc.errno == errno.ENODEV:
             return None, "", f"no such interface (here or in {netns})"
@@ -110,15 +78,6 @@ def open_listener(iface: str, netns: str) -> tuple[socket.socket | None, str, st
         if exc.errno == errno.ENOENT:
             return None, "", f"no such interface here, and no namespace {netns}"
         return None, "", f"cannot listen in {netns}: {exc}"
-
-
-def _vlan_from(ancillary) -> int:
-    for level, kind, data in ancillary:
-        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= AUXDATA.size:
-            status, _, _, _, _, tci, _ = AUXDATA.unpack_from(data)
-            if status & TP_STATUS_VLAN_VALID:
-                return tci & 0x0FFF
-    return 0
 
 
 class Watch:
@@ -206,12 +165,12 @@ def _drain(watch: Watch, sockets: dict[socket.socket, str], timeout: float) -> N
     for sock in ready:
         while True:
             try:
-                data, ancillary, _, _ = sock.recvmsg(65535, socket.CMSG_SPACE(AUXDATA.size))
+                data, ancillary, _, _ = sock.recvmsg(65535, rawsock.ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # the interface went away while listening
                 break
-            watch.frame(sockets[sock], data, _vlan_from(ancillary))
+            watch.frame(sockets[sock], data, rawsock.vlan_from(ancillary))
 
 
 def child(job: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from steth.agent import procs
 from steth.agent.childproc import child_main
 from steth.agent.errors import HelperFailed
 
-VLAN_ETHERTYPE = 0x88B5  # IEEE "local experimental": no host stack acts on it
 MAGIC = b"STETH1"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 # The message of a probe whose scapy child was killed at the deadline (probe_job returned None).
@@ -97,7 +96,7 @@ def _scapy():
     )
 
 
-SOL_PACKET, PACKET_STATISTICS, SO_RCVBUFFORCE = 263, 6, 33
+SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 32 << 20  # a few thousand small frames queued while Python dissects them
 
 
@@ -123,33 +122,6 @@ def _start_sniffer(s: dict, interface: str, prn, stop_filter=None):
     return sniffer
 
 
-def _drain(sniffer, until: float) -> None:
-    """Let the sniffer finish the frames already queued on its socket (dissecting is slower than the
-    frames arrive, so a backlog is normal right after the peers sent), up to `until`."""
-    import fcntl
-    import struct
-    import termios
-
-    while time.time() < until:
-        try:
-            pending = struct.unpack("i", fcntl.ioctl(sniffer.steth_socket.ins.fileno(), termios.FIONREAD, b"\0" * 4))[0]
-        except (OSError, AttributeError):
-            return
-        if not pending:
-            return
-        time.sleep(0.02)
-
-
-def _socket_drops(sniffer) -> int | None:
-    """Frames the kernel dropped because our socket's buffer was full (since the last read)."""
-    import struct
-
-    try:
-        return struct.unpack("II", sniffer.steth_socket.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
-    except (OSError, AttributeError):
-        return None
-
-
 def _stop_sniffer(sniffer) -> None:
     try:
         sniffer.stop(join=True)
@@ -157,80 +129,8 @@ def _stop_sniffer(sniffer) -> None:
         pass
 
 
-def _sleep_until(when: float) -> None:
-    delay = when - time.time()
-    if delay > 0:
-        time.sleep(delay)
-
-
 def _vlan_of(s: dict, pkt) -> int:
     return int(pkt[s["Dot1Q"]].vlan) if pkt.haslayer(s["Dot1Q"]) else 0
-
-
-def vlan_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Listen on the interface, send `frames` tagged frames per VLAN at `send_at`, listen until `listen_until`.
-
-    Each frame carries "STETH1 <token> <vlan> <node>": receivers know the request, the VLAN the sender
-    meant (to spot a tag rewritten on the way) and who sent it.
-    """
-    s = _scapy()
-    interface, token, node = job["interface"], job["token"].encode(), job["node"]
-    prefix = MAGIC + b" " + token + b" "
-    seen: dict[tuple[int, int, str], int] = {}
-
-    def on_packet(pkt) -> None:
-        raw = bytes(pkt[s["Raw"]].load) if pkt.haslayer(s["Raw"]) else b""
-        if not raw.startswith(prefix):
-            return
-        try:
-            meant, sender = raw[len(prefix) :].decode().split(" ", 1)
-        except ValueError:
-            return
-        if sender == node:  # our own frames, seen leaving
-            return
-        key = (_vlan_of(s, pkt), int(meant), sender)
-        seen[key] = seen.get(key, 0) + 1
-
-    mac = interface_mac(interface)
-    # Built once as bytes and written to one packet socket: scapy's sendp() per frame costs far more,
-    # and holds the GIL the sniffer thread needs meanwhile.
-    frames = [
-        bytes(
-            s["Ether"](src=mac, dst=BROADCAST)
-            / s["Dot1Q"](vlan=vlan, type=VLAN_ETHERTYPE)
-            / s["Raw"](prefix + f"{vlan} {node}".encode())
-        )
-        for vlan in job["vlans"]
-    ]
-    sniffer = _start_sniffer(s, interface, on_packet)
-    listening_since = time.time()
-    _sleep_until(job["send_at"])
-    sent_at = time.time()
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as out:
-        out.bind((interface, 0))
-        for round_ in range(job["frames"]):  # rounds, not bursts: one lost frame must not lose a VLAN
-            # every other round in reverse order: a loss at the same point of each round hits other VLANs
-            for i, frame in enumerate(frames if round_ % 2 == 0 else frames[::-1]):
-                out.send(frame)
-                if i % 64 == 63:
-                    time.sleep(0.002)  # paced: a burst of hundreds overruns receive backlogs
-            if round_ + 1 < job["frames"]:
-                time.sleep(0.05)
-    _sleep_until(job["listen_until"])
-    _drain(sniffer, job.get("drain_until", job["listen_until"]))
-    drops = _socket_drops(sniffer)
-    _stop_sniffer(sniffer)
-    return {
-        "mac": mac,
-        "listening_since": listening_since,
-        "sent_at": sent_at,
-        "socket_drops": drops,
-        "sent": [{"vlan": v, "frames": job["frames"]} for v in job["vlans"]],
-        "seen": [
-            {"vlan": tag, "meant_vlan": meant, "sender": sender, "frames": n}
-            for (tag, meant, sender), n in sorted(seen.items())
-        ],
-    }
 
 
 def _if_ipv4(interface: str) -> str | None:
@@ -444,7 +344,7 @@ def send_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-JOBS = {"vlan": vlan_job, "send": send_job}
+JOBS = {"send": send_job}
 
 
 if __name__ == "__main__":

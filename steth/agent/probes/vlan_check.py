@@ -49,7 +49,6 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
         raise CouldNotRun("no token: vlan-check is run by the controller (steth vlan-check)")
     send_at = time.time() + params.send_delay_s
     job = {
-        "job": "vlan",
         "interface": params.interface,
         "vlans": params.vlans,
         "token": params.token,
@@ -60,7 +59,7 @@ async def run(params: VlanCheckParams, ctx: ProbeContext) -> Outcome:
         # frames that arrived in the window but still wait in the socket are read until then
         "drain_until": min(send_at + params.listen_s + 1.0, time.time() + ctx.remaining(0.4)),
     }
-    out = await packets.probe_job(job, ctx)
+    out = await packets.probe_job(job, ctx, module="steth.agent.vlan_sniff")  # no scapy: listening in ms
     if out is None:
         raise DeadlineReached(packets.KILLED_AT_DEADLINE)
     rows = peer_rows(params, ctx.node, out["seen"])

@@ -139,6 +139,6 @@ SPEC = ProbeSpec(
         Column("PASSED", "passed"),
         Column("DETAIL", "detail"),
     ),
-    tools=("scapy (child process)", "ip (iproute2), ping: subinterface mode"),
+    tools=("a raw packet socket (child process, standard library)", "ip (iproute2), ping: subinterface mode"),
     description="Mode `subinterface` is mutating (needs the agent's policy) and needs 802.1Q in the kernel.",
 )
