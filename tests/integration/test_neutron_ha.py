@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, lab_named
@@ -147,3 +148,28 @@ def test_a_hung_keepalived_on_the_active_node_is_split_brain_named_at_the_router
     print(f"port-check passes {time.monotonic() - resumed:.1f} s after keepalived resumed")
     assert code == 0, doc["verdict"]
     assert {h["node"] for h in router_hops(doc) if h["check"].startswith("gateway ")} == {active}
+
+
+def _keepalived_of(lab_dir: str) -> list[int]:
+    """keepalived processes whose configuration lives in the lab's directory (the L3 agents' ha_confs)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except (FileNotFoundError, PermissionError, ProcessLookupError):
+                continue
+            if argv and argv[0].endswith(b"keepalived") and any(lab_dir.encode() in a for a in argv):
+                found.append(int(entry.name))
+    return found
+
+
+def test_lab_down_leaves_no_keepalived(ha_lab):
+    """Last in the module: the keepalived processes the L3 agents spawned go with the lab."""
+    assert len(_keepalived_of(ha_lab.state["dir"])) == 4  # a parent and its VRRP child on each network node
+    with lab_named(HA_LAB):
+        from steth.lab import fleet
+
+        assert fleet.down()
+    assert not _keepalived_of(ha_lab.state["dir"])
+    assert not Path(ha_lab.state["dir"]).exists()
