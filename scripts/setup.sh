@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 # mariadb-server rabbitmq-server conntrack udhcpc: the real-Neutron lab (steth lab up --openstack --neutron real):
 # its database and message broker, conntrack for Neutron's iptables firewall, a DHCP client in its VMs.
 # ovn-central ovn-host: the OVN lab (steth lab up --ovn): NB/SB schemas, ovn-northd, ovn-controller.
+# keepalived: HA routers in the real-Neutron lab (steth lab up --neutron real --routers ha).
 APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump arping ethtool openvswitch-switch dnsmasq-base nftables iptables procps psmisc prometheus systemd
-  mariadb-server rabbitmq-server conntrack udhcpc ovn-central ovn-host)
+  mariadb-server rabbitmq-server conntrack udhcpc ovn-central ovn-host keepalived)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

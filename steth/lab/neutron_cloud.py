@@ -60,7 +60,7 @@ def dev(prefix: str, port_id: str) -> str:
     return (prefix + port_id)[:14]
 
 
-def create(api: NeutronClient, computes: list[str], progress) -> dict[str, Any]:
+def create(api: NeutronClient, computes: list[str], progress, ha: bool = False) -> dict[str, Any]:
     """Network, subnet, router, security group and one VM port per compute node; returns the ids."""
     demo = project_id("demo")
     progress("creating network, subnet, router and security group through the Neutron API")
@@ -104,10 +104,10 @@ def create(api: NeutronClient, computes: list[str], progress) -> dict[str, Any]:
             }
         },
     )["subnet"]
-    router = api.post(
-        "/v2.0/routers",
-        {"router": {"name": "router-1", "project_id": demo, "external_gateway_info": {"network_id": public["id"]}}},
-    )["router"]
+    router_body = {"name": "router-1", "project_id": demo, "external_gateway_info": {"network_id": public["id"]}}
+    if ha:  # l3_ha = True makes it the default; said outright, as `openstack router create --ha` does
+        router_body["ha"] = True
+    router = api.post("/v2.0/routers", {"router": router_body})["router"]
     api.put(f"/v2.0/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
     sg = api.post(
         "/v2.0/security-groups",
@@ -166,6 +166,7 @@ def create(api: NeutronClient, computes: list[str], progress) -> dict[str, Any]:
             "id": router["id"],
             "name": router["name"],
             "gateway_ip": router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"],
+            "ha": bool(router.get("ha")),
         },
         "external": {"id": public["id"], "name": public["name"], "subnet_id": public_sub["id"]},
         "security_group": {"id": sg["id"], "name": sg["name"]},
@@ -248,7 +249,10 @@ def wait_ports_active(api: NeutronClient, cloud: dict[str, Any], timeout: float,
     progress("waiting for the ports to become ACTIVE")
     deadline = time.monotonic() + timeout
     ports: list[dict] = []
-    wanted = {"network:dhcp", "compute:nova", "network:router_interface", "network:router_gateway"}
+    # An HA router's interfaces are network:ha_router_replicated_interface (neutron/db/l3_hamode_db.py:
+    # L3_HA_NAT_db_mixin._get_device_owner).
+    interface = "network:ha_router_replicated_interface" if cloud["router"].get("ha") else "network:router_interface"
+    wanted = {"network:dhcp", "compute:nova", interface, "network:router_gateway"}
     while time.monotonic() < deadline:
         ports = api.get(f"/v2.0/ports?network_id={cloud['network']['id']}")["ports"]
         ports += api.get(f"/v2.0/ports?device_id={cloud['router']['id']}&device_owner=network:router_gateway")["ports"]

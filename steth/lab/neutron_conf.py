@@ -30,11 +30,22 @@ def _ini(sections: dict[str, dict[str, object]], header: str) -> str:
     return "".join(out)
 
 
+# kolla-ansible ansible/roles/neutron/defaults/main.yml max_l3_agents_per_router: 3 (the lab has two network nodes:
+# Neutron schedules min(3, agents) instances, neutron/db/l3_hamode_db.py: L3_HA_NAT_db_mixin.get_number_of_agents_for_scheduling).
+MAX_L3_AGENTS_PER_ROUTER = 3
+
+
 def common(
-    *, host: str, state_path: Path, transport_url: str, dhcp_agents_per_network: int, log_file: Path
+    *,
+    host: str,
+    state_path: Path,
+    transport_url: str,
+    dhcp_agents_per_network: int,
+    log_file: Path,
+    l3_ha: bool = False,
 ) -> dict[str, dict[str, object]]:
     """neutron.conf's sections every Neutron process reads (kolla-ansible neutron.conf.j2)."""
-    return {
+    sections = {
         "DEFAULT": {
             # Every lab node shares the machine's host name: each says which host it is, as nodes of a
             # real cloud do through their own host names (Neutron's default: socket.gethostname()).
@@ -65,6 +76,11 @@ def common(
         "oslo_concurrency": {"lock_path": state_path / "lock"},
         "oslo_messaging_rabbit": {"heartbeat_in_pthread": False},
     }
+    if l3_ha:
+        # neutron.conf.j2 under `enable_neutron_agent_ha`: l3_ha = true and max_l3_agents_per_router (routers are
+        # created HA by default; the agents spawn keepalived, Debian's, in each qrouter-).
+        sections["DEFAULT"].update(l3_ha=True, max_l3_agents_per_router=MAX_L3_AGENTS_PER_ROUTER)
+    return sections
 
 
 def neutron_conf(path: Path, sections: dict[str, dict[str, object]], extra: dict[str, dict[str, object]]) -> Path:

@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steth.lab import fleet, neutron_cloud, neutron_nodes, neutron_services, neutron_venv, nova_samples
+from steth.lab import (
+    fleet,
+    neutron_cloud,
+    neutron_conf,
+    neutron_ha,
+    neutron_nodes,
+    neutron_services,
+    neutron_venv,
+    nova_samples,
+)
 from steth.lab.neutron_client import NeutronClient
 from steth.lab.shell import LabError
 from steth.lab.state import lab_dir, lab_uuid, save_state
@@ -40,7 +49,9 @@ DEBIAN_TOOLS = {
     "nsenter": "util-linux",
     "unshare": "util-linux",
 }
+HA_TOOLS = {"keepalived": "keepalived"}  # --routers ha: the L3 agents spawn it in each qrouter-
 AGENTS_ALIVE_TIMEOUT = 120
+HA_ACTIVE_TIMEOUT = 90
 PORTS_ACTIVE_TIMEOUT = 90
 LEASE_TIMEOUT = 60
 
@@ -54,12 +65,17 @@ def up(
     allow_mutating: bool = True,
     progress=lambda msg: None,
     insecure: bool = False,
+    routers: str = "legacy",
 ) -> dict[str, Any]:
     if os.geteuid() != 0:
         raise LabError("the real-Neutron lab needs root (network and mount namespaces, Open vSwitch)")
     if compute < 1 or network < 1:
         raise LabError("the OpenStack lab needs at least one compute and one network node")
-    missing = sorted({pkg for tool, pkg in DEBIAN_TOOLS.items() if not shutil.which(tool)})
+    ha = routers == "ha"
+    if ha and network < 2:
+        raise LabError("HA routers need two network nodes (--network 2): one active, one standby")
+    tools = {**DEBIAN_TOOLS, **(HA_TOOLS if ha else {})}
+    missing = sorted({pkg for tool, pkg in tools.items() if not shutil.which(tool)})
     if not Path(neutron_services.RABBIT_SERVER).exists():
         missing = sorted({*missing, "rabbitmq-server"})
     if missing:
@@ -84,7 +100,7 @@ def up(
         prefixlen = ipaddress.ip_network(data_cidr).prefixlen
         for node in state["nodes"]:
             node["data_prefixlen"] = prefixlen
-        state["neutron"] = {"mode": "real"}
+        state["neutron"] = {"mode": "real", "routers": routers}
         save_state(state)
         base = lab_dir() / "neutron"
         networks = [n for n in state["nodes"] if "network" in n["roles"]]
@@ -93,19 +109,19 @@ def up(
         dhcp_agents = 2 if len(networks) >= 2 else 1
         # The server before the agents: started together on two cores, the migration took 33 s instead of 14
         # and the agents' first RPC calls timed out (60 s) before the RPC server answered.
-        url = neutron_services.start_server(state, base, host, backends, dhcp_agents, progress)
+        url = neutron_services.start_server(state, base, host, backends, dhcp_agents, progress, l3_ha=ha)
         state["control_plane"] = {
             "mariadb": state["neutron"]["mariadb"]["address"],
             "rabbitmq": state["neutron"]["rabbitmq"]["address"],
             "neutron": f"{host}:{neutron_services.NEUTRON_PORT}",
         }
         save_state(state)
-        neutron_nodes.bring_up(state, state["nodes"], backends["transport_url"], dhcp_agents, progress)
+        neutron_nodes.bring_up(state, state["nodes"], backends["transport_url"], dhcp_agents, progress, l3_ha=ha)
         api = NeutronClient(url)
         agents = neutron_nodes.wait_agents_alive(api, state["nodes"], AGENTS_ALIVE_TIMEOUT, progress)
         progress(f"{len(agents)} Neutron agents alive after {time.monotonic() - started:.0f} s")
         computes = [n["name"] for n in state["nodes"] if "compute" in n["roles"]]
-        cloud = neutron_cloud.create(api, computes, progress)
+        cloud = neutron_cloud.create(api, computes, progress, ha=ha)
         state["neutron"]["cloud"] = cloud
         save_state(state)
         plugs = ", ".join(
@@ -116,6 +132,14 @@ def up(
         for vm in cloud["vms"]:
             neutron_cloud.attach(state, vm, cloud["network"]["mtu"])
         neutron_cloud.wait_ports_active(api, cloud, PORTS_ACTIVE_TIMEOUT, progress)
+        if ha:
+            instances = min(len(networks), neutron_conf.MAX_L3_AGENTS_PER_ROUTER)
+            progress(f"waiting for one active instance of the HA router and {instances - 1} standby")
+            states = neutron_ha.wait_states(
+                api, cloud["router"]["id"], neutron_ha.one_active(instances), HA_ACTIVE_TIMEOUT, "one active"
+            )
+            state["neutron"]["ha_active_seconds"] = round(time.monotonic() - started, 1)
+            progress(f"HA router active on {neutron_ha.active_host(states)} after {time.monotonic() - started:.0f} s")
         leases = neutron_cloud.wait_leases(state, cloud["vms"], LEASE_TIMEOUT, progress)
         state["neutron"]["leases"] = leases
         progress("starting the Nova stand-in (servers, hypervisors) beside the real Neutron")

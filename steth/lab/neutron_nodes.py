@@ -174,7 +174,9 @@ def firewall_for(index: int) -> str:
     return "iptables_hybrid" if index % 2 == 1 else "openvswitch"
 
 
-def write_configs(state: dict, node: dict[str, Any], transport_url: str, dhcp_agents: int, firewall: str) -> dict:
+def write_configs(
+    state: dict, node: dict[str, Any], transport_url: str, dhcp_agents: int, firewall: str, l3_ha: bool = False
+) -> dict:
     name = node["name"]
     d = node_dir(name)
     (d / "lock").mkdir(parents=True, exist_ok=True)
@@ -184,6 +186,7 @@ def write_configs(state: dict, node: dict[str, Any], transport_url: str, dhcp_ag
         transport_url=transport_url,
         dhcp_agents_per_network=dhcp_agents,
         log_file=d / "neutron.log",
+        l3_ha=l3_ha,
     )
     files = {"neutron.conf": neutron_conf.neutron_conf(d / "neutron.conf", common, {})}
     files["openvswitch_agent.ini"] = neutron_conf.openvswitch_agent_ini(
@@ -231,7 +234,9 @@ def start_agents(state: dict, node: dict[str, Any], files: dict[str, Path]) -> l
     return started
 
 
-def bring_up(state: dict, nodes: list[dict[str, Any]], transport_url: str, dhcp_agents: int, progress) -> None:
+def bring_up(
+    state: dict, nodes: list[dict[str, Any]], transport_url: str, dhcp_agents: int, progress, l3_ha: bool = False
+) -> None:
     progress(f"the external network's upstream ({UPSTREAM_GATEWAY} in {upstream_namespace()})")
     start_upstream(state)
     computes = 0
@@ -243,7 +248,7 @@ def bring_up(state: dict, nodes: list[dict[str, Any]], transport_url: str, dhcp_
         node["firewall"] = firewall
         progress(f"Open vSwitch on {node['name']}")
         start_ovs(state, node)
-        files = write_configs(state, node, transport_url, dhcp_agents, firewall)
+        files = write_configs(state, node, transport_url, dhcp_agents, firewall, l3_ha)
         started = start_agents(state, node, files)
         progress(f"{', '.join(started)} on {node['name']} ({firewall} firewall)")
     save_state(state)

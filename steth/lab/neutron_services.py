@@ -248,7 +248,13 @@ def start_backends(state: dict[str, Any], base: Path, host: str, progress) -> di
 
 
 def start_server(
-    state: dict[str, Any], base: Path, host: str, backends: dict[str, str], dhcp_agents_per_network: int, progress
+    state: dict[str, Any],
+    base: Path,
+    host: str,
+    backends: dict[str, str],
+    dhcp_agents_per_network: int,
+    progress,
+    l3_ha: bool = False,
 ) -> str:
     """The schema, neutron-rpc-server and the API; returns the API's URL once it answers."""
     server = base / "server"
@@ -259,6 +265,7 @@ def start_server(
         transport_url=backends["transport_url"],
         dhcp_agents_per_network=dhcp_agents_per_network,
         log_file=server / "neutron-server.log",
+        l3_ha=l3_ha,
     )
     extra = neutron_conf.server_sections(
         bind_host=host, bind_port=NEUTRON_PORT, database=backends["database"], api_paste=api_paste(server)

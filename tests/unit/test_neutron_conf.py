@@ -48,14 +48,19 @@ def test_dhcp_and_l3_agents_keep_ovs_use_veth_false_and_legacy_routers(tmp_path)
     assert l3["DEFAULT"]["agent_mode"] == "legacy" and l3["DEFAULT"]["ovs_use_veth"] == "false"
 
 
-def test_neutron_conf_names_the_host_and_two_dhcp_agents(tmp_path):
-    sections = neutron_conf.common(
-        host="network-1",
+def common(tmp_path, host: str = "network-1", **kw) -> dict:
+    return neutron_conf.common(
+        host=host,
         state_path=tmp_path,
         transport_url="rabbit://guest:guest@10.0.0.1:5672/",
         dhcp_agents_per_network=2,
         log_file=tmp_path / "n.log",
+        **kw,
     )
+
+
+def test_neutron_conf_names_the_host_and_two_dhcp_agents(tmp_path):
+    sections = common(tmp_path)
     conf = read(neutron_conf.neutron_conf(tmp_path / "neutron.conf", sections, {"DEFAULT": {"bind_port": 9696}}))
     assert conf["DEFAULT"]["host"] == "network-1"
     assert conf["DEFAULT"]["dhcp_agents_per_network"] == "2"
@@ -69,4 +74,32 @@ def test_neutron_real_needs_openstack(tmp_path):
     env = {"STETH_LAB_DIR": str(tmp_path), "STETH_LAB_NAME": None}
     code, out, err, _ = clirun.run_main(["lab", "up", "--neutron", "real"], env)
     assert code == 2 and "--neutron real needs --openstack" in err and out == ""
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_l3_ha_as_kolla_sets_it_with_enable_neutron_agent_ha(tmp_path):
+    def default(l3_ha: bool) -> dict:
+        sections = common(tmp_path, "controller", l3_ha=l3_ha)
+        return dict(read(neutron_conf.neutron_conf(tmp_path / "neutron.conf", sections, {}))["DEFAULT"])
+
+    assert default(True)["l3_ha"] == "true" and default(True)["max_l3_agents_per_router"] == "3"
+    assert "l3_ha" not in default(False) and "max_l3_agents_per_router" not in default(False)
+
+
+def test_one_active_wants_every_instance_and_exactly_one_active():
+    from steth.lab.neutron_ha import one_active
+
+    assert one_active(2)({"network-1": "standby", "network-2": "active"})
+    assert not one_active(2)({"network-1": "active", "network-2": "active"})
+    assert not one_active(2)({"network-1": "standby", "network-2": "standby"})
+    assert not one_active(2)({"network-1": "active"})
+    assert not one_active(2)({"network-1": "active", "network-2": "unknown"})
+
+
+def test_ha_routers_need_the_real_neutron_and_two_network_nodes(tmp_path):
+    env = {"STETH_LAB_DIR": str(tmp_path), "STETH_LAB_NAME": None}
+    code, out, err, _ = clirun.run_main(["lab", "up", "--openstack", "--routers", "ha", "--network", "2"], env)
+    assert code == 2 and "--routers ha goes with --openstack --neutron real" in err and out == ""
+    code, out, err, _ = clirun.run_main(["lab", "up", "--openstack", "--neutron", "real", "--routers", "ha"], env)
+    assert code == 2 and "--routers ha needs two network nodes (--network 2)" in err and out == ""
     assert not (tmp_path / "state.json").exists()

@@ -55,6 +55,14 @@ def command() -> None:
     "OVS, DHCP and L3 agents on the nodes, each node a host of its own; `standin` the hand-written miniature.",
 )
 @click.option(
+    "--routers",
+    type=click.Choice(["legacy", "ha"]),
+    default="legacy",
+    show_default=True,
+    help="With --neutron real: `ha` makes the router HA (l3_ha = True, keepalived in a qrouter- on every network "
+    "node, one active); needs --network 2.",
+)
+@click.option(
     "--ovs-use-veth",
     is_flag=True,
     help="With --openstack --neutron standin: wire the DHCP port as Neutron's ovs_use_veth = True does (a veth, "
@@ -84,6 +92,7 @@ def up_cmd(
     trunks: str,
     openstack: bool = False,
     neutron: str = "standin",
+    routers: str = "legacy",
     ovs_use_veth: bool = False,
     ovn: bool = False,
     insecure: bool = False,
@@ -101,6 +110,10 @@ def up_cmd(
         raise click.UsageError(str(exc)) from None
     if neutron == "real" and not openstack:
         raise click.UsageError("--neutron real needs --openstack")
+    if routers == "ha" and neutron != "real":
+        raise click.UsageError("--routers ha goes with --openstack --neutron real")
+    if routers == "ha" and network < 2:
+        raise click.UsageError("--routers ha needs two network nodes (--network 2)")
     if ovs_use_veth and (neutron == "real" or not openstack):
         raise click.UsageError("--ovs-use-veth goes with --openstack and the stand-in Neutron (--neutron standin)")
     if ovn and (openstack or ovs):
@@ -124,7 +137,7 @@ def up_cmd(
         elif openstack and neutron == "real":  # steth.lab.neutron_lab (issue 10): Neutron itself and its agents
             from steth.lab import neutron_lab
 
-            state = neutron_lab.up(**common)
+            state = neutron_lab.up(**common, routers=routers)
         elif openstack:  # steth.lab.ml2 (issue 4): the fleet with ovs=True, then the ML2 pieces and the API
             from steth.lab import ml2
 
