@@ -2,8 +2,8 @@
 
 On VXLAN/GRE/Geneve the OVS agent carries a network's frames br-int -> patch-tun -> patch-int -> br-tun ->
 `<type>-<remote ip in hex>`, and l2population installs, per VNI, a flood flow to every host with a port of the
-network and a unicast flow per remote port MAC (ovs_neutron_agent.py setup_tunnel_br, _setup_tunnel_port,
-fdb_add_tun; openflow/native/br_tun.py). The `br-tun` probe checks them on both ends of each port <-> DHCP host
+network and a unicast flow per remote port MAC (ovs_neutron_agent.py setup_tunnel_br, _setup_tunnel_port;
+l2pop/rpc_manager/l2population_rpc.py fdb_add_tun; openflow/native/br_tun.py). The `br-tun` probe checks them on both ends of each port <-> DHCP host
 pair; its findings come before the DHCP path hops they explain.
 """
 
@@ -118,7 +118,7 @@ def arp_responder_note(ctx, host: str, address: str, gathered) -> str:
     """Why an ARP reply seen in qdhcp on `host` proves nothing about reaching the port over the tunnel, or ''.
 
     With l2population and arp_responder (the OVS agent's `arp_responder_enabled`), br-tun on the DHCP host
-    answers ARP for the network's remote ports itself (br_tun.py install_arp_responder, table 21): the request
+    answers ARP for the network's remote ports itself (openflow/native/ovs_bridge.py install_arp_responder, table 21): the request
     never crosses the tunnel. The one place port-check decides whether "ARP qdhcp -> VM" counts as reach."""
     if host == ctx.host or ctx.network.network_type not in TUNNEL_TYPES:
         return ""
@@ -131,12 +131,14 @@ def arp_responder_note(ctx, host: str, address: str, gathered) -> str:
     return ""
 
 
-def reach_proven(diag: Diagnosis, ctx, ns_checks: list) -> str:
-    """What proved the port reachable across the tunnel when ARP cannot: the DHCP exchange seen at the port, or
-    the ping from qdhcp its security groups admit (neutron-ns's mtu check); '' when nothing did."""
+def reach_proven(diag: Diagnosis, ctx, host: str, ns_checks: list) -> str:
+    """What proved the port reachable from `host` across the tunnel when ARP cannot: the DHCP exchange seen at the
+    port, or the ping from qdhcp on `host` its security groups admit (neutron-ns's mtu check, in `ns_checks` or
+    already a hop); '' when nothing did."""
     if any(h.node == ctx.host and h.check.startswith("OFFER at") and h.status == OK for h in diag.hops):
         return "reach proven by the DHCP exchange"
-    if any(c.check == "mtu" and c.ok for c in ns_checks):
+    pinged = any(h.node == host and h.check.startswith("MTU qdhcp") and h.status == OK for h in diag.hops)
+    if pinged or any(c.check == "mtu" and c.ok for c in ns_checks):
         return "reach proven by the ping from qdhcp"
     return ""
 
@@ -150,5 +152,5 @@ def arp_reply(diag: Diagnosis, ctx, host: str, check, ns_checks: list, br_tun) -
     note = arp_responder_note(ctx, host, check.target, br_tun)
     if not note:
         return OK, check.detail
-    proof = reach_proven(diag, ctx, ns_checks)
+    proof = reach_proven(diag, ctx, host, ns_checks)
     return (OK, f"{check.detail}; {note} ({proof})") if proof else (SKIPPED, f"{check.detail}; {note}")

@@ -211,3 +211,15 @@ def test_an_arp_reply_over_a_tunnel_with_arp_responder_is_no_proof_alone():
     assert arp_reply(Diagnosis("p", {}), _ctx("vlan"), "network-1", _arping(), [], None)[0] == OK
     ctx.arp_responders["network-1"] = False
     assert arp_reply(Diagnosis("p", {}), ctx, "network-1", _arping(), [], None)[0] == OK
+
+
+def test_the_ping_from_qdhcp_on_the_same_host_proves_the_routers_arp_too():
+    from steth.controller.diagnosis import OK, SKIPPED, Diagnosis
+    from steth.controller.diagnosis_tunnel import arp_reply
+
+    ctx, diag = _ctx(), Diagnosis("port-check", {})
+    diag.add("reach", "compute-1", "MTU qdhcp -> 10.20.0.171", OK, "1450-byte packets pass")
+    assert arp_reply(diag, ctx, "network-1", _arping(), [], None)[0] == SKIPPED  # another host's ping
+    diag.add("reach", "network-1", "MTU qdhcp -> 10.20.0.171", OK, "1450-byte packets pass")
+    status, detail = arp_reply(diag, ctx, "network-1", _arping(), [], None)
+    assert status == OK and detail.endswith("(reach proven by the ping from qdhcp)")

@@ -189,7 +189,7 @@ def evaluate(p: BrTunParams, bridges: list[dict], ports: list[dict], flows: list
             else f"table {UCAST_TO_TUN}, local VLAN {lvid} -> {got} ({peer.remote_ip})"
         )
         checks.append(CheckRow(check="l2pop unicast", target=peer.mac, ok=got == want, detail=detail))
-    # br_tun.py install_arp_responder (l2pop with arp_responder): table 21, answers ARP for the network's ports.
+    # openflow/native/ovs_bridge.py install_arp_responder (l2pop with arp_responder): table 21, ARP for remote ports.
     res.arp_responder = sorted(f.match["arp_tpa"] for f in mine if f.table == ARP_RESPONDER and "arp_tpa" in f.match)
     return res
 
