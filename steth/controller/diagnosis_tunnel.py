@@ -13,7 +13,7 @@ from typing import Any
 
 from steth.controller.diagnosis import FAIL, OK, SKIPPED, Diagnosis, unanswered
 from steth.schemas.probes.br_tun import SPEC as BR_TUN
-from steth.schemas.probes.br_tun import BrTunParams
+from steth.schemas.probes.br_tun import BrTunParams, tunnel_name
 
 TUNNEL_TYPES = ("vxlan", "gre", "geneve")
 STAGE = "tunnel"
@@ -83,7 +83,7 @@ def _label_and_cause(c, node: str, vni: int, by_ip: dict, macs: dict, res, peers
         tunnel = next((t for t in res.tunnels if t.name == c.target), None)
         ip = tunnel.remote_ip if tunnel else c.target
         peer = by_ip.get(ip, ip)
-        name = tunnel.name if tunnel else "no port"
+        name = tunnel.name if tunnel else tunnel_name(res.network_type, ip) or "port"
         return (
             f"tunnel port {name} -> {peer} ({ip})",
             f"tunnel {node} -> {peer} ({ip}), VNI {vni}: br-tun on {node} has no usable tunnel port to {peer}; "

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from steth.agent import ovsdb
 from steth.agent.openflow import parse_flow, parse_flows, split_top
-from steth.agent.probes.br_tun import dump_flows_argv, evaluate, local_vlan, tunnel_name
-from steth.schemas.probes.br_tun import BrTunParams
+from steth.agent.probes.br_tun import dump_flows_argv, evaluate, local_vlan
+from steth.schemas.probes.br_tun import BrTunParams, tunnel_name
 
 DATA = Path(__file__).parent / "data" / "ovs"
 VNI = 869
@@ -223,3 +223,16 @@ def test_the_ping_from_qdhcp_on_the_same_host_proves_the_routers_arp_too():
     diag.add("reach", "network-1", "MTU qdhcp -> 10.20.0.171", OK, "1450-byte packets pass")
     status, detail = arp_reply(diag, ctx, "network-1", _arping(), [], None)
     assert status == OK and detail.endswith("(reach proven by the ping from qdhcp)")
+
+
+def test_a_missing_tunnel_port_hop_names_the_port_neutron_would_make_the_peer_and_the_vni():
+    from steth.controller.diagnosis_tunnel import _label_and_cause
+
+    bridges, ports, flows = captured("compute-1")
+    res = evaluate(
+        BrTunParams(vni=VNI, remote_ips=[N1]), bridges, [p for p in ports if p["name"] != "vxlan-0a20000d"], flows
+    )
+    bad = next(c for c in res.checks if not c.ok)
+    label, cause = _label_and_cause(bad, "compute-1", VNI, {N1: "network-1"}, {}, res, ["network-1"])
+    assert label == f"tunnel port vxlan-0a20000d -> network-1 ({N1})"
+    assert cause.startswith(f"tunnel compute-1 -> network-1 ({N1}), VNI {VNI}: br-tun on compute-1 has no usable")

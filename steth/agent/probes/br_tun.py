@@ -5,15 +5,13 @@ The facts checked are the OVS agent's (upstream file in each comment); `evaluate
 
 from __future__ import annotations
 
-import ipaddress
-
 from steth.agent import ovsdb, procs
 from steth.agent.errors import CouldNotRun
 from steth.agent.openflow import Flow, parse_flows
 from steth.agent.probes import Outcome, ProbeContext
 from steth.schemas.checks import CheckRow
 from steth.schemas.envelope import Status
-from steth.schemas.probes.br_tun import BrTunParams, BrTunResult, Tunnel
+from steth.schemas.probes.br_tun import BrTunParams, BrTunResult, Tunnel, tunnel_name
 
 # neutron_lib/plugins/ml2/ovs_constants.py, "Tunnel bridge (tun_br)": the tables br_tun.py installs into.
 TUN_TO_LV = {"gre": 3, "vxlan": 4, "geneve": 6}  # GRE_TUN_TO_LV, VXLAN_TUN_TO_LV, GENEVE_TUN_TO_LV
@@ -28,13 +26,6 @@ def dump_flows_argv(bridge: str) -> list[str]:
     # native (os-ken) interface writes goto_table instructions, which OpenFlow 1.0 cannot carry, so ask for 1.3.
     # --no-names: ports by number (mapped to names from OVSDB); --no-stats: no counters to parse around.
     return ["ovs-ofctl", "-O", "OpenFlow13", "--no-names", "--no-stats", "dump-flows", bridge]
-
-
-def tunnel_name(network_type: str, remote_ip: str) -> str:
-    """ovs_neutron_agent.py OVSNeutronAgent.get_tunnel_name / get_tunnel_hash: `<type>-<IPv4 as 8 hex digits>`
-    (IPv6 remotes get a hash; those tunnels are found by their remote_ip option instead)."""
-    addr = ipaddress.ip_address(remote_ip)
-    return f"{network_type}-{int(addr):08x}" if addr.version == 4 else ""
 
 
 def local_vlan(flows: list[Flow], network_type: str, vni: int) -> int | None:
@@ -72,7 +63,7 @@ def find_tunnel(ports: list[dict], bridge: str, network_type: str, remote_ip: st
 
 def evaluate(p: BrTunParams, bridges: list[dict], ports: list[dict], flows: list[Flow]) -> BrTunResult:
     """Every check, in the order a frame from br-int meets them."""
-    res = BrTunResult(bridge=p.bridge, vni=p.vni)
+    res = BrTunResult(bridge=p.bridge, vni=p.vni, network_type=p.network_type)
     checks = res.checks
     if p.bridge not in {b["name"] for b in bridges}:
         checks.append(CheckRow(check="bridge", target=p.bridge, ok=False, detail=f"no bridge {p.bridge}"))

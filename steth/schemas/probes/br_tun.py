@@ -14,6 +14,7 @@ The tables and names are the OVS agent's (see docs/diagnosis.md, "How Neutron wi
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field
@@ -22,6 +23,13 @@ from steth.schemas.checks import CheckRow
 from steth.schemas.neutron_types import MacAddress
 from steth.schemas.probe import Column, ProbeSpec
 from steth.schemas.types import InterfaceName, IPAddress, OvsdbRemote, Params, Result
+
+
+def tunnel_name(network_type: str, remote_ip: str) -> str:
+    """ovs_neutron_agent.py OVSNeutronAgent.get_tunnel_name / get_tunnel_hash: `<type>-<IPv4 as 8 hex digits>`
+    (IPv6 remotes get a hash: '' here, those tunnels are found by their remote_ip option)."""
+    addr = ipaddress.ip_address(remote_ip)
+    return f"{network_type}-{int(addr):08x}" if addr.version == 4 else ""
 
 
 class UnicastPeer(Params):
@@ -60,6 +68,7 @@ class Tunnel(Result):
 class BrTunResult(Result):
     bridge: str
     vni: int
+    network_type: str = "vxlan"
     local_vlan: int | None = None  # the OVS agent's local VLAN for the VNI (from the tunnel-to-VLAN flow)
     tunnels: list[Tunnel] = []
     flood_ports: list[str] = []  # the flood flow's outputs, by port name
