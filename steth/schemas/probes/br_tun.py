@@ -19,9 +19,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from steth.schemas.checks import CheckRow
+from steth.schemas.checks import CHECK_COLUMNS, CheckRow
 from steth.schemas.neutron_types import MacAddress
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import ProbeSpec
 from steth.schemas.types import InterfaceName, IPAddress, OvsdbRemote, Params, Result
 
 
@@ -85,6 +85,6 @@ SPEC = ProbeSpec(
     result=BrTunResult,
     max_timeout_s=30,
     rows_key="checks",
-    columns=(Column("CHECK", "check"), Column("TARGET", "target"), Column("OK", "ok"), Column("DETAIL", "detail")),
+    columns=CHECK_COLUMNS,
     tools=("ovs-vsctl", "ovs-ofctl"),
 )
