@@ -54,6 +54,7 @@ HANDWRITTEN: dict[str, tuple[str, str | None]] = {
 # Probes with no command of their own: the command that sends them.
 INTERNAL: dict[str, str] = {
     "address": "address-check",
+    "br-tun": "port-check",
     "capture-fetch": "capture",
     "dhcp-watch": "port-check",
     "iperf-client": "bandwidth",

@@ -21,7 +21,7 @@ UNREACHED = "unreached"  # a path hop behind an earlier failure: a consequence, 
 
 @dataclass
 class Hop:
-    stage: str  # "port", "dhcp-path", "dhcp-server", "reach", "router", "segment"
+    stage: str  # "port", "tunnel", "dhcp-path", "dhcp-server", "reach", "router", "segment"
     node: str
     check: str
     status: str  # ok, FAIL, unreached, no_reply, not_run (aborted, timeout, error), skipped (could not be tested)

@@ -214,6 +214,8 @@ def align_hosts(ctx, nodes: list[str], host_map: dict[str, str]) -> None:
     ctx.dhcp_hosts = [(n(h), alive) for h, alive in ctx.dhcp_hosts]
     ctx.dhcp_ports = {n(h): p for h, p in ctx.dhcp_ports.items()}
     ctx.provider_bridges = {n(h): b for h, b in ctx.provider_bridges.items()}
+    ctx.tunnel_ips = {n(h): ip for h, ip in ctx.tunnel_ips.items()}
+    ctx.arp_responders = {n(h): on for h, on in ctx.arp_responders.items()}
     ctx.routers = [
         replace(
             r,

@@ -37,6 +37,7 @@ from steth.controller.diagnosis_neutron import (
     snat_hops,
     snat_hosts,
 )
+from steth.controller.diagnosis_tunnel import arp_reply, br_tun_calls, tunnel_hops
 from steth.controller.errors import UsageError
 from steth.controller.gather import Gathered
 from steth.controller.inventory import Inventory, Network, Port, Router, Subnet
@@ -44,6 +45,7 @@ from steth.controller.neutron_wiring import not_applicable, same_host
 from steth.controller.output import document
 from steth.controller.secgroups import PortFilter
 from steth.schemas.envelope import Status
+from steth.schemas.probes.br_tun import BrTunParams
 from steth.schemas.probes.dhcp_watch import SPEC as DHCP_WATCH
 from steth.schemas.probes.dhcp_watch import DhcpHop, DhcpWatchParams
 from steth.schemas.probes.neutron_ns import SPEC as NEUTRON_NS
@@ -74,6 +76,7 @@ class PortContext:
     notes: list[str] = field(default_factory=list)
     port_filter: PortFilter | None = None  # its security groups (None: not read)
     tunnel_ips: dict[str, str] = field(default_factory=dict)  # host -> its OVS agent's tunneling_ip
+    arp_responders: dict[str, bool] = field(default_factory=dict)  # host -> its OVS agent's arp_responder_enabled
 
     def tunnel(self, src: str, dst: str) -> str:
         """A tunnel network's path between two hosts, as the OVS agent builds it: br-int -> patch-tun -> br-tun
@@ -155,6 +158,7 @@ def resolve(inv: Inventory, port_id: str, server_host: str | None = None) -> Por
     )
     ctx.port_filter = inv.port_filter(port)
     ctx.tunnel_ips = {h: c["tunneling_ip"] for h, c in ovs.items() if c.get("tunneling_ip")}
+    ctx.arp_responders = {h: bool(c.get("arp_responder_enabled")) for h, c in ovs.items()}
     if segment_note:
         ctx.notes.append(segment_note)
     if not any(s.enable_dhcp for s in subnets):
@@ -175,6 +179,7 @@ class PortPlan:
     dhcp_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qdhcp- on the DHCP hosts
     router_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # qrouter- on the L3 hosts
     snat_ns: dict[str, NeutronNsParams] = field(default_factory=dict)  # snat- of DVR routers on dvr_snat hosts
+    br_tun: dict[str, BrTunParams] = field(default_factory=dict)  # tunnel networks: the port's and DHCP hosts
 
     def requests(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(field, probe, node -> params) of every request to send."""
@@ -184,6 +189,7 @@ class PortPlan:
             ("dhcp_ns", "neutron-ns", self.dhcp_ns),
             ("router_ns", "neutron-ns", self.router_ns),
             ("snat_ns", "neutron-ns", self.snat_ns),
+            ("br_tun", "br-tun", self.br_tun),
         ]
         return [p for p in parts if p[2]]
 
@@ -197,6 +203,7 @@ class PortAnswers:
     dhcp_ns: Gathered | None = None
     router_ns: Gathered | None = None
     snat_ns: Gathered | None = None
+    br_tun: Gathered | None = None
 
     # each request's key in the JSON document's "probes" (the router's namespaces: "neutron-ns#router")
     LABELS = {
@@ -205,6 +212,7 @@ class PortAnswers:
         "dhcp_ns": "neutron-ns",
         "router_ns": "neutron-ns#router",
         "snat_ns": "neutron-ns#snat",
+        "br_tun": "br-tun",
     }
 
     def documents(self) -> dict[str, Any]:
@@ -288,6 +296,7 @@ def plan(ctx: PortContext, listen_s: float, inject: bool, finish_early: bool = T
         dhcp_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["dhcp_ns"].items()},
         router_ns={n: NeutronNsParams.model_validate(a) for n, a in calls["router_ns"].items()},
         snat_ns={n: NeutronNsParams.model_validate(a) for n, a in snat.items()},
+        br_tun=br_tun_calls(ctx),
     )
 
 
@@ -413,7 +422,9 @@ def path_hops(diag: Diagnosis, ctx: PortContext, watch, ns_gathered, present) ->
             h = _hop(result, iface) if result is not None else None
             diag.add("dhcp-path", node, check, SKIPPED, (h and h.error) or "not listened on")
             return True
-        if not got and any(h.status == FAIL for h in diag.hops if h.stage in ("port", "dhcp-path", "dhcp-server")):
+        if not got and any(
+            h.status == FAIL for h in diag.hops if h.stage in ("port", "tunnel", "dhcp-path", "dhcp-server")
+        ):
             diag.add("dhcp-path", node, check, UNREACHED, "not seen (after the failure above)")
             return False
         h = _hop(result, iface)
@@ -575,7 +586,7 @@ def server_hops(diag: Diagnosis, ctx: PortContext, host: str, r, present) -> Non
             diag.add("dhcp-server", host, label, OK if c.ok else FAIL, c.detail, "" if c.ok else causes[c.check])
 
 
-def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, present) -> None:
+def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, present, br_tun=None) -> None:
     seg = (
         f"VLAN {ctx.network.segmentation_id} on {ctx.network.physical_network}"
         if ctx.network.network_type == "vlan"
@@ -587,12 +598,13 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
             continue  # already reported as no reply / not run
         for c in _checks(r):
             if c.check == "arping":
+                status, detail = arp_reply(diag, ctx, host, c, _checks(r), br_tun)
                 diag.add(
                     "reach",
                     host,
                     f"ARP qdhcp -> {c.target}",
-                    OK if c.ok else FAIL,
-                    c.detail,
+                    status,
+                    detail,
                     ""
                     if c.ok
                     else f"the L2 segment between {host} and {ctx.host} ({seg}): a VLAN not trunked, "
@@ -627,7 +639,9 @@ def reach_hops(diag: Diagnosis, ctx: PortContext, ns_gathered, router_gathered, 
                     "address": "the router's interface on this subnet is missing or down (neutron-l3-agent)",
                     "arping": f"L2 between the router on {host} and {ctx.host} ({seg})",
                 }.get(c.check, "")
-                diag.add("router", host, label, OK if c.ok else FAIL, c.detail, "" if c.ok else cause)
+                status, detail = arp_reply(diag, ctx, host, c, [], br_tun) if c.check == "arping" else ("", c.detail)
+                status = status or (OK if c.ok else FAIL)
+                diag.add("router", host, label, status, detail, "" if c.ok else cause)
 
 
 async def check_ports(
@@ -654,8 +668,9 @@ async def check_ports(
     for ctx, res in zip(contexts, results):
         diag.notes.extend(ctx.notes)
         vif_hops(diag, ctx, res.vif, present)
+        tunnel_hops(diag, ctx, res.br_tun, present)
         path_hops(diag, ctx, res.dhcp_watch, res.dhcp_ns, present)
-        reach_hops(diag, ctx, res.dhcp_ns, res.router_ns, present)
+        reach_hops(diag, ctx, res.dhcp_ns, res.router_ns, present, res.br_tun)
         snat_hops(diag, ctx.routers, res.snat_ns, present)
         gateways = [s.gateway_ip for s in ctx.subnets if s.gateway_ip and s.ip_version == 4]
         security_group_hops(

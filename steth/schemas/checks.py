@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from steth.schemas.probe import Column
 from steth.schemas.types import Result
 
 
@@ -10,3 +11,7 @@ class CheckRow(Result):
     target: str = ""  # what it was checked on: a port, a device, an address, a file
     ok: bool = True
     detail: str = ""
+
+
+# The table of a probe whose rows are CheckRows (rows_key="checks").
+CHECK_COLUMNS = (Column("CHECK", "check"), Column("TARGET", "target"), Column("OK", "ok"), Column("DETAIL", "detail"))

@@ -13,9 +13,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from steth.schemas.checks import CheckRow
+from steth.schemas.checks import CHECK_COLUMNS, CheckRow
 from steth.schemas.neutron_types import MacAddress
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import ProbeSpec
 from steth.schemas.types import IPAddress, NetnsName, Params, Result
 
 
@@ -80,6 +80,6 @@ SPEC = ProbeSpec(
     result=NeutronNsResult,
     max_timeout_s=60,
     rows_key="checks",
-    columns=(Column("CHECK", "check"), Column("TARGET", "target"), Column("OK", "ok"), Column("DETAIL", "detail")),
+    columns=CHECK_COLUMNS,
     tools=("ip (iproute2)", "arping", "ping (iputils)"),
 )

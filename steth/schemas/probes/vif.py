@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from steth.schemas.checks import CheckRow
+from steth.schemas.checks import CHECK_COLUMNS, CheckRow
 from steth.schemas.neutron_types import MacAddress, PortId
-from steth.schemas.probe import Column, ProbeSpec
+from steth.schemas.probe import ProbeSpec
 from steth.schemas.types import InterfaceName, OvsdbRemote, Params, Result
 
 
@@ -66,6 +66,6 @@ SPEC = ProbeSpec(
     result=VifResult,
     max_timeout_s=30,
     rows_key="checks",
-    columns=(Column("CHECK", "check"), Column("TARGET", "target"), Column("OK", "ok"), Column("DETAIL", "detail")),
+    columns=CHECK_COLUMNS,
     tools=("ovs-vsctl", "ip (iproute2)"),
 )
